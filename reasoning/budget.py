@@ -1,0 +1,70 @@
+"""One budget type and one ledger for every controller, so spends compare across methods."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+class BudgetExhausted(Exception):
+    """Raised by the Context before a call that a reached limit forbids."""
+
+    def __init__(self, limit: str) -> None:
+        super().__init__(f"budget reached: {limit}")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits per problem; None means unlimited."""
+
+    generated_tokens: int | None = None
+    verifier_calls: int | None = None
+    wall_s: float | None = None
+    samples: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value <= 0:
+                raise ValueError(f"budget.{f.name} must be positive or null, got {value!r}")
+
+
+@dataclass
+class Ledger:
+    """Counters of what a search spent; summed across problems for run totals."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    generator_calls: int = 0
+    samples: int = 0
+    verifier_calls: int = 0
+    verifier_tokens: int = 0
+    cache_hits: int = 0
+    wall_s: float = 0.0
+
+    def add(self, other: Ledger) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def to_dict(self) -> dict[str, float]:
+        out = asdict(self)
+        out["wall_s"] = round(self.wall_s, 3)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float]) -> Ledger:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def exhausted(self, budget: Budget) -> str | None:
+        """The name of the first limit reached, or None."""
+        if budget.generated_tokens is not None and self.generated_tokens >= budget.generated_tokens:
+            return "generated_tokens"
+        if budget.verifier_calls is not None and self.verifier_calls >= budget.verifier_calls:
+            return "verifier_calls"
+        if budget.wall_s is not None and self.wall_s >= budget.wall_s:
+            return "wall_s"
+        if budget.samples is not None and self.samples >= budget.samples:
+            return "samples"
+        return None

@@ -1,0 +1,97 @@
+"""The Context: the only door from a controller to the generator and the verifier.
+
+Metering and budget enforcement live here and nowhere else, so no controller can spend
+compute the ledger does not see, and every controller stops on the same limits.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import replace
+
+from reasoning.budget import Budget, BudgetExhausted, Ledger
+from reasoning.tree import SearchTree
+from reasoning.types import AnswerJudge, Chain, Completion, Generator, Problem, Sampling, Verifier
+
+
+class Context:
+    """Per-problem handle: generator, verifier, budget + ledger, search tree, seeded RNG."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        generator: Generator,
+        *,
+        verifier: Verifier | None = None,
+        judge: AnswerJudge | None = None,
+        budget: Budget | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.problem = problem
+        self.generator = generator
+        self.verifier = verifier
+        self.judge = judge
+        self.budget = budget or Budget()
+        self.ledger = Ledger()
+        self.tree = SearchTree()
+        self.seed = seed
+        self.rng = random.Random(f"{seed}:{problem.id}")
+        self.stopped_by: str | None = None
+        self._started = time.monotonic()
+
+    def _tick(self) -> None:
+        self.ledger.wall_s = time.monotonic() - self._started
+
+    def check(self) -> None:
+        """Raise BudgetExhausted when a limit is reached (and remember which)."""
+        self._tick()
+        limit = self.ledger.exhausted(self.budget)
+        if limit is not None:
+            self.stopped_by = limit
+            raise BudgetExhausted(limit)
+
+    def _fit(self, sampling: Sampling) -> Sampling:
+        """Shrink one call so that it cannot overshoot the budget by much."""
+        n, max_tokens = sampling.n, sampling.max_tokens
+        if self.budget.samples is not None:
+            n = max(1, min(n, self.budget.samples - self.ledger.samples))
+        if self.budget.generated_tokens is not None:
+            left = self.budget.generated_tokens - self.ledger.generated_tokens
+            max_tokens = max(1, min(max_tokens, math.ceil(left / n)))
+        seed = sampling.seed if sampling.seed is not None else self.rng.randrange(2**31)
+        return replace(sampling, n=n, max_tokens=max_tokens, seed=seed)
+
+    def render(self, chain: Chain | None = None) -> str:
+        return self.generator.render(self.problem, chain)
+
+    async def generate(self, sampling: Sampling, chain: Chain | None = None) -> list[Completion]:
+        """Sample continuations of `chain` (or of the bare prompt) and meter them."""
+        self.check()
+        fitted = self._fit(sampling)
+        completions = await self.generator.complete(self.render(chain), fitted)
+        led = self.ledger
+        led.generator_calls += 1
+        led.samples += len(completions)
+        led.generated_tokens += sum(c.tokens for c in completions)
+        if completions:
+            led.prompt_tokens += completions[0].prompt_tokens
+            led.cached_prompt_tokens += completions[0].cached_prompt_tokens
+        self._tick()
+        return completions
+
+    async def score(self, chains: list[Chain]) -> list[list[float]]:
+        """Per-step verifier scores of `chains`, metered as one verifier call per chain."""
+        if self.verifier is None:
+            raise ValueError("this search needs a verifier: set verifier=<name> (see conf/verifier)")
+        self.check()
+        scores = await self.verifier.score(self.problem, chains)
+        self.ledger.verifier_calls += len(chains)
+        self._tick()
+        return scores
+
+    def extract(self, text: str) -> str | None:
+        if self.judge is None:
+            raise ValueError("no answer judge configured")
+        return self.judge.extract(text)

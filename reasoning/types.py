@@ -1,0 +1,153 @@
+"""The data model every controller, backend and verifier shares.
+
+`Chain` is immutable on purpose: controllers fork solutions constantly (particles, beams, A*
+nodes), and sharing a frozen prefix is both cheaper and safer than copying mutable lists.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from reasoning.budget import Ledger
+    from reasoning.tree import SearchTree
+
+STEP_DELIMITER = "\n\n"
+
+_chain_ids = itertools.count()
+
+
+def _next_chain_id() -> str:
+    return f"c{next(_chain_ids)}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One question to solve; `answer` is the gold answer when known (None at inference)."""
+
+    id: str
+    question: str
+    answer: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A partial or complete solution: steps without delimiters, plus what we know about them."""
+
+    steps: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    tokens: int = 0
+    finished: bool = False
+    finish_reason: str | None = None
+    parent: str | None = None
+    logprobs: tuple[float, ...] | None = None
+    id: str = field(default_factory=_next_chain_id)
+
+    @property
+    def text(self) -> str:
+        return STEP_DELIMITER.join(self.steps)
+
+    def extend(
+        self,
+        step: str,
+        *,
+        tokens: int = 0,
+        score: float | None = None,
+        finished: bool = False,
+        finish_reason: str | None = None,
+        logprobs: tuple[float, ...] | None = None,
+    ) -> Chain:
+        """A child chain with one more step; the parent stays untouched."""
+        merged = None
+        if logprobs is not None or self.logprobs is not None:
+            merged = (self.logprobs or ()) + (logprobs or ())
+        return Chain(
+            steps=(*self.steps, step),
+            scores=self.scores if score is None else (*self.scores, score),
+            tokens=self.tokens + tokens,
+            finished=finished,
+            finish_reason=finish_reason,
+            parent=self.id,
+            logprobs=merged,
+        )
+
+    def with_scores(self, scores: tuple[float, ...] | list[float]) -> Chain:
+        return replace(self, scores=tuple(scores))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling settings of one generator call (one prompt, `n` samples)."""
+
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    stop: tuple[str, ...] = ()
+    n: int = 1
+    seed: int | None = None
+    logprobs: int | None = None  # None: off; 0: sampled token only; k: plus top-k alternatives
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sample returned by a generator, with the accounting the ledger needs."""
+
+    text: str
+    tokens: int
+    finish_reason: str  # "stop" (EOS or stop string), "length", "abort"
+    stop: str | None = None  # the stop string hit, None for EOS
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    logprobs: tuple[float, ...] | None = None
+
+    @property
+    def hit_eos(self) -> bool:
+        return self.finish_reason == "stop" and self.stop is None
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A text generator: renders prompts and samples continuations of them."""
+
+    name: str
+
+    def render(self, problem: Problem, chain: Chain | None = None) -> str:
+        """The prompt for `problem` with `chain`'s steps already written by the assistant."""
+        ...
+
+    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]: ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Scores chains step by step: one list of floats in [0, 1] per chain."""
+
+    name: str
+
+    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]: ...
+
+
+@runtime_checkable
+class AnswerJudge(Protocol):
+    """Extracts final answers and decides equivalence; shared by voting and grading."""
+
+    def extract(self, text: str) -> str | None: ...
+
+    async def equivalent(self, a: str, b: str) -> bool | None: ...
+
+
+@dataclass
+class Outcome:
+    """What a controller returns for one problem."""
+
+    answer: str | None
+    chain: Chain | None
+    chains: list[Chain]
+    ledger: Ledger
+    tree: SearchTree
+    stopped_by: str | None = None  # the budget limit that stopped the search, if any
+    details: dict[str, Any] = field(default_factory=dict)
