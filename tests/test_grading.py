@@ -1,0 +1,279 @@
+"""Tests of answer extraction and equivalence (evals.grading).
+
+The regression table holds real MATH500/AIME24/AMC23 gold answers paired with model-style
+predictions; the near misses matter as much as the matches, since one false "equal" inflates
+every accuracy we report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from evals import grading
+from evals.grading import (
+    GRADER_NAME,
+    Grade,
+    Grader,
+    extract_answer,
+    extract_answer_with_rule,
+    grader_info,
+    is_equivalent,
+    normalize_answer,
+)
+from reasoning.types import AnswerJudge
+
+PAIRS_PATH = Path(__file__).parent / "data" / "grading_pairs.jsonl"
+PAIRS = [json.loads(line) for line in PAIRS_PATH.read_text().splitlines() if line.strip()]
+SHARED_DATA = Path("/work/shared/data")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_pool():
+    """One worker pool for the module; closed so no spawned process outlives the tests."""
+    yield
+    grading.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# Regression table
+# --------------------------------------------------------------------------------------------
+
+
+def test_table_is_large_and_balanced() -> None:
+    assert len(PAIRS) >= 120
+    positives = sum(row["equivalent"] for row in PAIRS)
+    assert 0.4 <= positives / len(PAIRS) <= 0.6
+    assert all({"prediction", "gold", "equivalent", "note"} <= row.keys() for row in PAIRS)
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared benchmark data not mounted")
+def test_table_golds_are_real_benchmark_answers() -> None:
+    golds = set()
+    for name in ("math500", "aime24", "amc23"):
+        for line in (SHARED_DATA / f"{name}.jsonl").read_text().splitlines():
+            golds.add(json.loads(line)["answer"])
+    assert [row["gold"] for row in PAIRS if row["gold"] not in golds] == []
+
+
+@pytest.mark.parametrize(
+    "row", PAIRS, ids=[f"{i}-{'eq' if r['equivalent'] else 'ne'}" for i, r in enumerate(PAIRS)]
+)
+def test_regression_pair(row: dict) -> None:
+    got = is_equivalent(row["prediction"], row["gold"])
+    assert got is row["equivalent"], f"{row['prediction']!r} vs {row['gold']!r}: {row['note']}"
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("(1,2)", "(2,1)", False),  # ordered pairs
+        ("12", "(1,2)", False),  # a tuple never collapses into a number
+        ("1,000", "1", False),
+        ("\\frac12", "2", False),
+        ("[0,1)", "[0,1]", False),
+        ("C", "D", False),
+        ("10", "100", False),
+        ("y=5", "x=5", False),  # another variable
+        ("\\text{Vinan}", "\\text{Navin}", False),  # anagram: words are not products of symbols
+        ("x = 5", "5", True),
+        ("10,000", "10000", True),
+        ("25\\%", "25", True),
+        ("\\{1,2\\}", "\\{2,1\\}", True),
+        ("(-\\infty, 3]", "(-\\infty,3]", True),
+        (None, "5", False),
+        ("", "5", False),
+    ],
+)
+def test_spec_cases(prediction: str | None, gold: str, expected: bool) -> None:
+    assert is_equivalent(prediction, gold) is expected
+
+
+def test_normalize_answer_keeps_structure() -> None:
+    assert normalize_answer("\\$10{,}000") == "10000"
+    assert normalize_answer("(1,2)") == "(1,2)"
+    assert normalize_answer("\\dfrac{1}{2}.") == "\\frac{1}{2}"
+    assert normalize_answer("\\text{(C)}") == "C"
+    assert normalize_answer("90^{\\circ}") == "90"
+    assert normalize_answer("3r^2") == "3r^2"  # a variable is not a unit
+    assert normalize_answer("x = \\left(1, 2\\right)") == "(1, 2)"
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "rule"),
+    [
+        ("So $x = \\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}", "boxed"),
+        ("first \\boxed{3}, then \\boxed{\\{1,2\\}}", "\\{1,2\\}", "boxed"),
+        (
+            "\\boxed{\\left(3, \\frac{\\pi}{2}\\right)}",
+            "\\left(3, \\frac{\\pi}{2}\\right)",
+            "boxed",
+        ),
+        ("\\boxed 5", "5", "boxed"),
+        ("\\fbox{8}", "8", "boxed"),
+        ("\\boxed{\\boxed{7}}", "7", "boxed"),
+        ("$\\boxed{\\text{(C)}}$", "\\text{(C)}", "boxed"),
+        ("\\boxed{3} then it got cut \\boxed{\\frac{1", "3", "boxed"),
+        ("<think>maybe \\boxed{4}</think>The answer is $\\boxed{5}$.", "5", "boxed"),
+        ("<think>maybe \\boxed{4}</think> The answer is 7.", "7", "answer_is"),
+        ("<think>maybe \\boxed{4}</think> so that is it", "4", "boxed"),
+        (
+            "Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.",
+            "\\frac{3}{4}",
+            "final_answer_is",
+        ),
+        ("The final answer is: 42", "42", "final_answer_is"),
+        ("Thus the answer is $(1, 2)$. Done.", "(1, 2)", "answer_is"),
+        ("So the answer is \\(\\frac{1}{2}\\).", "\\frac{1}{2}", "answer_is"),
+        ("we got 1,000 apples and then 17.5 pears", "17.5", "last_number"),
+        ("the total is 12,345", "12345", "last_number"),
+        ("no numbers here", None, None),
+        ("", None, None),
+    ],
+)
+def test_extract(text: str, expected: str | None, rule: str | None) -> None:
+    assert extract_answer_with_rule(text) == (expected, rule)
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is 7.", None),
+        ("The final answer is $3$.", None),
+        ("we got 12", None),
+        ("<think>\\boxed{4}</think> The answer is 7.", "4"),
+        ("\\boxed{1} and \\boxed{2}", "2"),
+    ],
+)
+def test_extract_strict_only_boxed(text: str, expected: str | None) -> None:
+    answer, rule = extract_answer_with_rule(text, strict=True)
+    assert answer == expected
+    assert rule == ("boxed" if expected is not None else None)
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="shared benchmark data not mounted")
+def test_extract_math500_reference_solutions() -> None:
+    """Every MATH500 answer is the last box of its reference solution."""
+    rows = [json.loads(line) for line in (SHARED_DATA / "math500.jsonl").read_text().splitlines()]
+    misses = [r["id"] for r in rows if extract_answer(r["solution"]) != r["answer"]]
+    assert misses == []
+
+
+# --------------------------------------------------------------------------------------------
+# Worker pool, timeouts, cache
+# --------------------------------------------------------------------------------------------
+
+
+def test_pool_uses_spawn() -> None:
+    assert grading._get_pool()._mp_context.get_start_method() == "spawn"  # type: ignore[attr-defined]
+
+
+def test_tiny_timeout_returns_none_and_pool_keeps_working() -> None:
+    assert is_equivalent("\\sqrt{242}", "11\\sqrt{2}", timeout_s=0.001) is None
+    assert is_equivalent("\\sqrt{242}", "11\\sqrt{2}") is True  # a timeout is never cached
+
+
+def test_pathological_input_times_out() -> None:
+    """10^(10^8) makes sympy grind for minutes; the in-worker alarm stops it."""
+    start = time.monotonic()
+    assert is_equivalent("10^{10^{8}}", "5", timeout_s=0.5) is None
+    assert time.monotonic() - start < 5
+    assert is_equivalent("2\\sqrt{5}", "\\sqrt{20}") is True
+
+
+def test_outer_guard_replaces_a_stuck_pool() -> None:
+    """A worker stuck where SIGALRM cannot reach is killed with its pool; a new pool serves."""
+    old = grading._get_pool()
+    assert grading._run_guarded(time.sleep, (60,), 0.3) is None
+    assert grading._pool is not old
+    assert is_equivalent("(b+2)(a+5)", "(a+5)(b+2)") is True
+
+
+async def test_outer_guard_async() -> None:
+    old = grading._get_pool()
+    assert await grading._run_guarded_async(time.sleep, (60,), 0.3) is None
+    assert grading._pool is not old
+    assert await Grader().equivalent("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}") is True
+
+
+def test_cache_hit_skips_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert is_equivalent("2\\pi + 18", "18+2\\pi") is True
+
+    def boom(*args: object) -> None:
+        raise AssertionError("cache miss")
+
+    monkeypatch.setattr(grading, "_run_guarded", boom)
+    assert is_equivalent("2\\pi + 18", "18+2\\pi") is True
+
+
+def test_works_from_a_thread() -> None:
+    """math-verify's own signal timeout fails off the main thread; ours runs in the worker."""
+    gold = "1-\\sqrt{19}, 1+\\sqrt{19}"
+    with ThreadPoolExecutor(2) as ex:
+        results = list(
+            ex.map(lambda p: is_equivalent(p, gold), ["1 \\pm \\sqrt{19}", "1+\\sqrt{19}"])
+        )
+    assert results == [True, False]
+
+
+# --------------------------------------------------------------------------------------------
+# Grader (AnswerJudge)
+# --------------------------------------------------------------------------------------------
+
+
+def test_grader_is_an_answer_judge() -> None:
+    assert isinstance(Grader(), AnswerJudge)
+
+
+def test_grader_info() -> None:
+    info = grader_info()
+    assert info["name"] == GRADER_NAME == "reasoning-grader"
+    assert info["version"]
+    assert info["math_verify"][0].isdigit()
+
+
+def test_grader_extract_respects_strict() -> None:
+    assert Grader().extract("The answer is 7.") == "7"
+    assert Grader(strict=True).extract("The answer is 7.") is None
+    assert Grader(strict=True).extract("so \\boxed{7}") == "7"
+
+
+async def test_grade_reasons() -> None:
+    grader = Grader()
+    assert await grader.grade("5", None) == Grade(None, "no gold answer")
+    assert await grader.grade(None, "5") == Grade(False, "no answer extracted")
+    assert (await grader.grade("\\dfrac{1}{2}", "0.5")).correct is True
+    assert (await grader.grade("\\sqrt{20}", "2\\sqrt{5}")).correct is True
+    assert (await grader.grade("(2,1)", "(1,2)")).correct is False
+    slow = await Grader(timeout_s=0.001).grade("\\sqrt{75}", "5\\sqrt{3}")  # uncached pair
+    assert slow == Grade(None, "grading timed out after 0.001s")
+
+
+async def test_equivalent_concurrent_does_not_block_loop() -> None:
+    grader = Grader()
+    pairs = [(f"\\sqrt{{{4 * k * k}}}", f"{2 * k}") for k in range(2, 30)]
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    results = await asyncio.gather(*(grader.equivalent(a, b) for a, b in pairs))
+    task.cancel()
+    assert results == [True] * len(pairs)
+    assert ticks > 0
+    assert await grader.equivalent("\\sqrt{8}", "3") is False
