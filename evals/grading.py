@@ -399,27 +399,37 @@ def _mv_parse(candidates: tuple[str, ...]) -> list[Any]:
     return first
 
 
-def _mv_worker(forms: tuple[str, str, str, str], timeout_s: float) -> bool | None:
-    """Run in a worker's main thread: math-verify under a SIGALRM deadline; None when it fires."""
+def _mv_compare(forms: tuple[str, str, str, str]) -> bool:
     from math_verify import verify
 
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
     pred_clean, gold_clean, pred_raw, gold_raw = forms
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 1e-4))
     try:
         gold = _mv_parse((gold_clean, gold_raw))
         pred = _mv_parse((pred_clean, pred_raw))
         if not gold or not pred:
             return False
         return bool(verify(gold, pred, timeout_seconds=None))  # type: ignore[arg-type]
-    except _Deadline:
-        return None
     except Exception:  # a sympy failure on odd input is a mismatch, not a crash
         logger.debug("math-verify failed on %r", forms, exc_info=True)
         return False
+
+
+def _mv_worker(forms: tuple[str, str, str, str], timeout_s: float) -> bool | None:
+    """Run in a worker's main thread: math-verify under a SIGALRM deadline; None when it fires.
+
+    The alarm is disarmed inside the outer `try`, so one firing during cleanup is still caught.
+    """
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 1e-4))
+        try:
+            return _mv_compare(forms)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Deadline:
+        return None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

@@ -41,12 +41,13 @@ class Context:
         self.stopped_by: str | None = None
         self._started = time.monotonic()
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """Bring the wall-clock counter up to date."""
         self.ledger.wall_s = time.monotonic() - self._started
 
     def check(self) -> None:
         """Raise BudgetExhausted when a limit is reached (and remember which)."""
-        self._tick()
+        self.tick()
         limit = self.ledger.exhausted(self.budget)
         if limit is not None:
             self.stopped_by = limit
@@ -78,17 +79,19 @@ class Context:
         if completions:
             led.prompt_tokens += completions[0].prompt_tokens
             led.cached_prompt_tokens += completions[0].cached_prompt_tokens
-        self._tick()
+        self.tick()
         return completions
 
     async def score(self, chains: list[Chain]) -> list[list[float]]:
         """Per-step verifier scores of `chains`, metered as one verifier call per chain."""
         if self.verifier is None:
-            raise ValueError("this search needs a verifier: set verifier=<name> (see conf/verifier)")
+            raise ValueError(
+                "this search needs a verifier: set verifier=<name> (see conf/verifier)"
+            )
         self.check()
         scores = await self.verifier.score(self.problem, chains)
         self.ledger.verifier_calls += len(chains)
-        self._tick()
+        self.tick()
         return scores
 
     def extract(self, text: str) -> str | None:

@@ -31,9 +31,7 @@ SYSTEM_PROMPTS: dict[str, str] = {
     # The Qwen2.5-Math prompt.
     "qwen_math": "Please reason step by step, and put your final answer within \\boxed{}.",
     # Short enough for a 135M model to follow at all.
-    "short": (
-        "Solve the math problem step by step. Write the final answer as \\boxed{answer}."
-    ),
+    "short": ("Solve the math problem step by step. Write the final answer as \\boxed{answer}."),
     "none": "",
 }
 

@@ -1,0 +1,77 @@
+"""One evaluation run from a composed config: what `reason` does after Hydra parses the CLI."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from evals.datasets import load_problems
+from evals.grading import Grader
+from evals.runner import Runner
+from reasoning.build import build_budget, build_generator, build_search, build_verifier
+from reasoning.loop import run_sync
+from reasoning.types import Problem
+
+log = logging.getLogger(__name__)
+
+
+def load_from_config(cfg: DictConfig) -> list[Problem]:
+    d = cfg.dataset
+    arith = OmegaConf.to_container(d.arith, resolve=True) if d.get("arith") else None
+    return load_problems(
+        d.name,
+        path=d.get("path"),
+        data_dir=d.get("data_dir"),
+        limit=d.get("limit"),
+        ids=list(d.ids) if d.get("ids") else None,
+        subjects=list(d.subjects) if d.get("subjects") else None,
+        levels=list(d.levels) if d.get("levels") else None,
+        arith=arith,  # type: ignore[arg-type]
+    )
+
+
+def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Validate everything cheap first (data, search, budget), then start the engine and run."""
+    problems = load_from_config(cfg)
+    search = build_search(cfg)
+    budget = build_budget(cfg)
+    verifier = build_verifier(cfg)
+    if getattr(search, "needs_verifier", False) and verifier is None:
+        raise ValueError(
+            f"search.aggregate={cfg.search.get('aggregate')!r} needs a verifier: set verifier=<name>"
+        )
+    log.info("%d problems from %s -> %s", len(problems), cfg.dataset.name, out_dir)
+    generator = build_generator(cfg)
+    runner = Runner(
+        generator,
+        search,
+        out_dir,
+        verifier=verifier,
+        grader=Grader(),
+        budget=budget,
+        seed=cfg.seed,
+        concurrency=cfg.concurrency,
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        progress=cfg.progress,
+    )
+    return run_sync(runner.run(problems))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The few lines a person wants at the end of a run."""
+    led = summary["ledger"]
+    acc = summary["accuracy"]
+    lo, hi = summary["ci95"]
+    acc_text = "n/a (nothing graded)" if acc is None else f"{acc:.3f}  (95% CI {lo:.3f}-{hi:.3f})"
+    return "\n".join(
+        [
+            f"accuracy  {acc_text}  on n={summary['n']} graded of {summary['problems']} problems",
+            f"ledger    generated_tokens={led['generated_tokens']}  "
+            f"prompt_tokens={led['prompt_tokens']}  cached_prompt_tokens={led['cached_prompt_tokens']}",
+            f"          generator_calls={led['generator_calls']}  samples={led['samples']}  "
+            f"verifier_calls={led['verifier_calls']}  wall_s={led['wall_s']}",
+        ]
+    )

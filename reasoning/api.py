@@ -1,0 +1,113 @@
+"""The Python API: `solve`, `asolve`, `solve_many`, built from the same config as the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from reasoning.budget import Budget
+from reasoning.build import (
+    build_budget,
+    build_generator,
+    build_search,
+    build_verifier,
+    compose_config,
+)
+from reasoning.context import Context
+from reasoning.loop import run_sync
+from reasoning.types import AnswerJudge, Generator, Outcome, Problem, Verifier
+
+
+def _problem(question: str | Problem, answer: str | None = None, index: int = 0) -> Problem:
+    if isinstance(question, Problem):
+        return question
+    return Problem(id=f"q{index}", question=question, answer=answer)
+
+
+class _Session:
+    """The objects one API call needs, from config names or from ready-made objects."""
+
+    def __init__(
+        self,
+        search: str | Any,
+        model: str,
+        backend: str,
+        verifier: str | Verifier | None,
+        budget: Budget | dict[str, Any] | None,
+        generator: Generator | None,
+        judge: AnswerJudge | None,
+        overrides: Sequence[str],
+    ) -> None:
+        groups = [f"model={model}", f"backend={backend}"]
+        if isinstance(search, str):
+            groups.append(f"search={search}")
+        if isinstance(verifier, str):
+            groups.append(f"verifier={verifier}")
+        cfg = compose_config([*groups, *overrides])
+        self.search = build_search(cfg) if isinstance(search, str) else search
+        if isinstance(verifier, str):
+            self.verifier = build_verifier(cfg)
+        else:
+            self.verifier = verifier
+        if isinstance(budget, Budget):
+            self.budget = budget
+        elif isinstance(budget, dict):
+            self.budget = Budget(**budget)
+        else:
+            self.budget = build_budget(cfg)
+        self.generator = generator or build_generator(cfg)
+        if judge is None:
+            from evals.grading import Grader  # lazy: reasoning does not depend on evals
+
+            judge = Grader()
+        self.judge = judge
+
+    async def solve(self, problem: Problem, seed: int) -> Outcome:
+        ctx = Context(
+            problem,
+            self.generator,
+            verifier=self.verifier,
+            judge=self.judge,
+            budget=self.budget,
+            seed=seed,
+        )
+        return await self.search.run(problem, ctx)
+
+
+async def asolve_many(
+    questions: Sequence[str | Problem],
+    *,
+    search: str | Any = "best_of_n",
+    model: str = "smollm2-135m",
+    backend: str = "vllm",
+    verifier: str | Verifier | None = "none",
+    budget: Budget | dict[str, Any] | None = None,
+    seed: int = 0,
+    generator: Generator | None = None,
+    judge: AnswerJudge | None = None,
+    overrides: Sequence[str] = (),
+) -> list[Outcome]:
+    """Solve many problems concurrently on one engine (the engine batches across them).
+
+    `search`, `model`, `backend` and `verifier` are config names (as on the CLI), or ready
+    objects; `overrides` are CLI-style `key=value` strings, e.g. ["search.n=16"].
+    """
+    session = _Session(search, model, backend, verifier, budget, generator, judge, overrides)
+    problems = [_problem(q, index=i) for i, q in enumerate(questions)]
+    return list(await asyncio.gather(*(session.solve(p, seed) for p in problems)))
+
+
+async def asolve(question: str | Problem, **kwargs: Any) -> Outcome:
+    """Solve one problem (async). Keyword arguments as in `asolve_many`."""
+    return (await asolve_many([question], **kwargs))[0]
+
+
+def solve(question: str | Problem, **kwargs: Any) -> Outcome:
+    """Solve one problem and return its Outcome (answer, chosen chain, chains, ledger, tree)."""
+    return run_sync(asolve(question, **kwargs))
+
+
+def solve_many(questions: Sequence[str | Problem], **kwargs: Any) -> list[Outcome]:
+    """Solve many problems concurrently; returns Outcomes in the input order."""
+    return run_sync(asolve_many(questions, **kwargs))

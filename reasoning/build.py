@@ -1,0 +1,68 @@
+"""Building the objects of a run from a Hydra config: the one path for the CLI and the API.
+
+Generators are cached by their config so that a multirun sweep or repeated `solve()` calls
+start the engine once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from reasoning.budget import Budget
+from reasoning.types import Generator, Verifier
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+_generators: dict[str, Generator] = {}
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The same config `reason` would run with these overrides."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def _plain(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def build_generator(cfg: DictConfig) -> Generator:
+    key = json.dumps(_plain(cfg.backend), sort_keys=True)
+    if key not in _generators:
+        _generators[key] = instantiate(cfg.backend)
+    return _generators[key]
+
+
+def build_search(cfg: DictConfig) -> Any:
+    return instantiate(cfg.search)
+
+
+def build_verifier(cfg: DictConfig) -> Verifier | None:
+    if cfg.get("verifier") is None or "_target_" not in cfg.verifier:
+        return None
+    return instantiate(cfg.verifier)
+
+
+def build_budget(cfg: DictConfig) -> Budget:
+    return Budget(**_plain(cfg.budget))
+
+
+def close_generators() -> None:
+    """Shut engines down (also registered at exit)."""
+    while _generators:
+        _, generator = _generators.popitem()
+        close = getattr(generator, "close", None)
+        if close is not None:
+            close()
+
+
+atexit.register(close_generators)

@@ -1,0 +1,60 @@
+"""Best-of-N: sample N whole solutions, then pick one by vote or verifier score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reasoning.budget import BudgetExhausted
+from reasoning.context import Context
+from reasoning.steps import chain_from_completion
+from reasoning.types import Chain, Outcome, Problem, Sampling
+from search.aggregate import AGGREGATES, STEP_REDUCTIONS
+from search.conclude import conclude
+
+
+@dataclass
+class BestOfN:
+    """N samples at temperature T; `aggregate` = majority | best_score | weighted."""
+
+    n: int = 8
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    aggregate: str = "majority"
+    step_reduction: str = "last"
+    batch_size: int | None = None  # samples per generator call; None sends all N at once
+    logprobs: bool = False  # keep sampled-token logprobs on the chains (for confidence/RPC)
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"search.n must be >= 1, got {self.n}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"search.aggregate={self.aggregate!r}; valid: {list(AGGREGATES)}")
+        if self.step_reduction not in STEP_REDUCTIONS:
+            raise ValueError(
+                f"search.step_reduction={self.step_reduction!r}; valid: {list(STEP_REDUCTIONS)}"
+            )
+
+    @property
+    def needs_verifier(self) -> bool:
+        return self.aggregate != "majority"
+
+    async def run(self, problem: Problem, ctx: Context) -> Outcome:
+        chains: list[Chain] = []
+        batch = self.batch_size or self.n
+        try:
+            while len(chains) < self.n:
+                sampling = Sampling(
+                    temperature=self.temperature,
+                    top_p=self.top_p,
+                    max_tokens=self.max_tokens,
+                    n=min(batch, self.n - len(chains)),
+                    logprobs=0 if self.logprobs else None,
+                )
+                for completion in await ctx.generate(sampling):
+                    chain = chain_from_completion(completion)
+                    ctx.tree.add(chain, status="finished")
+                    chains.append(chain)
+        except BudgetExhausted:
+            pass  # ctx.stopped_by records which limit; vote over what we have
+        return await conclude(ctx, chains, self.aggregate, self.step_reduction)
