@@ -31,6 +31,10 @@ RUN_CONFIG = "run.json"
 TRACES = "traces"
 
 
+class RunInterrupted(RuntimeError):
+    """A run stopped by a failure; everything finished before it is on disk."""
+
+
 class Controller(Protocol):
     async def run(self, problem: Problem, ctx: Context) -> Outcome: ...
 
@@ -189,6 +193,12 @@ class Runner:
             async with asyncio.TaskGroup() as group:
                 for problem in pending:
                     group.create_task(one(problem))
+        except* Exception as failures:
+            first = failures.exceptions[0]
+            raise RunInterrupted(
+                f"{type(first).__name__}: {first}\n{len(records)} finished problems are saved in "
+                f"{results_path}; rerun the same command to resume"
+            ) from first
         finally:
             bar.close()
         ids = {p.id for p in problems}

