@@ -41,7 +41,8 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     verifier = build_verifier(cfg)
     if getattr(search, "needs_verifier", False) and verifier is None:
         raise ValueError(
-            f"search.aggregate={cfg.search.get('aggregate')!r} needs a verifier: set verifier=<name>"
+            f"search.aggregate={cfg.search.get('aggregate')!r} needs a verifier: "
+            "set verifier=<name>"
         )
     log.info("%d problems from %s -> %s", len(problems), cfg.dataset.name, out_dir)
     generator = build_generator(cfg)
@@ -70,7 +71,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         [
             f"accuracy  {acc_text}  on n={summary['n']} graded of {summary['problems']} problems",
             f"ledger    generated_tokens={led['generated_tokens']}  "
-            f"prompt_tokens={led['prompt_tokens']}  cached_prompt_tokens={led['cached_prompt_tokens']}",
+            f"prompt_tokens={led['prompt_tokens']}  "
+            f"cached_prompt_tokens={led['cached_prompt_tokens']}",
             f"          generator_calls={led['generator_calls']}  samples={led['samples']}  "
             f"verifier_calls={led['verifier_calls']}  wall_s={led['wall_s']}",
         ]

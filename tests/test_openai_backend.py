@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from servers import ServerHandle, free_port, start_vllm_server
 
 from reasoning.backends.openai_server import OpenAIGenerator
 from reasoning.models import embedded_checkpoint
 from reasoning.prompts import ChatRenderer
 from reasoning.types import Chain, Problem, Sampling
+from tests.servers import ServerHandle, free_port, start_vllm_server
 
 MODEL = "embedded:smollm2-135m"
 PROBLEM = Problem(id="p1", question="What is 12 + 7? Explain step by step.")

@@ -10,8 +10,8 @@ import pytest
 from evals.grading import Grade, Grader
 from evals.runner import (
     RESULTS,
-    Runner,
     RunInterrupted,
+    Runner,
     read_results,
     trace_filename,
     wilson_interval,

@@ -1,0 +1,129 @@
+"""The `reason` CLI end to end: real engine in a subprocess, resume after a kill, multirun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_DATA
+
+REASON = [sys.executable, "-m", "reasoning.cli"]
+FAST = ["search.max_tokens=48", "progress=false"]
+
+
+def _run(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*REASON, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _records(run_dir: Path) -> list[dict]:
+    path = run_dir / "results.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def test_help_lists_groups() -> None:
+    out = _run(["--help"])
+    assert out.returncode == 0
+    for word in ("search: best_of_n, greedy", "dataset: aime24", "smollm2-135m", "resumes"):
+        assert word in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dataset=nope"], "Available options in 'dataset'"),
+        (["search=nope"], "best_of_n"),
+        (["dataset.name=nope"], "valid"),
+        (["search.aggregate=weighted"], "needs a verifier"),
+        (["search.aggregate=plurality"], "search.aggregate"),
+    ],
+)
+def test_bad_names_fail_fast_with_the_valid_ones(args: list[str], message: str) -> None:
+    out = _run(args, timeout=120)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "oops"\n')
+    out = _run(["dataset=math500", f"dataset.path={bad}", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert out.returncode != 0
+    assert f"{bad}, line 2" in out.stderr
+
+
+@pytest.mark.engine
+def test_killed_run_resumes_without_losing_results(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [
+        *FAST,
+        "dataset.arith.n=6",
+        "search.n=2",
+        "concurrency=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        [*REASON, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 420
+        while len(_records(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = _records(run_dir)
+    assert 2 <= len(before) < 6, "the run should have been killed part-way"
+
+    out = _run(args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = _records(run_dir)
+    assert [r["id"] for r in after[: len(before)]] == [r["id"] for r in before]
+    assert after[: len(before)] == before  # nothing finished was recomputed or lost
+    assert sorted(r["id"] for r in after) == [f"arith-L1-{i:04d}" for i in range(6)]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["problems"] == 6 and summary["n"] == 6
+    assert summary["ledger"]["samples"] == 12
+    assert "accuracy" in out.stdout and "generated_tokens=" in out.stdout
+    assert len(list((run_dir / "traces").glob("*.json"))) == 6
+
+
+@pytest.mark.engine
+def test_multirun_on_math500_problems(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    out = _run(
+        [
+            "-m",
+            "search=greedy,best_of_n",
+            "search.n=1,2",
+            "dataset=math500",
+            f"dataset.path={TEST_DATA / 'math500_sample.jsonl'}",
+            "dataset.limit=2",
+            *FAST,
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+    assert len(runs) == 4
+    for run in runs:
+        records = _records(run)
+        assert [r["id"] for r in records].sort() is None and len(records) == 2
+        assert all(r["correct"] in (True, False) for r in records)  # real gold answers graded
+        assert all(r["grader"]["name"] == "reasoning-grader" for r in records)
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["n"] == 2 and len(summary["ci95"]) == 2
+    n_samples = {
+        run.name: json.loads((run / "summary.json").read_text())["ledger"]["samples"]
+        for run in runs
+    }
+    assert n_samples["search.n=2,search=best_of_n"] == 4
+    assert n_samples["search.n=2,search=greedy"] == 2
