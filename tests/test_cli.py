@@ -116,14 +116,14 @@ def test_multirun_on_math500_problems(tmp_path: Path) -> None:
     assert len(runs) == 4
     for run in runs:
         records = _records(run)
-        assert [r["id"] for r in records].sort() is None and len(records) == 2
+        assert len(records) == 2
         assert all(r["correct"] in (True, False) for r in records)  # real gold answers graded
         assert all(r["grader"]["name"] == "reasoning-grader" for r in records)
         summary = json.loads((run / "summary.json").read_text())
         assert summary["n"] == 2 and len(summary["ci95"]) == 2
-    n_samples = {
+    samples = {
         run.name: json.loads((run / "summary.json").read_text())["ledger"]["samples"]
         for run in runs
     }
-    assert n_samples["search.n=2,search=best_of_n"] == 4
-    assert n_samples["search.n=2,search=greedy"] == 2
+    assert samples[next(k for k in samples if k.endswith("search.n=2,search=best_of_n"))] == 4
+    assert samples[next(k for k in samples if k.endswith("search.n=2,search=greedy"))] == 2

@@ -166,3 +166,37 @@ async def test_failover_to_the_live_server(server: ServerHandle) -> None:
     down = {e.url for e in generator._endpoints if e.down_until > 0}
     assert down == {dead}  # it was tried, failed, and the requests went to the live one
     await generator.aclose()
+
+
+@pytest.mark.server
+def test_cli_runs_best_of_n_over_http(server: ServerHandle, tmp_path) -> None:  # noqa: ANN001
+    """`reason backend=openai` end to end: no engine in the CLI process, results graded."""
+    import json
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reasoning.cli",
+            "backend=openai",
+            f"backend.base_urls=[{server.base_url}]",
+            "backend.per_request_seed=false",
+            "dataset.arith.n=3",
+            "search.n=2",
+            "search.max_tokens=48",
+            "progress=false",
+            f"hydra.run.dir={run_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    assert all(r["ledger"]["samples"] == 2 and r["ledger"]["generated_tokens"] > 0 for r in records)
+    assert all(r["correct"] in (True, False) for r in records)
+    assert "accuracy" in out.stdout
