@@ -363,8 +363,13 @@ def _fast_path(prediction: str, gold: str) -> tuple[bool | None, tuple[str, str,
     if pred_num is not None and gold_num is not None:
         if pred_num[0] == gold_num[0]:
             return True, forms
-        percent = "\\%" in pred_clean or "\\%" in gold_clean  # 25\% may still equal 1/4
-        if pred_num[1] and gold_num[1] and not percent:
+        pred_pct, gold_pct = "\\%" in pred_clean, "\\%" in gold_clean
+        if pred_pct != gold_pct:
+            # Decided here, not by math-verify, whose reading of "25\%" (25 or 1/4) depends on
+            # the antlr4 runtime installed next to it: 25\% matches 25 (above) and 1/4.
+            pct, other = (pred_num[0], gold_num[0]) if pred_pct else (gold_num[0], pred_num[0])
+            return pct / 100 == other, forms
+        if pred_num[1] and gold_num[1]:
             return False, forms
     return None, forms
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The shared benchmark files sit beside the checkout (as in CI) unless REASONING_DATA_DIR says.
+SHARED_DATA = Path(os.environ.get("REASONING_DATA_DIR") or REPO.parent / "shared" / "data")
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 # The engine shares these 2 cores with the test process; keep its KV cache small.

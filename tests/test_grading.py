@@ -27,10 +27,10 @@ from evals.grading import (
     normalize_answer,
 )
 from reasoning.types import AnswerJudge
+from tests.conftest import SHARED_DATA
 
 PAIRS_PATH = Path(__file__).parent / "data" / "grading_pairs.jsonl"
 PAIRS = [json.loads(line) for line in PAIRS_PATH.read_text().splitlines() if line.strip()]
-SHARED_DATA = Path("/work/shared/data")
 
 
 @pytest.fixture(scope="module", autouse=True)
