@@ -74,6 +74,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"prompt_tokens={led['prompt_tokens']}  "
             f"cached_prompt_tokens={led['cached_prompt_tokens']}",
             f"          generator_calls={led['generator_calls']}  samples={led['samples']}  "
-            f"verifier_calls={led['verifier_calls']}  wall_s={led['wall_s']}",
+            f"verifier_calls={led['verifier_calls']}  "
+            f"wall_s={led['wall_s']} (summed over problems; elapsed {summary['elapsed_s']}s)",
         ]
     )

@@ -166,6 +166,9 @@ class Runner:
         records = read_results(results_path)
         done = {r["id"] for r in records}
         pending = [p for p in problems if p.id not in done]
+        if pending:
+            await self._start_generator()
+        started = time.monotonic()
         bar = tqdm(
             total=len(problems),
             initial=len(problems) - len(pending),
@@ -174,8 +177,6 @@ class Runner:
             dynamic_ncols=True,
         )
         semaphore = asyncio.Semaphore(self.concurrency)
-        if pending:
-            await self._start_generator()
 
         async def one(problem: Problem) -> None:
             async with semaphore:
@@ -203,6 +204,7 @@ class Runner:
             bar.close()
         ids = {p.id for p in problems}
         summary = summarize([r for r in records if r["id"] in ids], self.config)
+        summary["elapsed_s"] = round(time.monotonic() - started, 2)  # this invocation only
         (self.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
         return summary
 
