@@ -7,6 +7,7 @@ its own requests, and the engine batches whatever is in flight across all proble
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from typing import Any
@@ -141,6 +142,30 @@ class VLLMGenerator:
         ]
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+        """Stop the engine (output handler cancelled first, so it does not log a dead engine)."""
+        if self._engine is None:
+            return
+        handler = getattr(self._engine, "output_handler", None)
+        if handler is not None and not handler.done():
+            _cancel_on_its_loop(handler)
+        self._engine.shutdown()
+        self._engine = None
+
+
+def _cancel_on_its_loop(task: asyncio.Task[Any]) -> None:
+    loop = task.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop or not loop.is_running():
+        task.cancel()
+        return
+
+    async def cancel_and_wait() -> None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(cancel_and_wait(), loop).result(timeout=5)
