@@ -17,6 +17,7 @@ from reasoning.types import (
     Outcome,
     Problem,
     Sampling,
+    StepScores,
     Verifier,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "Problem",
     "Sampling",
     "SearchTree",
+    "StepScores",
     "Verifier",
     "asolve",
     "asolve_many",

@@ -40,7 +40,8 @@ class Ledger:
     samples: int = 0
     verifier_calls: int = 0
     verifier_tokens: int = 0
-    cache_hits: int = 0
+    cache_hits: int = 0  # generator/verifier calls served by the record/replay cache
+    replayed_tokens: int = 0  # generated tokens of those hits (counted above, not computed)
     wall_s: float = 0.0
 
     def add(self, other: Ledger) -> None:

@@ -75,10 +75,16 @@ class Context:
         led = self.ledger
         led.generator_calls += 1
         led.samples += len(completions)
-        led.generated_tokens += sum(c.tokens for c in completions)
+        tokens = sum(c.tokens for c in completions)
+        # Replayed calls count toward the budget like fresh ones, so a replay makes exactly the
+        # decisions of the recorded run; `replayed_tokens` says how much of that was not computed.
+        led.generated_tokens += tokens
         if completions:
             led.prompt_tokens += completions[0].prompt_tokens
             led.cached_prompt_tokens += completions[0].cached_prompt_tokens
+            if all(c.cached for c in completions):
+                led.cache_hits += 1
+                led.replayed_tokens += tokens
         self.tick()
         return completions
 
@@ -91,8 +97,11 @@ class Context:
         self.check()
         scores = await self.verifier.score(self.problem, chains)
         self.ledger.verifier_calls += len(chains)
+        self.ledger.verifier_tokens += getattr(scores, "tokens", 0)
+        if getattr(scores, "cached", False):
+            self.ledger.cache_hits += 1
         self.tick()
-        return scores
+        return [list(s) for s in scores]
 
     def extract(self, text: str) -> str | None:
         if self.judge is None:

@@ -29,4 +29,12 @@ def chain_from_completion(completion: Completion, parent: Chain | None = None) -
         finish_reason=finish_reason(completion),
         parent=base.id if parent is not None else None,
         logprobs=completion.logprobs,
+        top_logprobs=top_logprob_values(completion),
     )
+
+
+def top_logprob_values(completion: Completion) -> tuple[tuple[float, ...], ...] | None:
+    """The top-k logprob values per token, largest first (what confidence scores need)."""
+    if completion.top_logprobs is None:
+        return None
+    return tuple(tuple(sorted(pos.values(), reverse=True)) for pos in completion.top_logprobs)

@@ -44,7 +44,9 @@ class Chain:
     finished: bool = False
     finish_reason: str | None = None
     parent: str | None = None
-    logprobs: tuple[float, ...] | None = None
+    logprobs: tuple[float, ...] | None = None  # sampled-token logprobs of all steps, in order
+    # per generated token, the logprobs of the top-k alternatives (when sampled with logprobs=k)
+    top_logprobs: tuple[tuple[float, ...], ...] | None = None
     id: str = field(default_factory=_next_chain_id)
 
     @property
@@ -60,11 +62,15 @@ class Chain:
         finished: bool = False,
         finish_reason: str | None = None,
         logprobs: tuple[float, ...] | None = None,
+        top_logprobs: tuple[tuple[float, ...], ...] | None = None,
     ) -> Chain:
         """A child chain with one more step; the parent stays untouched."""
         merged = None
         if logprobs is not None or self.logprobs is not None:
             merged = (self.logprobs or ()) + (logprobs or ())
+        merged_top = None
+        if top_logprobs is not None or self.top_logprobs is not None:
+            merged_top = (self.top_logprobs or ()) + (top_logprobs or ())
         return Chain(
             steps=(*self.steps, step),
             scores=self.scores if score is None else (*self.scores, score),
@@ -73,6 +79,7 @@ class Chain:
             finish_reason=finish_reason,
             parent=self.id,
             logprobs=merged,
+            top_logprobs=merged_top,
         )
 
     def with_scores(self, scores: tuple[float, ...] | list[float]) -> Chain:
@@ -103,6 +110,9 @@ class Completion:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     logprobs: tuple[float, ...] | None = None
+    # per generated token: {token text: logprob} of the top-k alternatives (Sampling.logprobs=k)
+    top_logprobs: tuple[dict[str, float], ...] | None = None
+    cached: bool = False  # replayed from the record/replay cache, no engine work
 
     @property
     def hit_eos(self) -> bool:
@@ -122,9 +132,25 @@ class Generator(Protocol):
     async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]: ...
 
 
+class StepScores(list[list[float]]):
+    """What `Verifier.score` returns: one list of per-step scores in [0, 1] per chain.
+
+    A plain list works too; this subclass also carries what the call cost, so the Context can
+    meter it without shared mutable state on the verifier (calls run concurrently).
+    """
+
+    def __init__(self, scores: Any = (), *, tokens: int = 0, cached: bool = False) -> None:
+        super().__init__(scores)
+        self.tokens = tokens  # tokens the verifier model read or wrote for this call
+        self.cached = cached  # served from the record/replay cache
+
+
 @runtime_checkable
 class Verifier(Protocol):
-    """Scores chains step by step: one list of floats in [0, 1] per chain."""
+    """Scores chains step by step: one list of floats in [0, 1] per chain.
+
+    `step_format` names how the verifier wants steps rendered (see reasoning.steps).
+    """
 
     name: str
 

@@ -23,7 +23,9 @@ class BestOfN:
     aggregate: str = "majority"
     step_reduction: str = "last"
     batch_size: int | None = None  # samples per generator call; None sends all N at once
-    logprobs: bool = False  # keep sampled-token logprobs on the chains (for confidence/RPC)
+    # keep logprobs on the chains: None off, 0 sampled tokens (RPC, mean-logprob confidence),
+    # k also the top-k alternatives per token (self-certainty)
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -49,7 +51,7 @@ class BestOfN:
                     top_p=self.top_p,
                     max_tokens=self.max_tokens,
                     n=min(batch, self.n - len(chains)),
-                    logprobs=0 if self.logprobs else None,
+                    logprobs=self.logprobs,
                 )
                 for completion in await ctx.generate(sampling):
                     chain = chain_from_completion(completion)

@@ -259,8 +259,11 @@ class OpenAIGenerator:
         finish_reason = choice.finish_reason or "abort"
         logprobs = None
         lp = getattr(choice, "logprobs", None)
+        top = None
         if lp is not None and lp.token_logprobs is not None:
             logprobs = tuple(math.nan if x is None else float(x) for x in lp.token_logprobs)
+        if lp is not None and getattr(lp, "top_logprobs", None):
+            top = tuple(dict(pos or {}) for pos in lp.top_logprobs)
         token_ids = extra.get("token_ids")
         if token_ids is not None:
             tokens = len(token_ids)
@@ -279,6 +282,7 @@ class OpenAIGenerator:
             prompt_tokens=prompt_tokens,
             cached_prompt_tokens=cached,
             logprobs=logprobs,
+            top_logprobs=top,
         )
 
     # -- lifecycle -------------------------------------------------------------------------

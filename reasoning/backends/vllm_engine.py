@@ -38,6 +38,27 @@ def sampled_logprobs(token_ids: Any, logprobs: Any) -> tuple[float, ...] | None:
     return tuple(float(pos[tid].logprob) for tid, pos in zip(token_ids, logprobs, strict=False))
 
 
+def top_alternatives(
+    token_ids: Any, logprobs: Any, k: int | None
+) -> tuple[dict[str, float], ...] | None:
+    """Per position, {token text: logprob} of the k most likely tokens (sampled one excluded
+    unless it is among them)."""
+    if logprobs is None or not k:
+        return None
+    out = []
+    for tid, pos in zip(token_ids, logprobs, strict=False):
+        ranked = sorted(pos.items(), key=lambda kv: kv[1].rank if kv[1].rank else 0)
+        top = {}
+        for other, lp in ranked:
+            if other == tid and (lp.rank or 0) > k:
+                continue
+            top[lp.decoded_token if lp.decoded_token is not None else str(other)] = float(
+                lp.logprob
+            )
+        out.append(top)
+    return tuple(out)
+
+
 class VLLMGenerator:
     """Generator backed by an in-process vLLM engine (prefix caching on)."""
 
@@ -137,6 +158,7 @@ class VLLMGenerator:
                 prompt_tokens=prompt_tokens,
                 cached_prompt_tokens=cached,
                 logprobs=sampled_logprobs(out.token_ids, out.logprobs),
+                top_logprobs=top_alternatives(out.token_ids, out.logprobs, sampling.logprobs),
             )
             for out in sorted(final.outputs, key=lambda o: o.index)
         ]
