@@ -36,9 +36,16 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_generator(cfg: DictConfig) -> Generator:
-    key = json.dumps(_plain(cfg.backend), sort_keys=True)
+    return generator_for(cfg.backend)
+
+
+def generator_for(backend: Any) -> Generator:
+    """The generator of one backend config, shared by everyone who asks with the same config
+    (a judge that runs on the policy's own model reuses the policy's engine)."""
+    node = backend if isinstance(backend, DictConfig) else OmegaConf.create(dict(backend))
+    key = json.dumps(_plain(node), sort_keys=True)
     if key not in _generators:
-        _generators[key] = instantiate(cfg.backend)
+        _generators[key] = instantiate(node)
     return _generators[key]
 
 

@@ -45,6 +45,13 @@ def system_prompt(name_or_text: str) -> str:
     return SYSTEM_PROMPTS.get(name_or_text, name_or_text)
 
 
+def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """`messages` through the tokenizer's chat template, ending with the assistant's turn open."""
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **PINNED_TEMPLATE_KWARGS
+    )
+
+
 class ChatRenderer:
     """Turns (problem, chain) into the exact prompt string sent to a completions endpoint."""
 
@@ -57,9 +64,7 @@ class ChatRenderer:
         messages = [{"role": "user", "content": question}]
         if self.system:
             messages.insert(0, {"role": "system", "content": self.system})
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **PINNED_TEMPLATE_KWARGS
-        )
+        return chat_prompt(self.tokenizer, messages)
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         head = self._head(problem.question)
