@@ -127,3 +127,45 @@ def test_multirun_on_math500_problems(tmp_path: Path) -> None:
     }
     assert samples[next(k for k in samples if k.endswith("search.n=2,search=best_of_n"))] == 4
     assert samples[next(k for k in samples if k.endswith("search.n=2,search=greedy"))] == 2
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        ["dataset.arith.n=2"],
+        [
+            "dataset=math500",
+            f"dataset.path={TEST_DATA / 'math500_sample.jsonl'}",
+            "dataset.limit=2",
+        ],
+    ],
+    ids=["arith", "math500"],
+)
+def test_weighted_best_of_n_with_verifiers(tmp_path: Path, dataset: list[str]) -> None:
+    """`search.aggregate=weighted` with the judge and with the arithmetic checker."""
+    sweep = tmp_path / "sweep"
+    out = _run(
+        [
+            "-m",
+            "verifier=judge,arith",
+            *dataset,
+            "search.n=3",
+            "search.aggregate=weighted",
+            *FAST,
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+    assert len(runs) == 2
+    for run in runs:
+        records = _records(run)
+        assert len(records) == 2
+        for r in records:
+            assert r["ledger"]["verifier_calls"] == 3
+            assert r["correct"] in (True, False)
+        trace = json.loads(next((run / "traces").glob("*.json")).read_text())
+        assert all(len(c["scores"]) == c["steps"] for c in trace["chains"])
+    (judged,) = [r for r in runs if "verifier=judge" in r.name]
+    assert all(r["ledger"]["verifier_tokens"] > 0 for r in _records(judged))
