@@ -8,13 +8,13 @@ from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.steps import chain_from_completion
 from reasoning.types import Chain, Outcome, Problem, Sampling
-from search.aggregate import AGGREGATES, STEP_REDUCTIONS
+from search.aggregate import AGGREGATES, STEP_REDUCTIONS, VERIFIER_AGGREGATES
 from search.conclude import conclude
 
 
 @dataclass
 class BestOfN:
-    """N samples at temperature T; `aggregate` = majority | best_score | weighted."""
+    """N samples at temperature T; `aggregate` = majority | best_score | weighted | rpc."""
 
     n: int = 8
     temperature: float = 0.8
@@ -32,6 +32,10 @@ class BestOfN:
             raise ValueError(f"search.n must be >= 1, got {self.n}")
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"search.aggregate={self.aggregate!r}; valid: {list(AGGREGATES)}")
+        if self.aggregate == "rpc" and self.logprobs is None:
+            raise ValueError(
+                "search.aggregate=rpc needs token logprobs: set search.logprobs=0 (or k > 0)"
+            )
         if self.step_reduction not in STEP_REDUCTIONS:
             raise ValueError(
                 f"search.step_reduction={self.step_reduction!r}; valid: {list(STEP_REDUCTIONS)}"
@@ -39,7 +43,7 @@ class BestOfN:
 
     @property
     def needs_verifier(self) -> bool:
-        return self.aggregate != "majority"
+        return self.aggregate in VERIFIER_AGGREGATES  # majority and rpc need none
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         chains: list[Chain] = []

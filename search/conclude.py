@@ -5,7 +5,7 @@ from __future__ import annotations
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.types import Chain, Outcome
-from search.aggregate import aggregate
+from search.aggregate import VERIFIER_AGGREGATES, aggregate
 
 
 async def conclude(
@@ -14,9 +14,12 @@ async def conclude(
     method: str = "majority",
     step_reduction: str = "last",
 ) -> Outcome:
-    """Score the chains if the vote needs it, vote, mark the winner in the tree."""
+    """Score the chains if the vote needs it, vote, mark the winner in the tree.
+
+    Method-specific facts of the vote (e.g. RPC's pruned paths under "rpc") join the details.
+    """
     details: dict[str, object] = {"aggregate": method}
-    if method != "majority" and chains and not all(c.scores for c in chains):
+    if method in VERIFIER_AGGREGATES and chains and not all(c.scores for c in chains):
         try:
             scores = await ctx.score(chains)
             chains = [c.with_scores(s) for c, s in zip(chains, scores, strict=True)]
@@ -33,6 +36,7 @@ async def conclude(
     if chosen is not None:
         ctx.tree.mark(chosen.id, "selected")
     details["votes"] = selection.votes
+    details.update(selection.details)
     ctx.tick()
     return Outcome(
         answer=selection.answer,

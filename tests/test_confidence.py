@@ -1,0 +1,129 @@
+"""Model-free confidence verifiers: hand-computed scores, bad logprobs, and the real engine."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evals.grading import Grader
+from reasoning import Chain, Context, Problem
+from reasoning.loop import run_sync
+from reasoning.types import StepScores, Verifier
+from search import BestOfN
+from verifiers.confidence import (
+    ConfidenceVerifier,
+    MeanLogprob,
+    SelfCertainty,
+    WindowMinLogprob,
+    self_certainty_score,
+    token_kl_from_uniform,
+    window_min_score,
+)
+
+PROBLEM = Problem("c", "What is 3 + 5?", "8")
+HALF = math.log(0.5)
+
+
+def _chain(logprobs: list[float] | None, top: list[list[float]] | None = None, steps: int = 2):
+    return Chain(
+        steps=tuple(f"step {i}" for i in range(steps)),
+        tokens=len(logprobs or ()),
+        logprobs=None if logprobs is None else tuple(logprobs),
+        top_logprobs=None if top is None else tuple(tuple(t) for t in top),
+    )
+
+
+def _score(verifier: object, chains: list[Chain]) -> StepScores:
+    return run_sync(verifier.score(PROBLEM, chains))  # type: ignore[attr-defined]
+
+
+def test_mean_logprob_is_the_geometric_mean_probability() -> None:
+    out = _score(MeanLogprob(), [_chain([HALF] * 4), _chain([math.log(0.25), 0.0], steps=3)])
+    assert isinstance(out, StepScores) and out.tokens == 0
+    assert out[0] == pytest.approx([0.5, 0.5])  # same score for every step
+    assert out[1] == pytest.approx([0.5] * 3)  # sqrt(0.25 * 1)
+
+
+def test_window_min_finds_the_dip() -> None:
+    lps = [math.log(0.9)] * 10 + [math.log(0.1)] * 2 + [math.log(0.9)] * 10
+    # worst 4-token window holds both dips: exp((2 log 0.9 + 2 log 0.1) / 4) = sqrt(0.09)
+    assert window_min_score(lps, window=4) == pytest.approx(0.3)
+    mean = math.exp(sum(lps) / len(lps))
+    assert window_min_score(lps, window=4) < mean
+    # shorter than the window: the whole-sequence mean
+    assert window_min_score(lps, window=100) == pytest.approx(mean)
+    out = _score(WindowMinLogprob(window=4), [_chain(lps)])
+    assert out[0] == pytest.approx([0.3, 0.3])
+    with pytest.raises(ValueError, match="window"):
+        WindowMinLogprob(window=0)
+
+
+def test_self_certainty_peaked_beats_flat() -> None:
+    flat = [[math.log(0.25)] * 4] * 3
+    peaked = [[math.log(0.97), math.log(0.01), math.log(0.01), math.log(0.01)]] * 3
+    assert self_certainty_score(flat) == pytest.approx(0.0, abs=1e-12)
+    # KL(U||p) = -log 4 - mean(log p) for the renormalised top-4 (sums to 1 already here)
+    kl = -math.log(4) - (math.log(0.97) + 3 * math.log(0.01)) / 4
+    assert token_kl_from_uniform(peaked[0]) == pytest.approx(kl)
+    assert self_certainty_score(peaked) == pytest.approx(1 - math.exp(-kl))
+    # renormalisation: only relative values matter
+    assert token_kl_from_uniform([v - 3.0 for v in peaked[0]]) == pytest.approx(kl)
+    out = _score(SelfCertainty(), [_chain([HALF] * 3, flat), _chain([HALF] * 3, peaked)])
+    assert out[0][0] == pytest.approx(0.0, abs=1e-12) and out[1][0] > 0.7
+
+
+def test_non_finite_logprobs_are_ignored() -> None:
+    bad = [HALF, math.nan, -math.inf, HALF, -9999.0, HALF]
+    assert _score(MeanLogprob(), [_chain(bad)])[0][0] == pytest.approx(0.5)
+    assert window_min_score(bad, window=2) == pytest.approx(0.5)
+    top = [[math.log(0.5), math.log(0.5), -math.inf, math.nan]]  # two usable: flat
+    assert self_certainty_score(top) == pytest.approx(0.0, abs=1e-12)
+    assert token_kl_from_uniform([HALF, math.nan]) is None  # one usable value: no information
+    # nothing usable at all: no evidence of confidence
+    assert _score(MeanLogprob(), [_chain([math.nan, -math.inf])])[0][0] == 0.0
+    assert self_certainty_score([[0.0]]) == 0.0
+
+
+def test_missing_logprobs_name_the_setting() -> None:
+    with pytest.raises(ValueError, match="search.logprobs"):
+        _score(MeanLogprob(), [_chain(None)])
+    with pytest.raises(ValueError, match="search.logprobs"):
+        _score(WindowMinLogprob(), [_chain(None)])
+    with pytest.raises(ValueError, match="search.logprobs"):
+        _score(SelfCertainty(), [_chain([HALF], None)])
+
+
+def test_facade_kinds_names_and_protocol() -> None:
+    for kind in ("mean_logprob", "window_min", "self_certainty"):
+        v = ConfidenceVerifier(kind, window=8)
+        assert isinstance(v, Verifier)
+        assert v.name == f"confidence:{kind}" and v.step_format == "blank_line"
+    for impl in (MeanLogprob(), WindowMinLogprob(), SelfCertainty()):
+        assert isinstance(impl, Verifier)
+    with pytest.raises(ValueError, match="mean_logprob.*window_min.*self_certainty"):
+        ConfidenceVerifier("entropy")
+    lps = [math.log(0.9)] * 6 + [math.log(0.1)] * 2
+    assert _score(ConfidenceVerifier("window_min", window=2), [_chain(lps)])[0][0] == (
+        pytest.approx(0.1)
+    )
+
+
+def test_config_builds_the_facade() -> None:
+    from reasoning.build import build_verifier, compose_config
+
+    v = build_verifier(compose_config(["verifier=confidence", "verifier.kind=self_certainty"]))
+    assert isinstance(v, ConfidenceVerifier) and v.name == "confidence:self_certainty"
+
+
+@pytest.mark.engine
+def test_self_certainty_on_the_real_engine(engine) -> None:  # noqa: ANN001
+    ctx = Context(PROBLEM, engine, verifier=ConfidenceVerifier("self_certainty"), judge=Grader())
+    out = run_sync(BestOfN(n=4, max_tokens=48, logprobs=5, aggregate="weighted").run(PROBLEM, ctx))
+    assert len(out.chains) == 4 and out.ledger.verifier_calls == 4
+    for c in out.chains:
+        assert c.logprobs is not None and len(c.logprobs) == c.tokens
+        assert c.top_logprobs is not None and len(c.top_logprobs) == c.tokens
+        assert all(1 <= len(top) <= 5 for top in c.top_logprobs)
+        assert c.scores and all(0.0 <= s <= 1.0 for s in c.scores)
+        assert len(set(c.scores)) == 1  # one whole-chain score repeated per step
