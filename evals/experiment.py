@@ -38,14 +38,14 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     problems = load_from_config(cfg)
     search = build_search(cfg)
     budget = build_budget(cfg)
-    verifier = build_verifier(cfg)
+    verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache.py)
     if getattr(search, "needs_verifier", False) and verifier is None:
         raise ValueError(
             f"search.aggregate={cfg.search.get('aggregate')!r} needs a verifier: "
             "set verifier=<name>"
         )
     log.info("%d problems from %s -> %s", len(problems), cfg.dataset.name, out_dir)
-    generator = build_generator(cfg)
+    generator = build_generator(cfg, out_dir)
     runner = Runner(
         generator,
         search,

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning.budget import Budget
+from reasoning.cache import CachedGenerator, CachedVerifier, cache_for
 from reasoning.types import Generator, Verifier
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -35,8 +36,15 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def build_generator(cfg: DictConfig) -> Generator:
-    return generator_for(cfg.backend)
+def build_generator(cfg: DictConfig, run_dir: str | Path | None = None) -> Generator:
+    """The run's generator, wrapped per `cfg.cache`; replay never even constructs the engine."""
+    cache = cache_for(cfg, run_dir)
+    if cache is None:
+        return generator_for(cfg.backend)
+    mode, calls = cache
+    backend = _plain(cfg.backend)
+    inner = (lambda: generator_for(cfg.backend)) if mode == "replay" else generator_for(cfg.backend)
+    return CachedGenerator(inner, calls, mode, name=backend.get("name"), fingerprint=backend)
 
 
 def generator_for(backend: Any) -> Generator:
@@ -53,10 +61,16 @@ def build_search(cfg: DictConfig) -> Any:
     return instantiate(cfg.search)
 
 
-def build_verifier(cfg: DictConfig) -> Verifier | None:
+def build_verifier(cfg: DictConfig, run_dir: str | Path | None = None) -> Verifier | None:
     if cfg.get("verifier") is None or "_target_" not in cfg.verifier:
         return None
-    return instantiate(cfg.verifier)
+    cache = cache_for(cfg, run_dir)
+    if cache is None:
+        return instantiate(cfg.verifier)
+    mode, calls = cache
+    inner = (lambda: instantiate(cfg.verifier)) if mode == "replay" else instantiate(cfg.verifier)
+    name, kind = cfg.verifier.get("name"), cfg.verifier._target_
+    return CachedVerifier(inner, calls, mode, name=name, kind=kind)
 
 
 def build_budget(cfg: DictConfig) -> Budget:

@@ -1,0 +1,433 @@
+"""Record/replay cache of generator and verifier calls: rerun a search without an engine.
+
+A `CallCache` is one SQLite file (WAL mode) of content-addressed calls: the key is the sha256
+of a canonical JSON of everything the call depends on, so one file can serve many runs and
+sweeps, and a changed setting simply misses instead of returning a stale answer.
+
+- generator calls are keyed on (generator name, prompt, every `Sampling` field incl. `seed`
+  and `n`). The name stands for the model: give different weights different names.
+- verifier calls on (verifier name, its class, problem id + question, each chain's steps and,
+  when sampled, its logprobs).
+- prompts (`render`) on (generator fingerprint, problem id + question, chain steps), so that a
+  replay needs neither the engine nor the tokenizer; a render miss falls back to the inner
+  generator (built then, but never started).
+
+Modes (`cache.mode` in conf/config.yaml; `off` means the build code does not wrap at all):
+  record  always call the inner object, store (overwriting), return the fresh results
+  replay  answer from the file only; a miss raises `CacheMiss`; the engine is never started
+          and, built through `reasoning.build`, the generator and verifier never constructed
+  auto    hits from the file, misses computed and stored
+
+Replayed results carry `cached=True`; the Context still counts their tokens toward budgets and
+the ledger (adding `cache_hits` / `replayed_tokens`), so a replay takes the same decisions.
+
+What a replay reproduces. Running the recorded config again with `cache.mode=replay
+cache.path=<recorded cache.sqlite>` into a new run directory yields a results.jsonl whose
+records, sorted by `id`, equal the recorded ones field for field except:
+  - `ledger.wall_s` and `finished_at` (wall clock: they differ between any two runs, so a
+    byte-for-byte copy of results.jsonl is impossible),
+  - `ledger.cache_hits` and `ledger.replayed_tokens` (what the replay did not compute),
+  - record order (problems finish in the order concurrency allows).
+`comparable()` strips exactly these fields. This holds because the Context draws each call's
+seed from a per-problem RNG, so every call of the recorded run has its own key. It assumes
+that a controller's sequence of calls depends only on the results of earlier calls (not on
+which concurrent call returned first) and that no `budget.wall_s` limit cut the search short:
+replayed calls take no time, so a wall-clock budget stops at a different point.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from reasoning.types import Chain, Completion, Generator, Problem, Sampling, StepScores, Verifier
+
+Mode = Literal["off", "record", "replay", "auto"]
+MODES: tuple[str, ...] = get_args(Mode)
+CACHE_FILE = "cache.sqlite"
+KEY_VERSION = 1  # part of every key: bump when what a key covers changes
+
+# Record fields that legitimately differ between a recorded run and its replay.
+VOLATILE_FIELDS = ("finished_at",)
+VOLATILE_LEDGER_FIELDS = ("wall_s", "cache_hits", "replayed_tokens")
+
+_TABLES = ("generator_calls", "verifier_calls", "renders")
+
+
+class CacheMiss(LookupError):
+    """A replay asked for a call that the cache file does not hold."""
+
+
+def cache_key(payload: Mapping[str, Any]) -> str:
+    """sha256 of a canonical JSON (sorted keys, no whitespace): the same call, the same key."""
+    text = json.dumps(
+        {"v": KEY_VERSION, **payload}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+class CallCache:
+    """One SQLite file of recorded calls; thread- and asyncio-safe (one connection, one lock).
+
+    Lookups and writes are sub-millisecond, so they run inline on the event loop: no awaits
+    means a replayed call cannot reorder the coroutines around it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a killed process (not necessarily a power cut)
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            for table in _TABLES:
+                self._db.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, owner TEXT, "
+                    "summary TEXT, value TEXT NOT NULL, created REAL)"
+                )
+
+    def get(self, table: str, key: str) -> Any | None:
+        """The stored value (decoded JSON), or None."""
+        with self._lock:
+            row = self._db.execute(f"SELECT value FROM {table} WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(
+        self,
+        table: str,
+        key: str,
+        value: Any,
+        *,
+        owner: str = "",
+        summary: str = "",
+        overwrite: bool = True,
+    ) -> None:
+        """Store `value` as JSON; `owner`/`summary` are for people inspecting the file."""
+        verb = "INSERT OR REPLACE" if overwrite else "INSERT OR IGNORE"
+        data = json.dumps(value, ensure_ascii=False)
+        with self._lock:
+            self._db.execute(
+                f"{verb} INTO {table} (key, owner, summary, value, created) VALUES (?,?,?,?,?)",
+                (key, owner, summary, data, time.time()),
+            )
+
+    def count(self, table: str, owner: str | None = None) -> int:
+        query, args = f"SELECT COUNT(*) FROM {table}", ()
+        if owner is not None:
+            query, args = query + " WHERE owner = ?", (owner,)
+        with self._lock:
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection (the last close also folds the WAL back into the file)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CallCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_open: dict[Path, CallCache] = {}
+
+
+def open_cache(path: str | Path) -> CallCache:
+    """A shared CallCache per file, so a run's generator and verifier use one connection."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved not in _open:
+        _open[resolved] = CallCache(resolved)
+    return _open[resolved]
+
+
+def close_caches() -> None:
+    while _open:
+        _open.popitem()[1].close()
+
+
+atexit.register(close_caches)
+
+
+def cache_for(cfg: Any, run_dir: str | Path | None = None) -> tuple[Mode, CallCache] | None:
+    """The mode and file that `cfg.cache` asks for; None when caching is off.
+
+    Fails fast when replay has nothing to read, before anything expensive happens.
+    """
+    node = cfg.get("cache") or {}
+    mode = node.get("mode", "off")
+    mode = "off" if mode in (None, False) else str(mode)  # YAML reads a bare `off` as False
+    if mode not in MODES:
+        raise ValueError(f"cache.mode={mode!r}; valid: {', '.join(MODES)}")
+    if mode == "off":
+        return None
+    path = node.get("path")
+    if path is None:
+        if run_dir is None:
+            raise ValueError(f"cache.mode={mode} needs cache.path=FILE here (no run directory)")
+        path = Path(run_dir) / CACHE_FILE
+    if mode == "replay" and not Path(path).expanduser().exists():
+        raise FileNotFoundError(
+            f"cache.mode=replay: no cache at {path}; set cache.path to the cache.sqlite of a "
+            "recorded run (cache.mode=record or auto)"
+        )
+    return cast(Mode, mode), open_cache(path)
+
+
+def _check_mode(mode: str) -> Mode:
+    if mode == "off":
+        raise ValueError("cache mode 'off' means no wrapper: use the inner object itself")
+    if mode not in MODES:
+        raise ValueError(f"cache mode {mode!r}; valid: {', '.join(MODES)}")
+    return cast(Mode, mode)
+
+
+class _Lazy:
+    """The wrapped object, or a zero-arg factory called the first time it is really needed."""
+
+    def __init__(self, inner: Any, is_inner: Callable[[Any], bool]) -> None:
+        self._built = inner if is_inner(inner) else None
+        self._factory = None if self._built is not None else inner
+        self._build_lock = threading.Lock()
+
+    @property
+    def built(self) -> Any | None:
+        return self._built
+
+    def get(self) -> Any:
+        if self._built is None:
+            with self._build_lock:
+                if self._built is None:
+                    self._built = self._factory()  # type: ignore[misc]
+        return self._built
+
+
+def _completion_to_json(c: Completion) -> dict[str, Any]:
+    return {f.name: getattr(c, f.name) for f in fields(Completion) if f.name != "cached"}
+
+
+def _completion_from_json(data: Mapping[str, Any]) -> Completion:
+    logprobs = data.get("logprobs")
+    top = data.get("top_logprobs")
+    return Completion(
+        **{k: v for k, v in data.items() if k not in ("logprobs", "top_logprobs", "cached")},
+        logprobs=None if logprobs is None else tuple(logprobs),
+        top_logprobs=None if top is None else tuple(dict(d) for d in top),
+        cached=True,
+    )
+
+
+def _problem_json(problem: Problem) -> dict[str, str]:
+    return {"id": problem.id, "question": problem.question}
+
+
+def _chain_json(chain: Chain) -> dict[str, Any]:
+    """What a verifier may read off a chain: its steps, and logprobs where sampled (the
+    confidence verifiers score those, so the same text sampled differently must miss)."""
+    out: dict[str, Any] = {"steps": list(chain.steps)}
+    if chain.logprobs is not None:
+        out["logprobs"] = list(chain.logprobs)
+    if chain.top_logprobs is not None:
+        out["top_logprobs"] = [list(t) for t in chain.top_logprobs]
+    return out
+
+
+class CachedGenerator:
+    """A Generator that records its inner generator's calls and replays them.
+
+    `inner` is a generator or a zero-arg factory that builds one when first needed (replay
+    then never builds it while every call and prompt hits). `name` (default: the inner's) is
+    part of every key; `fingerprint` (default: `name`) keys the recorded prompts and should
+    cover everything rendering depends on (build.py passes the whole backend config).
+    """
+
+    def __init__(
+        self,
+        inner: Generator | Callable[[], Generator],
+        cache: CallCache,
+        mode: Mode = "auto",
+        *,
+        name: str | None = None,
+        fingerprint: Any = None,
+    ) -> None:
+        self._inner = _Lazy(inner, lambda x: hasattr(x, "complete"))
+        self.cache = cache
+        self.mode = _check_mode(mode)
+        self.name: str = name if name is not None else self._inner.get().name
+        self.fingerprint = self.name if fingerprint is None else fingerprint
+        self._rendered: set[str] = set()  # render keys already written by this wrapper
+
+    @property
+    def inner(self) -> Generator:
+        return cast(Generator, self._inner.get())
+
+    def __getattr__(self, attr: str) -> Any:
+        # backend extras (e.g. `tokenizer`); builds the inner generator, never starts it
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def render(self, problem: Problem, chain: Chain | None = None) -> str:
+        key = cache_key(
+            {
+                "kind": "render",
+                "generator": self.fingerprint,
+                "problem": _problem_json(problem),
+                "steps": list(chain.steps) if chain else [],
+            }
+        )
+        if self.mode == "replay":
+            hit = self.cache.get("renders", key)
+            if hit is not None:
+                return cast(str, hit)
+            return self.inner.render(problem, chain)  # pure text work: no engine needed
+        prompt = self.inner.render(problem, chain)
+        if key not in self._rendered:
+            self.cache.put("renders", key, prompt, owner=self.name, summary=problem.id)
+            self._rendered.add(key)
+        return prompt
+
+    def _key(self, prompt: str, sampling: Sampling) -> str:
+        return cache_key(
+            {
+                "kind": "generate",
+                "generator": self.name,
+                "prompt": prompt,
+                "sampling": asdict(sampling),
+            }
+        )
+
+    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
+        key = self._key(prompt, sampling)
+        if self.mode != "record":
+            hit = self.cache.get("generator_calls", key)
+            if hit is not None:
+                return [_completion_from_json(c) for c in hit]
+            if self.mode == "replay":
+                stored = self.cache.count("generator_calls", self.name)
+                raise CacheMiss(
+                    f"replay: {self.cache.path} holds no call of generator {self.name!r} "
+                    f"with prompt {_short(prompt)} (ends {prompt[-40:]!r}) and {sampling} "
+                    f"({stored} calls of this generator recorded). Record it first "
+                    "(cache.mode=record or auto) with the same config and seed."
+                )
+        completions = await self.inner.complete(prompt, sampling)
+        self.cache.put(
+            "generator_calls",
+            key,
+            [_completion_to_json(c) for c in completions],
+            owner=self.name,
+            summary=prompt[-200:],
+            overwrite=self.mode == "record",
+        )
+        return completions
+
+    def start(self) -> None:
+        """Start the inner engine, except in replay mode (which must never need it)."""
+        if self.mode == "replay":
+            return
+        start = getattr(self.inner, "start", None)
+        if start is not None:
+            start()
+
+    def close(self) -> None:
+        """Close the inner generator if it was ever built."""
+        close = getattr(self._inner.built, "close", None)
+        if close is not None:
+            close()
+
+
+class CachedVerifier:
+    """A Verifier that records its inner verifier's scores (and token cost) and replays them.
+
+    `inner` is a verifier or a zero-arg factory. Keys cover `name` (default: the inner's) and
+    `kind` (default: the inner's module.qualname; build.py passes the config's `_target_`, the
+    same string for a class target, so keys do not depend on whether the inner was built).
+    """
+
+    def __init__(
+        self,
+        inner: Verifier | Callable[[], Verifier],
+        cache: CallCache,
+        mode: Mode = "auto",
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        self._inner = _Lazy(inner, lambda x: hasattr(x, "score"))
+        self.cache = cache
+        self.mode = _check_mode(mode)
+        self.name: str = name if name is not None else self._inner.get().name
+        if kind is None:
+            cls = type(self._inner.get())
+            kind = f"{cls.__module__}.{cls.__qualname__}"
+        self.kind = kind
+
+    @property
+    def inner(self) -> Verifier:
+        return cast(Verifier, self._inner.get())
+
+    def __getattr__(self, attr: str) -> Any:
+        # e.g. `step_format`; builds the inner verifier (a model load, for some) when asked
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
+        key = cache_key(
+            {
+                "kind": "verify",
+                "verifier": self.name,
+                "class": self.kind,
+                "problem": _problem_json(problem),
+                "chains": [_chain_json(c) for c in chains],
+            }
+        )
+        if self.mode != "record":
+            hit = self.cache.get("verifier_calls", key)
+            if hit is not None:
+                return StepScores(hit["scores"], tokens=hit["tokens"], cached=True)
+            if self.mode == "replay":
+                raise CacheMiss(
+                    f"replay: {self.cache.path} holds no call of verifier {self.name!r} "
+                    f"({self.kind}) on problem {problem.id!r} with {len(chains)} chain(s) "
+                    f"(first: {_short(chains[0].text) if chains else 'none'}). Record it first "
+                    "(cache.mode=record or auto) with the same config and seed."
+                )
+        scores = await self.inner.score(problem, chains)
+        value = {
+            "scores": [[float(s) for s in row] for row in scores],
+            "tokens": int(getattr(scores, "tokens", 0)),
+        }
+        self.cache.put(
+            "verifier_calls",
+            key,
+            value,
+            owner=self.name,
+            summary=problem.id,
+            overwrite=self.mode == "record",
+        )
+        return scores
+
+
+def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A results.jsonl record without the fields a faithful replay may change (see above)."""
+    out = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
+    if isinstance(out.get("ledger"), Mapping):
+        out["ledger"] = {k: v for k, v in out["ledger"].items() if k not in VOLATILE_LEDGER_FIELDS}
+    return out
