@@ -69,7 +69,9 @@ def build_verifier(cfg: DictConfig, run_dir: str | Path | None = None) -> Verifi
         return instantiate(cfg.verifier)
     mode, calls = cache
     inner = (lambda: instantiate(cfg.verifier)) if mode == "replay" else instantiate(cfg.verifier)
-    name, kind = cfg.verifier.get("name"), cfg.verifier._target_
+    # The whole resolved verifier config keys the cache: a changed setting (a judge's model,
+    # the checker's neutral score) must never replay the old scores.
+    name, kind = cfg.verifier.get("name"), json.dumps(_plain(cfg.verifier), sort_keys=True)
     return CachedVerifier(inner, calls, mode, name=name, kind=kind)
 
 
