@@ -1,0 +1,118 @@
+"""The shared step-expansion engine: grow chains by one step, score the new steps, record them.
+
+Every step-level controller (beam, DVTS, A*, particle filtering) calls this and nothing else to
+talk to the generator and verifier through the Context. All expansions of one call are in
+flight together, and every problem runs its own controller concurrently, so the engine batches
+across problems; siblings share a byte-identical prompt prefix (the chain's rendered steps), so
+the prefix cache serves it.
+
+Canonical form: a step is stored without its delimiter; the stop string "\\n\\n" is excluded
+from the generated text and re-inserted by the renderer when the chain is continued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from reasoning.budget import BudgetExhausted
+from reasoning.context import Context
+from reasoning.steps import top_logprob_values
+from reasoning.types import STEP_DELIMITER, Chain, Completion, Sampling
+
+BOXED = "\\boxed"
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """How one step is sampled and when a chain counts as finished."""
+
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_step_tokens: int = 512
+    max_steps: int = 40
+    logprobs: int | None = None
+
+    def sampling(self, n: int, *, last: bool = False) -> Sampling:
+        """`last`: the final iteration writes to EOS (no step delimiter), as in SAL."""
+        return Sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_step_tokens,
+            stop=() if last else (STEP_DELIMITER,),
+            n=n,
+            logprobs=self.logprobs,
+        )
+
+
+def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
+    """The parent plus the completion as one step, with the reason it finished (if it did)."""
+    step = completion.text.strip("\n")
+    reason = None
+    if completion.hit_eos:
+        reason = "eos"
+    elif completion.finish_reason == "length":
+        reason = "length"
+    elif not step.strip():
+        reason = "empty"
+    elif BOXED in step:
+        reason = "boxed"
+    elif len(parent.steps) + 1 >= policy.max_steps:
+        reason = "max_steps"
+    elif completion.stop is None and completion.finish_reason == "stop":
+        reason = "eos"
+    return parent.extend(
+        step,
+        tokens=completion.tokens,
+        finished=reason is not None,
+        finish_reason=reason,
+        logprobs=completion.logprobs,
+        top_logprobs=top_logprob_values(completion),
+    )
+
+
+async def expand(
+    ctx: Context,
+    chains: list[Chain],
+    width: int | list[int],
+    policy: StepPolicy,
+    *,
+    last: bool = False,
+) -> list[list[Chain]]:
+    """`width` children of each chain (a list gives one width per chain), generated together.
+
+    When the budget runs out mid-way, the expansions that were already granted are returned
+    and the others come back empty; `ctx.stopped_by` says which limit was hit.
+    """
+    widths = width if isinstance(width, list) else [width] * len(chains)
+
+    async def one(chain: Chain, n: int) -> list[Chain]:
+        if n <= 0:
+            return []
+        try:
+            completions = await ctx.generate(policy.sampling(n, last=last), chain=chain)
+        except BudgetExhausted:
+            return []
+        kids = [child(chain, c, policy) for c in completions]
+        for kid in kids:
+            ctx.tree.add(kid, status="finished" if kid.finished else "expanded")
+        return kids
+
+    return list(await asyncio.gather(*(one(c, n) for c, n in zip(chains, widths, strict=True))))
+
+
+async def score(ctx: Context, chains: list[Chain]) -> list[Chain]:
+    """The chains with their verifier scores (one per step), recorded in the tree.
+
+    With the budget spent the chains come back unscored and `ctx.stopped_by` is set.
+    """
+    if not chains:
+        return []
+    try:
+        all_scores = await ctx.score(chains)
+    except BudgetExhausted:
+        return chains
+    scored = [c.with_scores(s) for c, s in zip(chains, all_scores, strict=True)]
+    for c in scored:
+        ctx.tree.graph.nodes[c.id]["scores"] = list(c.scores)
+    return scored
