@@ -7,6 +7,7 @@ its own requests, and the engine batches whatever is in flight across all proble
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import uuid
@@ -123,6 +124,9 @@ class VLLMGenerator:
         if config["enforce_eager"] is None:
             config["enforce_eager"] = EAGER_ON_CPU and _on_cpu()
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**config))
+        # atexit runs last-registered first: registered after vLLM's own exit hooks, this closes
+        # the engine cleanly before vLLM kills its processes under a live output handler.
+        atexit.register(self.close)
 
     async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
         from vllm import SamplingParams
