@@ -1,0 +1,279 @@
+"""Particle filtering (Puri et al. 2025; ALGORITHMS.md 5): sample the reward-weighted posterior
+over reasoning paths instead of maximising the verifier, so one over-rated step cannot take over
+the search the way it can in beam search.
+
+Details follow the official code (`particle_gibbs_batch.py`):
+
+- Reward = "model aggregation": the PRM scores the whole partial answer as ONE step. Our
+  verifiers score step by step, so a particle's reward is the score of the LAST step of its
+  prefix (step_reduction "last"); for a verifier that reads the whole prefix to score its last
+  step this is the same number.
+- Weights softmax(logit(r) / temperature) with r clipped to (EPS, 1 - EPS), i.e. w ∝ (r/(1-r))^(1/T)
+  (`weighting="reward"` gives the paper's eq. 3, softmax(r / temperature)).
+- `resample_inactive` on: finished particles stay in the pool with their final reward, may be
+  copied, and are never expanded again.
+- Final answer: the particle of the final pool with the highest final reward (when the budget
+  stopped the search before any particle finished: the best-scored partial one).
+
+Each step grows every active particle by one step in ONE `expand` call (width 1 each, so copies
+sample independently); the last allowed step writes to EOS, as in SAL. At each resampling the
+tree records every particle's fate: "resampled" (weight = its share of the mass, copies) or
+"pruned"; the per-step rewards, weights, ESS and picks go to `Outcome.details["steps"]`.
+
+Weights are the current rewards (as in the official code), not accumulated incremental weights;
+with `resample="ess"` the same weights only decide whether to resample (ESS = 1 / sum w^2).
+
+Token budget: the Context refuses a call once the ledger reaches `generated_tokens=B` and clamps
+each call to what is left, but all calls of one step go out together, so the guaranteed bound is
+ledger < B before the last step and ledger <= B - 1 + tokens of that step's calls
+<= B - 1 + n * min(max_step_tokens, B) at the end. Steps generated past the limit cannot be
+scored (the Context refuses the verifier too), so they stay in the tree unscored and the answer
+comes from the last scored pool.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reasoning.context import Context
+from reasoning.types import Chain, Outcome, Problem
+from search.aggregate import reduce_step_scores
+from search.conclude import conclude
+from search.expand import StepPolicy, expand, score
+
+EPS = 1e-6  # rewards are clipped to (EPS, 1 - EPS) before the logit
+WEIGHTINGS = ("logit", "reward")
+RESAMPLING = ("always", "ess")
+
+
+def reward(chain: Chain) -> float:
+    """A particle's reward: its last step's score (model aggregation), 0 when unscored."""
+    return reduce_step_scores(chain.scores, "last")
+
+
+def is_scored(chain: Chain) -> bool:
+    """Whether the verifier scored every step (a child inherits its parent's scores until then)."""
+    return bool(chain.steps) and len(chain.scores) == len(chain.steps)
+
+
+def particle_weights(
+    rewards: Sequence[float], temperature: float = 1.0, weighting: str = "logit"
+) -> list[float]:
+    """softmax(logit(clip(r)) / T) (official code) or softmax(r / T) (paper eq. 3)."""
+    if weighting == "logit":
+        clipped = [min(max(float(r), EPS), 1.0 - EPS) for r in rewards]
+        logits = [math.log(r / (1.0 - r)) / temperature for r in clipped]
+    elif weighting == "reward":
+        logits = [float(r) / temperature for r in rewards]
+    else:
+        raise ValueError(f"unknown weighting {weighting!r}; valid: {list(WEIGHTINGS)}")
+    top = max(logits)
+    exps = [math.exp(v - top) for v in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def effective_sample_size(weights: Sequence[float]) -> float:
+    """ESS = 1 / sum w^2: n for uniform weights, 1 when one particle holds all the mass."""
+    return 1.0 / sum(w * w for w in weights)
+
+
+def resample_indices(weights: Sequence[float], k: int, rng: random.Random) -> list[int]:
+    """`k` multinomial draws by inverse CDF on `rng.random()`, sorted so copies sit together.
+
+    Written out (not `rng.choices`) so the picks for a given seed are pinned by hand in tests.
+    """
+    cum = list(itertools.accumulate(weights))
+    total = cum[-1]
+    picks = []
+    for _ in range(k):
+        i = min(bisect.bisect_right(cum, rng.random() * total), len(cum) - 1)
+        while weights[i] <= 0.0 and i > 0:  # float rounding at the top end: never a 0 weight
+            i -= 1
+        picks.append(i)
+    return sorted(picks)
+
+
+def lineage(chain: Chain, registry: dict[str, Chain]) -> list[Chain]:
+    """The scored prefixes of `chain`, one per depth (1 .. len(steps))."""
+    path = [chain]
+    while path[-1].parent in registry:
+        path.append(registry[path[-1].parent])  # type: ignore[index]
+    path.reverse()
+    if len(path) != len(chain.steps):
+        raise RuntimeError(f"lineage of {chain.id} is incomplete: {len(path)} prefixes")
+    return path
+
+
+@dataclass
+class FilterRun:
+    """One particle-filter pass: the final pool (slot 0 is the reference, if any) and its steps."""
+
+    pool: list[Chain]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def candidates(pools: Sequence[Sequence[Chain]]) -> list[Chain]:
+    """Unique scored particles, finished ones only when there are any (else best partial)."""
+    seen: dict[str, Chain] = {}
+    for pool in pools:
+        for c in pool:
+            if c.steps and c.id not in seen:
+                seen[c.id] = c
+    scored = [c for c in seen.values() if is_scored(c)]
+    finished = [c for c in scored if c.finished]
+    return finished or scored or list(seen.values())
+
+
+@dataclass
+class ParticleFilter:
+    """N particles grown one step at a time, resampled ∝ softmax(logit(reward) / temperature)."""
+
+    n: int = 8
+    temperature: float = 1.0  # of the resampling weights
+    resample: str = "always"  # "always" | "ess": only when ESS < ess_threshold * n
+    ess_threshold: float = 0.5
+    weighting: str = "logit"  # "logit": softmax(logit(r)/T) (code); "reward": softmax(r/T) (paper)
+    max_steps: int = 40
+    sampling_temperature: float = 0.8
+    top_p: float = 1.0
+    max_step_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"search.n must be >= 1, got {self.n}")
+        if not self.temperature > 0:
+            raise ValueError(f"search.temperature must be > 0, got {self.temperature}")
+        if self.resample not in RESAMPLING:
+            raise ValueError(f"search.resample={self.resample!r}; valid: {list(RESAMPLING)}")
+        if not 0.0 < self.ess_threshold <= 1.0:
+            raise ValueError(f"search.ess_threshold must be in (0, 1], got {self.ess_threshold}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"search.weighting={self.weighting!r}; valid: {list(WEIGHTINGS)}")
+        if self.max_steps < 1:
+            raise ValueError(f"search.max_steps must be >= 1, got {self.max_steps}")
+        if self.sampling_temperature < 0:
+            raise ValueError(
+                f"search.sampling_temperature must be >= 0, got {self.sampling_temperature}"
+            )
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"search.top_p must be in (0, 1], got {self.top_p}")
+        if self.max_step_tokens < 1:
+            raise ValueError(f"search.max_step_tokens must be >= 1, got {self.max_step_tokens}")
+
+    @property
+    def needs_verifier(self) -> bool:
+        return True
+
+    @property
+    def policy(self) -> StepPolicy:
+        return StepPolicy(
+            temperature=self.sampling_temperature,
+            top_p=self.top_p,
+            max_step_tokens=self.max_step_tokens,
+            max_steps=self.max_steps,
+        )
+
+    async def run(self, problem: Problem, ctx: Context) -> Outcome:
+        run = await self.filter(ctx, {}, n_fresh=self.n)
+        out = await conclude(ctx, candidates([run.pool]), "best_score", "last")
+        out.details.update(
+            reward="last step score (model aggregation)",
+            weights=[s["weights"] for s in run.steps],
+            steps=run.steps,
+            final=[c.id for c in run.pool if c.steps],  # roots: stopped before step 1
+        )
+        return out
+
+    async def filter(
+        self,
+        ctx: Context,
+        registry: dict[str, Chain],
+        *,
+        n_fresh: int,
+        reference: list[Chain] | None = None,
+        iteration: int = 1,
+    ) -> FilterRun:
+        """One PF pass; with `reference` (its prefixes by depth) it is the conditional PF of PG.
+
+        The reference holds slot 0: it is replayed (no generation, no rescoring), competes in
+        the weights, can be copied into fresh slots, and is never replaced.
+        """
+        ref = reference or []
+        pool: list[Chain] = ([ref[0]] if ref else []) + [Chain()] * n_fresh
+        run = FilterRun(pool)
+        for depth in range(self.max_steps):
+            active = [i for i, c in enumerate(pool) if not c.finished and not (ref and i == 0)]
+            last = depth == self.max_steps - 1  # the last step writes to EOS, as in SAL
+            kids = await expand(ctx, [pool[i] for i in active], 1, self.policy, last=last)
+            scored = iter(await score(ctx, [k[0] for k in kids if k]))
+            stalled = False
+            for i, grown in zip(active, kids, strict=True):
+                kid = next(scored) if grown else None
+                if kid is None or not is_scored(kid):
+                    stalled = True  # budget: keep the scored parent
+                    continue
+                pool[i] = registry[kid.id] = kid
+            if ref:
+                pool[0] = ref[min(depth, len(ref) - 1)]
+            if stalled or ctx.stopped_by is not None:
+                break
+            rewards = [reward(c) for c in pool]
+            weights = particle_weights(rewards, self.temperature, self.weighting)
+            ess = effective_sample_size(weights)
+            done = all(c.finished for c in pool)
+            resampled = not done and (
+                self.resample == "always" or ess < self.ess_threshold * len(pool)
+            )
+            step: dict[str, Any] = {
+                "iteration": iteration,
+                "depth": depth + 1,
+                "particles": [c.id for c in pool],
+                "finished": [c.finished for c in pool],
+                "rewards": rewards,
+                "weights": weights,
+                "ess": ess,
+                "resampled": resampled,
+                "picks": None,
+                "tokens": ctx.ledger.generated_tokens,
+            }
+            run.steps.append(step)
+            if done:
+                break
+            if resampled:
+                fixed = [0] if ref else []  # the reference slot survives unconditionally
+                picks = fixed + resample_indices(weights, len(pool) - len(fixed), ctx.rng)
+                self._mark(ctx, pool, weights, picks, iteration, reference=bool(ref))
+                step["picks"] = picks
+                pool[:] = [pool[j] for j in picks]
+                if all(c.finished for c in pool):
+                    break  # only finished particles were drawn: nothing left to grow
+        return run
+
+    @staticmethod
+    def _mark(
+        ctx: Context,
+        pool: list[Chain],
+        weights: list[float],
+        picks: list[int],
+        iteration: int,
+        *,
+        reference: bool,
+    ) -> None:
+        """Record each particle's fate: "resampled" (with its weight and copies) or "pruned"."""
+        mass: dict[str, float] = {}
+        for c, w in zip(pool, weights, strict=True):
+            mass[c.id] = mass.get(c.id, 0.0) + w
+        copies = {cid: 0 for cid in mass}
+        for j in picks:
+            copies[pool[j].id] += 1
+        for cid, w in mass.items():
+            status = "resampled" if copies[cid] else "pruned"
+            extra = {"reference": True} if reference and cid == pool[0].id else {}
+            ctx.tree.mark(cid, status, weight=w, copies=copies[cid], iteration=iteration, **extra)
