@@ -40,6 +40,8 @@ class Context:
         self.rng = random.Random(f"{seed}:{problem.id}")
         self.stopped_by: str | None = None
         self._started = time.monotonic()
+        self._reserved_tokens = 0  # held by generator calls in flight (see _fit)
+        self._reserved_samples = 0
 
     def tick(self) -> None:
         """Bring the wall-clock counter up to date."""
@@ -54,12 +56,26 @@ class Context:
             raise BudgetExhausted(limit)
 
     def _fit(self, sampling: Sampling) -> Sampling:
-        """Shrink one call so that it cannot overshoot the budget by much."""
+        """Shrink one call so that it cannot overshoot the budget by much.
+
+        Calls in flight hold a reservation (their n and n * max_tokens), so concurrent calls of
+        one search share what is left instead of each seeing all of it: the generated tokens end
+        at most one token per sample above the limit.
+        """
         n, max_tokens = sampling.n, sampling.max_tokens
         if self.budget.samples is not None:
-            n = max(1, min(n, self.budget.samples - self.ledger.samples))
+            left = self.budget.samples - self.ledger.samples - self._reserved_samples
+            if left <= 0:
+                self.stopped_by = "samples"
+                raise BudgetExhausted("samples")
+            n = min(n, left)
         if self.budget.generated_tokens is not None:
-            left = self.budget.generated_tokens - self.ledger.generated_tokens
+            left = (
+                self.budget.generated_tokens - self.ledger.generated_tokens - self._reserved_tokens
+            )
+            if left <= 0:
+                self.stopped_by = "generated_tokens"
+                raise BudgetExhausted("generated_tokens")
             max_tokens = max(1, min(max_tokens, math.ceil(left / n)))
         seed = sampling.seed if sampling.seed is not None else self.rng.randrange(2**31)
         return replace(sampling, n=n, max_tokens=max_tokens, seed=seed)
@@ -71,7 +87,14 @@ class Context:
         """Sample continuations of `chain` (or of the bare prompt) and meter them."""
         self.check()
         fitted = self._fit(sampling)
-        completions = await self.generator.complete(self.render(chain), fitted)
+        reserved_tokens = fitted.n * fitted.max_tokens
+        self._reserved_samples += fitted.n
+        self._reserved_tokens += reserved_tokens
+        try:
+            completions = await self.generator.complete(self.render(chain), fitted)
+        finally:
+            self._reserved_samples -= fitted.n
+            self._reserved_tokens -= reserved_tokens
         led = self.ledger
         led.generator_calls += 1
         led.samples += len(completions)

@@ -1,6 +1,11 @@
 """Search controllers: each has `async run(problem, ctx) -> Outcome`."""
 
+from search.astar import AStar
+from search.beam import Beam
 from search.best_of_n import BestOfN
+from search.dvts import DVTS
 from search.greedy import Greedy
+from search.particle_filter import ParticleFilter
+from search.particle_gibbs import ParticleGibbs
 
-__all__ = ["BestOfN", "Greedy"]
+__all__ = ["DVTS", "AStar", "Beam", "BestOfN", "Greedy", "ParticleFilter", "ParticleGibbs"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.types import Chain, Outcome
 from search.aggregate import VERIFIER_AGGREGATES, aggregate
+from search.expand import score
 
 
 async def conclude(
@@ -19,16 +19,18 @@ async def conclude(
     Method-specific facts of the vote (e.g. RPC's pruned paths under "rpc") join the details.
     """
     details: dict[str, object] = {"aggregate": method}
-    if method in VERIFIER_AGGREGATES and chains and not all(c.scores for c in chains):
-        try:
-            scores = await ctx.score(chains)
-            chains = [c.with_scores(s) for c, s in zip(chains, scores, strict=True)]
-            for c in chains:
-                ctx.tree.graph.nodes[c.id]["scores"] = list(c.scores)
-        except BudgetExhausted:
+    # A chain is scored when it has one score per step (a child inherits its parent's scores).
+    unscored = [i for i, c in enumerate(chains) if len(c.scores) != len(c.steps)]
+    if method in VERIFIER_AGGREGATES and unscored:
+        fresh = await score(ctx, [chains[i] for i in unscored])
+        if any(len(c.scores) != len(c.steps) for c in fresh):
             # No budget left to score: fall back to an unweighted vote rather than no answer.
             method = "majority"
             details["aggregate"] = "majority (verifier budget reached)"
+        else:
+            chains = list(chains)
+            for i, c in zip(unscored, fresh, strict=True):
+                chains[i] = c
     if ctx.judge is None:
         raise ValueError("the Context needs an answer judge to aggregate answers")
     selection = await aggregate(chains, ctx.judge, method, step_reduction)

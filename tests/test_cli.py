@@ -32,7 +32,12 @@ def _records(run_dir: Path) -> list[dict]:
 def test_help_lists_groups() -> None:
     out = _run(["--help"])
     assert out.returncode == 0
-    for word in ("search: best_of_n, greedy", "dataset: aime24", "smollm2-135m", "resumes"):
+    for word in (
+        "search: astar, beam, best_of_n, dvts, greedy, particle_filter",
+        "dataset: aime24",
+        "smollm2-135m",
+        "resumes",
+    ):
         assert word in out.stdout
 
 
