@@ -174,3 +174,36 @@ def test_weighted_best_of_n_with_verifiers(tmp_path: Path, dataset: list[str]) -
         assert all(len(c["scores"]) == c["steps"] for c in trace["chains"])
     (judged,) = [r for r in runs if "verifier=judge" in r.name]
     assert all(r["ledger"]["verifier_tokens"] > 0 for r in _records(judged))
+
+
+@pytest.mark.engine
+def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
+    """`reason -m search=beam,dvts,astar,particle_filter,particle_gibbs verifier=arith`."""
+    sweep = tmp_path / "sweep"
+    budget = 240
+    out = _run(
+        [
+            "-m",
+            "search=beam,dvts,astar,particle_filter,particle_gibbs",
+            "verifier=arith",
+            "dataset.arith.n=2",
+            "search.max_step_tokens=32",
+            f"budget.generated_tokens={budget}",
+            "progress=false",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+    assert len(runs) == 5
+    for run in runs:
+        records = _records(run)
+        assert len(records) == 2, run.name
+        for r in records:
+            assert r["ledger"]["verifier_calls"] > 0
+            # a reached budget is overshot by at most one token per sample in flight
+            assert r["ledger"]["generated_tokens"] <= budget + 8
+            trace = json.loads((run / "traces" / f"{r['id']}.json").read_text())
+            ids = {node["id"] for node in trace["tree"]["nodes"]}
+            assert {c["id"] for c in trace["chains"]} <= ids
+            assert len(ids) > len(trace["chains"])  # the tree holds more than the answers
