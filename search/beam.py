@@ -22,15 +22,9 @@ from reasoning.context import Context
 from reasoning.types import Chain, Outcome, Problem
 from search.aggregate import STEP_REDUCTIONS, VERIFIER_AGGREGATES, reduce_step_scores
 from search.conclude import conclude
-from search.expand import StepPolicy, expand, score
+from search.expand import StepPolicy, expand, is_scored, score
 
 STEP_AGGREGATES = ("best_score", "weighted", "majority")
-
-
-def is_scored(chain: Chain) -> bool:
-    """One verifier score per step. A child inherits its parent's scores until it is scored
-    itself, so a non-empty `scores` alone does not mean the last step was scored."""
-    return bool(chain.steps) and len(chain.scores) == len(chain.steps)
 
 
 def rank(chains: Sequence[Chain], how: str) -> list[Chain]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from reasoning.context import Context
 from reasoning.types import Chain, Outcome
 from search.aggregate import VERIFIER_AGGREGATES, aggregate
-from search.expand import score
+from search.expand import is_scored, score
 
 
 async def conclude(
@@ -20,10 +20,10 @@ async def conclude(
     """
     details: dict[str, object] = {"aggregate": method}
     # A chain is scored when it has one score per step (a child inherits its parent's scores).
-    unscored = [i for i, c in enumerate(chains) if len(c.scores) != len(c.steps)]
+    unscored = [i for i, c in enumerate(chains) if not is_scored(c)]
     if method in VERIFIER_AGGREGATES and unscored:
         fresh = await score(ctx, [chains[i] for i in unscored])
-        if any(len(c.scores) != len(c.steps) for c in fresh):
+        if not all(is_scored(c) for c in fresh):
             # No budget left to score: fall back to an unweighted vote rather than no answer.
             method = "majority"
             details["aggregate"] = "majority (verifier budget reached)"

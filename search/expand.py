@@ -45,6 +45,12 @@ class StepPolicy:
         )
 
 
+def is_scored(chain: Chain) -> bool:
+    """One verifier score per step. A child inherits its parent's scores until it is scored
+    itself, so a non-empty `scores` alone does not mean the last step was scored."""
+    return bool(chain.steps) and len(chain.scores) == len(chain.steps)
+
+
 def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
     """The parent plus the completion as one step, with the reason it finished (if it did)."""
     step = completion.text.strip("\n")

@@ -45,7 +45,7 @@ from reasoning.context import Context
 from reasoning.types import Chain, Outcome, Problem
 from search.aggregate import reduce_step_scores
 from search.conclude import conclude
-from search.expand import StepPolicy, expand, score
+from search.expand import StepPolicy, expand, is_scored, score
 
 EPS = 1e-6  # rewards are clipped to (EPS, 1 - EPS) before the logit
 WEIGHTINGS = ("logit", "reward")
@@ -55,11 +55,6 @@ RESAMPLING = ("always", "ess")
 def reward(chain: Chain) -> float:
     """A particle's reward: its last step's score (model aggregation), 0 when unscored."""
     return reduce_step_scores(chain.scores, "last")
-
-
-def is_scored(chain: Chain) -> bool:
-    """Whether the verifier scored every step (a child inherits its parent's scores until then)."""
-    return bool(chain.steps) and len(chain.scores) == len(chain.steps)
 
 
 def particle_weights(

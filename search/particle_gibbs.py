@@ -17,10 +17,10 @@ from typing import Any
 from reasoning.context import Context
 from reasoning.types import Chain, Outcome, Problem
 from search.conclude import conclude
+from search.expand import is_scored
 from search.particle_filter import (
     ParticleFilter,
     candidates,
-    is_scored,
     lineage,
     particle_weights,
     resample_indices,
