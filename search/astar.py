@@ -41,14 +41,14 @@ from reasoning.tree import ROOT
 from reasoning.types import Chain, Outcome, Problem
 from search.aggregate import STEP_REDUCTIONS, reduce_step_scores
 from search.conclude import conclude
-from search.expand import StepPolicy, expand, score
+from search.expand import SampledSteps, expand, score
 
 PATH_COSTS = ("risk", "depth", "tokens")
 FINAL_AGGREGATES = ("best_score", "weighted", "majority")  # rpc needs logprobs A* does not keep
 
 
 @dataclass
-class AStar:
+class AStar(SampledSteps):
     """A*-decoding over reasoning steps with a PRM heuristic h = 1 - r.
 
     `expansions_per_round`: how many best frontier nodes are popped and expanded together in one
@@ -110,15 +110,6 @@ class AStar:
     @property
     def needs_verifier(self) -> bool:
         return True  # the PRM is the heuristic
-
-    @property
-    def policy(self) -> StepPolicy:
-        return StepPolicy(
-            temperature=self.sampling_temperature,
-            top_p=self.top_p,
-            max_step_tokens=self.max_step_tokens,
-            max_steps=self.max_steps,
-        )
 
     def _cost(self, parent: Chain, kid: Chain, r: float) -> float:
         """The g increment of one step (see the module doc, [R])."""

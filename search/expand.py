@@ -45,6 +45,25 @@ class StepPolicy:
         )
 
 
+class SampledSteps:
+    """Mixin for controllers whose step sampling is set by the fields `sampling_temperature`,
+    `top_p`, `max_step_tokens` and `max_steps` (A*, particle filtering)."""
+
+    sampling_temperature: float
+    top_p: float
+    max_step_tokens: int
+    max_steps: int
+
+    @property
+    def policy(self) -> StepPolicy:
+        return StepPolicy(
+            temperature=self.sampling_temperature,
+            top_p=self.top_p,
+            max_step_tokens=self.max_step_tokens,
+            max_steps=self.max_steps,
+        )
+
+
 def is_scored(chain: Chain) -> bool:
     """One verifier score per step. A child inherits its parent's scores until it is scored
     itself, so a non-empty `scores` alone does not mean the last step was scored."""

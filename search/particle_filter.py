@@ -45,7 +45,7 @@ from reasoning.context import Context
 from reasoning.types import Chain, Outcome, Problem
 from search.aggregate import reduce_step_scores
 from search.conclude import conclude
-from search.expand import StepPolicy, expand, is_scored, score
+from search.expand import SampledSteps, expand, is_scored, score
 
 EPS = 1e-6  # rewards are clipped to (EPS, 1 - EPS) before the logit
 WEIGHTINGS = ("logit", "reward")
@@ -127,7 +127,7 @@ def candidates(pools: Sequence[Sequence[Chain]]) -> list[Chain]:
 
 
 @dataclass
-class ParticleFilter:
+class ParticleFilter(SampledSteps):
     """N particles grown one step at a time, resampled ∝ softmax(logit(reward) / temperature)."""
 
     n: int = 8
@@ -165,15 +165,6 @@ class ParticleFilter:
     @property
     def needs_verifier(self) -> bool:
         return True
-
-    @property
-    def policy(self) -> StepPolicy:
-        return StepPolicy(
-            temperature=self.sampling_temperature,
-            top_p=self.top_p,
-            max_step_tokens=self.max_step_tokens,
-            max_steps=self.max_steps,
-        )
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         run = await self.filter(ctx, {}, n_fresh=self.n)
