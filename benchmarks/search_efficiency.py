@@ -13,11 +13,12 @@ One process, one model (SmolLM2-135M, eager, real vLLM engine), the same seeded 
 2. Prefix-cache reuse. The controller's generator is wrapped in a recorder that logs, per problem
    in call order, each call's prompt and the engine's `cached_prompt_tokens`. The most the engine
    could reuse for a call is the longest common token prefix with any earlier prompt of the same
-   problem's search, rounded down to whole 128-token KV blocks (vLLM on CPU caches whole blocks,
-   and never the prompt's last token). The engine's prefix cache is reset before every run, so
-   nothing leaks between controllers. Reported: sum(cached) / sum(reusable), and the same with
-   each call's cached tokens capped at its bound (the engine also caches blocks of generated
-   text, so a call can be served more than its prompt-prefix bound).
+   problem's search, rounded down to whole KV blocks (the engine's block size, 32 tokens on CPU:
+   vLLM caches whole blocks, and never the prompt's last token). The engine's prefix cache is
+   reset before every run, so nothing leaks between controllers. Reported: sum(cached) /
+   sum(reusable), and the same with each call's cached tokens capped at its bound (the engine
+   also caches blocks of generated text, so a call can be served more than its prompt-prefix
+   bound).
 3. Accuracy vs generated tokens at per-problem token budgets (reasoning.Budget(generated_tokens=B)
    for every method): accuracy (Grader().grade against the gold answer), mean generated tokens
    and verifier calls per problem, and pass@N for best-of-N (any sample correct).
@@ -44,7 +45,6 @@ from typing import Any
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "3")
 
-BLOCK = 128  # KV block size of vLLM on CPU: prefix caching reuses whole blocks only
 METHODS = ("greedy", "best_of_n", "best_of_n_weighted", "beam", "particle_filter", "astar")
 REUSE_TARGETS = ("beam", "particle_filter", "astar")  # the final line's minimum runs over these
 BEST_OF_N = ("best_of_n", "best_of_n_weighted")  # pass@N is reported for these
@@ -205,28 +205,28 @@ class Reuse:
 class BlockTrie:
     """Token sequences cut into whole blocks, as vLLM's prefix cache keys them."""
 
-    def __init__(self) -> None:
+    def __init__(self, block: int) -> None:
+        self.block = block
         self.nodes: dict[tuple[int, tuple[int, ...]], int] = {}  # (parent, block) -> node
 
     def longest(self, ids: list[int]) -> int:
         """Tokens of `ids` (whole blocks, never its last token) found in the trie."""
-        node, hit = 0, 0
-        while hit < (len(ids) - 1) // BLOCK:
-            node = self.nodes.get((node, tuple(ids[hit * BLOCK : (hit + 1) * BLOCK])), -1)
+        node, hit, b = 0, 0, self.block
+        while hit < (len(ids) - 1) // b:
+            node = self.nodes.get((node, tuple(ids[hit * b : (hit + 1) * b])), -1)
             if node < 0:
                 break
             hit += 1
-        return hit * BLOCK
+        return hit * b
 
     def insert(self, ids: list[int]) -> None:
-        node = 0
-        for j in range(len(ids) // BLOCK):
-            node = self.nodes.setdefault(
-                (node, tuple(ids[j * BLOCK : (j + 1) * BLOCK])), len(self.nodes) + 1
-            )
+        node, b = 0, self.block
+        for j in range(len(ids) // b):
+            key = (node, tuple(ids[j * b : (j + 1) * b]))
+            node = self.nodes.setdefault(key, len(self.nodes) + 1)
 
 
-def reuse_of(calls: dict[str, list[Call]], tokenizer: Any) -> Reuse:
+def reuse_of(calls: dict[str, list[Call]], tokenizer: Any, block: int) -> Reuse:
     """Cached vs reusable prompt tokens, per problem in call order.
 
     The bound of a call is what earlier calls of the same problem put in the cache: their
@@ -240,12 +240,12 @@ def reuse_of(calls: dict[str, list[Call]], tokenizer: Any) -> Reuse:
         return tokenizer(text, add_special_tokens=False).input_ids
 
     for records in calls.values():
-        prompts, sequences = BlockTrie(), BlockTrie()
+        prompts, sequences = BlockTrie(block), BlockTrie(block)
         for call in records:
             ids = encode(call.prompt)
             out.calls += 1
             out.prompt_tokens += len(ids)
-            out.short_calls += len(ids) < BLOCK
+            out.short_calls += len(ids) < block
             out.length_mismatches += call.prompt_tokens != len(ids)
             reusable = prompts.longest(ids)
             reusable_seq = max(reusable, sequences.longest(ids))
@@ -257,7 +257,7 @@ def reuse_of(calls: dict[str, list[Call]], tokenizer: Any) -> Reuse:
             prompts.insert(ids)
             sequences.insert(ids)
             for text, tokens in call.outputs:
-                if len(ids) + tokens - 1 >= BLOCK:
+                if len(ids) + tokens - 1 >= block:
                     sequences.insert(encode(call.prompt + text)[: len(ids) + tokens - 1])
     return out
 
@@ -266,10 +266,10 @@ def fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def print_reuse_table(rows: dict[str, dict[str, Any]]) -> None:
+def print_reuse_table(rows: dict[str, dict[str, Any]], block: int) -> None:
     """Markdown table of prefix-cache reuse per method (rows: Reuse.to_dict())."""
     print(
-        f"| method | calls | calls < {BLOCK} tok | prompt tok | cached tok | reusable tok "
+        f"| method | calls | calls < {block} tok | prompt tok | cached tok | reusable tok "
         "| reuse | reuse (capped) | reusable incl. outputs | reuse incl. outputs (capped) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -326,6 +326,7 @@ def main() -> None:
     )
     gen.start()
     run_sync(gen.complete(gen.render(problems[0]), Sampling(max_tokens=8)))  # warm-up
+    block = gen.block_size
     recorder = Recorder(gen)
     grader = Grader()
 
@@ -346,10 +347,10 @@ def main() -> None:
         "8 samples get at most ceil(B/8) tokens each; greedy takes one sample (<= 256 tokens)."
     )
     print(
-        f"  note: prefix caching works in whole {BLOCK}-token blocks here; prompts under "
-        f"{BLOCK} tokens can never hit (the problems' own prompts: {head_lengths} tokens).\n"
+        f"  note: prefix caching works in whole {block}-token blocks here; prompts under "
+        f"{block} tokens can never hit (the problems' own prompts: {head_lengths} tokens).\n"
         "  reusable = per call, the longest common token prefix with an EARLIER prompt of the "
-        f"same problem's search, in whole {BLOCK}-token blocks (at most the prompt length - 1).\n"
+        f"same problem's search, in whole {block}-token blocks (at most the prompt length - 1).\n"
         "  reuse = sum(cached) / sum(reusable); it can pass 1 because the engine also caches "
         "blocks of generated text. capped = each call's cached tokens capped at its bound (the\n"
         "  fraction of shared blocks the engine served). 'incl. outputs' also counts earlier "
@@ -373,12 +374,12 @@ def main() -> None:
             )
         )
         wall = time.perf_counter() - t0
-        return outcomes, wall, reuse_of(recorder.calls, gen.tokenizer)
+        return outcomes, wall, reuse_of(recorder.calls, gen.tokenizer, block)
 
     results: dict[str, Any] = {
         "args": vars(args),
         "settings": {m: SETTINGS[m] for m in methods},
-        "block_size": BLOCK,
+        "block_size": block,
         "utilization": {},
         "accuracy": [],
     }
@@ -394,6 +395,7 @@ def main() -> None:
             max_model_len=2048,
             max_num_seqs=gen._engine_config["max_num_seqs"],
             enable_prefix_caching=True,
+            block_size=block,  # the toolkit's engine setting, so both sides cache alike
             seed=args.seed,
             enforce_eager=True,
         )
@@ -451,7 +453,7 @@ def main() -> None:
                 f"= {tps['toolkit']:.1f} tok/s | raw {totals['raw'][0]} tok/"
                 f"{totals['raw'][1]:.1f}s = {tps['raw']:.1f} tok/s | ratio {ratio:.3f} | "
                 f"cache {reuse.cached} tok, prompt-bound {reuse.reusable}, with outputs "
-                f"{reuse.reusable_seq} ({reuse.short_calls}/{reuse.calls} calls under {BLOCK} "
+                f"{reuse.reusable_seq} ({reuse.short_calls}/{reuse.calls} calls under {block} "
                 "tokens)",
                 flush=True,
             )
@@ -464,7 +466,9 @@ def main() -> None:
                 f"| {row['utilization_ratio']:.3f} |"
             )
         print()
-        print_reuse_table({m: row["prefix_cache"] for m, row in results["utilization"].items()})
+        print_reuse_table(
+            {m: row["prefix_cache"] for m, row in results["utilization"].items()}, block
+        )
 
     # 3: accuracy vs generated tokens -----------------------------------------------------------
     if not args.skip_accuracy:
@@ -539,7 +543,8 @@ def main() -> None:
                 row["method"]: row["prefix_cache"]
                 for row in results["accuracy"]
                 if row["budget"] == max(budgets)
-            }
+            },
+            block,
         )
         if not reuse_for_line:  # no utilization runs: take reuse from the largest budget
             for row in results["accuracy"]:

@@ -13,6 +13,12 @@ class BudgetExhausted(Exception):
         self.limit = limit
 
 
+LIMITS = ("generated_tokens", "verifier_calls", "wall_s", "samples")
+# Scoring what was already generated spends no generator budget, so only these stop it: a search
+# whose token budget ran out still scores its last children (a verifier budget caps that).
+SCORING_LIMITS = ("verifier_calls", "wall_s")
+
+
 @dataclass(frozen=True)
 class Budget:
     """Limits per problem; None means unlimited."""
@@ -58,14 +64,10 @@ class Ledger:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def exhausted(self, budget: Budget) -> str | None:
-        """The name of the first limit reached, or None."""
-        if budget.generated_tokens is not None and self.generated_tokens >= budget.generated_tokens:
-            return "generated_tokens"
-        if budget.verifier_calls is not None and self.verifier_calls >= budget.verifier_calls:
-            return "verifier_calls"
-        if budget.wall_s is not None and self.wall_s >= budget.wall_s:
-            return "wall_s"
-        if budget.samples is not None and self.samples >= budget.samples:
-            return "samples"
+    def exhausted(self, budget: Budget, limits: tuple[str, ...] = LIMITS) -> str | None:
+        """The name of the first of `limits` reached, or None."""
+        for name in limits:
+            cap = getattr(budget, name)
+            if cap is not None and getattr(self, name) >= cap:
+                return name
         return None

@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import replace
 
-from reasoning.budget import Budget, BudgetExhausted, Ledger
+from reasoning.budget import LIMITS, SCORING_LIMITS, Budget, BudgetExhausted, Ledger
 from reasoning.tree import SearchTree
 from reasoning.types import AnswerJudge, Chain, Completion, Generator, Problem, Sampling, Verifier
 
@@ -47,12 +47,18 @@ class Context:
         """Bring the wall-clock counter up to date."""
         self.ledger.wall_s = time.monotonic() - self._started
 
-    def check(self) -> None:
-        """Raise BudgetExhausted when a limit is reached (and remember which)."""
+    def exhausted(self, limits: tuple[str, ...] = LIMITS) -> str | None:
+        """The first of `limits` reached (remembered in `stopped_by`), or None."""
         self.tick()
-        limit = self.ledger.exhausted(self.budget)
+        limit = self.ledger.exhausted(self.budget, limits)
         if limit is not None:
             self.stopped_by = limit
+        return limit
+
+    def check(self, limits: tuple[str, ...] = LIMITS) -> None:
+        """Raise BudgetExhausted when one of `limits` is reached (and remember which)."""
+        limit = self.exhausted(limits)
+        if limit is not None:
             raise BudgetExhausted(limit)
 
     def _fit(self, sampling: Sampling) -> Sampling:
@@ -112,12 +118,15 @@ class Context:
         return completions
 
     async def score(self, chains: list[Chain]) -> list[list[float]]:
-        """Per-step verifier scores of `chains`, metered as one verifier call per chain."""
+        """Per-step verifier scores of `chains`, metered as one verifier call per chain.
+
+        A spent generator budget does not stop scoring: the search may still rank what it has.
+        """
         if self.verifier is None:
             raise ValueError(
                 "this search needs a verifier: set verifier=<name> (see conf/verifier)"
             )
-        self.check()
+        self.check(SCORING_LIMITS)
         scores = await self.verifier.score(self.problem, chains)
         self.ledger.verifier_calls += len(chains)
         self.ledger.verifier_tokens += getattr(scores, "tokens", 0)

@@ -212,6 +212,8 @@ class _Search:
             cap = self.capped()
             if cap is not None:
                 return cap
+            if ctx.exhausted() is not None:  # the next expansion would be refused: stop here
+                return f"budget:{ctx.stopped_by}"
             batch, won = self.select()
             if won:
                 return "complete"
@@ -241,7 +243,7 @@ class _Search:
                 else:  # refused: it carries only its parent's scores, which must not rank it
                     self.unscored.append(kid.with_scores(()))
                     tree.graph.nodes[kid.id]["scores"] = []
-            if ctx.stopped_by is not None:
+            if ctx.exhausted() is not None or ctx.stopped_by is not None:
                 return f"budget:{ctx.stopped_by}"
             if not any(kids_of):
                 return "no_children"  # a generator that returned nothing: do not spin
@@ -261,9 +263,9 @@ class _Search:
 
         The goals, if any. Otherwise the first of these tiers holding an extractable answer
         (else the first non-empty one): the finished nodes in the frontier (best f first); the
-        finished children the verifier never scored (the Context refuses every call once any
-        limit is reached, so the last round's children go unscored when its generation hits
-        the budget); the best-f partial in the frontier; the unscored partial children.
+        finished children the verifier never scored (a verifier budget or the wall clock can
+        run out between a round's generation and its scoring); the best-f partial in the
+        frontier; the unscored partial children.
         """
         ranked = [c for _, _, c in sorted(self.frontier, key=lambda e: e[:2]) if c.steps]
         candidates = self.goals

@@ -24,7 +24,7 @@ async def conclude(
     if method in VERIFIER_AGGREGATES and unscored:
         fresh = await score(ctx, [chains[i] for i in unscored])
         if not all(is_scored(c) for c in fresh):
-            # No budget left to score: fall back to an unweighted vote rather than no answer.
+            # No verifier budget left: fall back to an unweighted vote rather than no answer.
             method = "majority"
             details["aggregate"] = "majority (verifier budget reached)"
         else:

@@ -76,6 +76,8 @@ def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
     reason = None
     if completion.hit_eos:
         reason = "eos"
+    elif completion.finish_reason == "length" and completion.tokens < policy.max_step_tokens:
+        reason = "budget"  # the Context clamped the call: a step cut off by the budget
     elif completion.finish_reason == "length":
         reason = "length"
     elif not step.strip():
@@ -107,7 +109,9 @@ async def expand(
     """`width` children of each chain (a list gives one width per chain), generated together.
 
     When the budget runs out mid-way, the expansions that were already granted are returned
-    and the others come back empty; `ctx.stopped_by` says which limit was hit.
+    and the others come back empty; `ctx.stopped_by` says which limit was hit. A step the
+    budget cut short (the Context clamped its call) is recorded in the tree as pruned and not
+    returned: its parent, not a truncated fragment, stays the search's best at that point.
     """
     widths = width if isinstance(width, list) else [width] * len(chains)
 
@@ -118,18 +122,25 @@ async def expand(
             completions = await ctx.generate(policy.sampling(n, last=last), chain=chain)
         except BudgetExhausted:
             return []
-        kids = [child(chain, c, policy) for c in completions]
-        for kid in kids:
+        kids = []
+        for kid in (child(chain, c, policy) for c in completions):
+            if kid.finish_reason == "budget":
+                ctx.tree.add(kid, status="pruned", cut_by_budget=True)
+                continue
             ctx.tree.add(kid, status="finished" if kid.finished else "expanded")
+            kids.append(kid)
         return kids
 
-    return list(await asyncio.gather(*(one(c, n) for c, n in zip(chains, widths, strict=True))))
+    groups = await asyncio.gather(*(one(c, n) for c, n in zip(chains, widths, strict=True)))
+    ctx.exhausted()  # a clamped call may have spent the rest: record the limit it reached
+    return list(groups)
 
 
 async def score(ctx: Context, chains: list[Chain]) -> list[Chain]:
     """The chains with their verifier scores (one per step), recorded in the tree.
 
-    With the budget spent the chains come back unscored and `ctx.stopped_by` is set.
+    With the verifier budget (or the wall clock) spent they come back unscored, and
+    `ctx.stopped_by` is set; a spent token budget does not stop scoring.
     """
     if not chains:
         return []

@@ -213,7 +213,9 @@ class ParticleFilter(SampledSteps):
             rewards = [reward(c) for c in pool]
             weights = particle_weights(rewards, self.temperature, self.weighting)
             ess = effective_sample_size(weights)
-            done = all(c.finished for c in pool)
+            # With the budget spent nothing more can grow: keep the scored pool as it is, since
+            # resampling now could only drop the particle with the highest final reward.
+            done = ctx.exhausted() is not None or all(c.finished for c in pool)
             resampled = not done and (
                 self.resample == "always" or ess < self.ess_threshold * len(pool)
             )

@@ -294,16 +294,30 @@ def test_max_tokens_and_max_expansions_stop_between_rounds() -> None:
 
 
 def test_token_budget_returns_the_best_finished_solution_so_far() -> None:
-    children = {"": ["A", "\\boxed{9}"], "A": ["A1 \\boxed{5}"]}
+    children = {"": ["A", "\\boxed{9}"], "A": ["Ax \\boxed{5}", "Ay \\boxed{7}"]}
     scores = {"A": 0.5, "\\boxed{9}": 0.25}
     ctx = ctx_for(children, scores, budget=Budget(generated_tokens=3))
     out = run(AStar(width=2, cost_weight=0.0), ctx)
-    # round 1 spends 2 tokens; round 2 expands A with the last token each, cut to "A1"
-    # (finished by length); the Context then refuses to score them, so the boxed 9 scored in
-    # round 1 is the best finished solution
+    # round 1 spends 2 tokens; round 2 expands A with one token per sample, cut to "Ax" and
+    # "Ay": steps cut off by the budget, pruned unscored, so A goes back to the frontier. With
+    # the budget spent the search stops, and the boxed 9 scored in round 1 is the best finished
     assert out.stopped_by == "generated_tokens" and out.details["stop"] == "budget:generated_tokens"
-    assert out.answer == "9" and order(out, ctx) == ["", "A"]
-    assert status(ctx) == {"A": "expanded", "\\boxed{9}": "selected", "A1": "pruned"}
+    assert out.answer == "9" and order(out, ctx) == [""] and out.ledger.verifier_calls == 2
+    assert [c.steps for c in out.chains] == [("\\boxed{9}",)]
+    assert status(ctx) == {
+        "A": "pruned", "\\boxed{9}": "selected", "Ax": "pruned", "Ay": "pruned"
+    }  # fmt: skip
+
+
+def test_a_child_generated_with_the_last_tokens_is_scored_and_can_win() -> None:
+    children = {"": ["A", "\\boxed{9}"], "A": ["Ax \\boxed{5}", "Ay \\boxed{7}"]}
+    scores = {"A": 0.5, "\\boxed{9}": 0.25, "Ax \\boxed{5}": 0.75, "Ay \\boxed{7}": 0.1}
+    ctx = ctx_for(children, scores, budget=Budget(generated_tokens=6))
+    out = run(AStar(width=2, cost_weight=0.0), ctx)
+    # round 2 completes A's children with the budget's last 4 tokens; they are still scored,
+    # and with nothing left to expand the best-scored finished node wins (f = 0.25)
+    assert out.details["stop"] == "budget:generated_tokens" and out.ledger.generated_tokens == 6
+    assert out.answer == "5" and out.chain is not None and out.chain.scores == (0.5, 0.75)
 
 
 def test_budget_without_a_finished_solution_returns_the_best_partial() -> None:
@@ -318,11 +332,24 @@ def test_budget_without_a_finished_solution_returns_the_best_partial() -> None:
     assert status(ctx) == {"a b 1": "pruned", "d e 2": "selected"}
 
 
-def test_children_left_unscored_by_the_budget_are_voted_without_scores() -> None:
+def test_children_left_unscored_by_the_budget_are_voted_without_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr("reasoning.context.time.monotonic", lambda: clock[0])
     children = {"": ["A", "B"], "A": ["\\boxed{4}", "\\boxed{8}"], "B": ["B1"]}
-    ctx = ctx_for(children, {"A": 0.75, "B": 0.5}, budget=Budget(generated_tokens=4))
+    ctx = ctx_for(children, {"A": 0.75, "B": 0.5}, budget=Budget(wall_s=1.5))
+    complete = ctx.generator.complete
+
+    async def one_second_per_call(prompt: str, sampling: Sampling) -> list[Completion]:
+        clock[0] += 1.0
+        return await complete(prompt, sampling)
+
+    ctx.generator.complete = one_second_per_call  # type: ignore[method-assign]
     out = run(AStar(width=2), ctx)
-    assert out.stopped_by == "generated_tokens" and out.ledger.verifier_calls == 2
+    # round 1 ends at 1 s and is scored; round 2 starts before the limit and ends at 2 s, past
+    # it, so its children (A's two answers) are never scored and the vote falls back to majority
+    assert out.stopped_by == "wall_s" and out.ledger.verifier_calls == 2
     assert [c.steps for c in out.chains] == [("A", "\\boxed{4}"), ("A", "\\boxed{8}")]
     assert "verifier budget" in out.details["aggregate"] and out.answer == "4"
 

@@ -263,12 +263,14 @@ async def test_lookahead_ranks_by_the_rollout_and_drops_it() -> None:
 
 async def test_beam_on_budget_returns_the_finished_chains_so_far() -> None:
     # Budget(samples=6): iteration 1 gets b's 2 samples, then d's call is refused. ba (boxed)
-    # is the only completed chain; there is no budget left to score it, so the vote is majority.
+    # is the only completed chain; the spent sample budget does not stop the verifier, so ba is
+    # scored (0.8) and the vote is the configured one, not the majority fallback.
     gen = StepGenerator(named_script(BEAM_ANSWERS))
     ctx = ctx_for(gen, StepVerifier(BEAM_SCORES), budget=Budget(samples=6))
     out = await Beam(n=4, width=2, iterations=3).run(PROBLEM, ctx)
     assert out.stopped_by == "samples" and out.answer == "5" and names(out.chains) == ["ba"]
-    assert out.ledger.samples == 6 and "majority" in out.details["aggregate"]
+    assert out.ledger.samples == 6 and out.details["aggregate"] == Beam().aggregate
+    assert out.chains[0].scores == (0.9, 0.8) and out.ledger.verifier_calls == 6
     assert_paths(out)
 
 

