@@ -6,6 +6,7 @@ compute the ledger does not see, and every controller stops on the same limits.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import time
@@ -42,6 +43,7 @@ class Context:
         self._started = time.monotonic()
         self._reserved_tokens = 0  # held by generator calls in flight (see _fit)
         self._reserved_samples = 0
+        self._released = asyncio.Event()  # set whenever a call in flight returns its reservation
 
     def tick(self) -> None:
         """Bring the wall-clock counter up to date."""
@@ -61,16 +63,22 @@ class Context:
         if limit is not None:
             raise BudgetExhausted(limit)
 
-    def _fit(self, sampling: Sampling) -> Sampling:
-        """Shrink one call so that it cannot overshoot the budget by much.
+    def _fit(self, sampling: Sampling) -> Sampling | None:
+        """Shrink one call so that it cannot overshoot the budget by much; None: wait first.
 
         Calls in flight hold a reservation (their n and n * max_tokens), so concurrent calls of
         one search share what is left instead of each seeing all of it: the generated tokens end
-        at most one token per sample above the limit.
+        at most one token per sample above the limit. A call that would be cut down while
+        others hold reservations waits for them instead (None): they mostly stop early (a step
+        ends at its delimiter) and hand back what they did not use. Only a call with nothing
+        else in flight is clamped, or refused when nothing is left.
         """
+        in_flight = self._reserved_samples > 0
         n, max_tokens = sampling.n, sampling.max_tokens
         if self.budget.samples is not None:
             left = self.budget.samples - self.ledger.samples - self._reserved_samples
+            if left < n and in_flight:
+                return None
             if left <= 0:
                 self.stopped_by = "samples"
                 raise BudgetExhausted("samples")
@@ -79,10 +87,13 @@ class Context:
             left = (
                 self.budget.generated_tokens - self.ledger.generated_tokens - self._reserved_tokens
             )
+            fit = min(max_tokens, math.ceil(left / n))
+            if fit < max_tokens and in_flight:
+                return None
             if left <= 0:
                 self.stopped_by = "generated_tokens"
                 raise BudgetExhausted("generated_tokens")
-            max_tokens = max(1, min(max_tokens, math.ceil(left / n)))
+            max_tokens = max(1, fit)
         seed = sampling.seed if sampling.seed is not None else self.rng.randrange(2**31)
         return replace(sampling, n=n, max_tokens=max_tokens, seed=seed)
 
@@ -91,8 +102,13 @@ class Context:
 
     async def generate(self, sampling: Sampling, chain: Chain | None = None) -> list[Completion]:
         """Sample continuations of `chain` (or of the bare prompt) and meter them."""
-        self.check()
-        fitted = self._fit(sampling)
+        while True:
+            self.check()
+            fitted = self._fit(sampling)
+            if fitted is not None:
+                break
+            self._released.clear()
+            await self._released.wait()
         reserved_tokens = fitted.n * fitted.max_tokens
         self._reserved_samples += fitted.n
         self._reserved_tokens += reserved_tokens
@@ -101,6 +117,8 @@ class Context:
         finally:
             self._reserved_samples -= fitted.n
             self._reserved_tokens -= reserved_tokens
+            # waiters re-fit at their next turn, after this call's spend is in the ledger below
+            self._released.set()
         led = self.ledger
         led.generator_calls += 1
         led.samples += len(completions)

@@ -68,6 +68,23 @@ async def test_budget_stops_before_the_next_call_and_clamps_the_last() -> None:
     assert len(gen.calls) == 3
 
 
+async def test_concurrent_calls_wait_for_unused_reservations_instead_of_being_cut() -> None:
+    gen = ScriptedGenerator(["w " * 9 + "w"], delay_s=0.01)  # 10 tokens per sample
+    ctx = Context(PROBLEM, gen, budget=Budget(generated_tokens=45))
+    calls = [ctx.generate(Sampling(n=1, max_tokens=20)) for _ in range(4)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    # 2 calls fit at once (2 x 20 reserved of 45); the third waits for the first to hand back
+    # its 10 unused tokens rather than being cut to 5, and so does the fourth: every call ran
+    # its whole step, and only the one left alone at the end could have been clamped
+    caps = [s.max_tokens for _, s in gen.calls]
+    assert [len(r) for r in results] == [1, 1, 1, 1], results
+    assert caps == [20, 20, 20, 15] and ctx.ledger.generated_tokens == 40
+    more = await ctx.generate(Sampling(n=1, max_tokens=20))  # alone: clamped to what is left
+    assert more[0].tokens == 5 and gen.calls[-1][1].max_tokens == 5
+    with pytest.raises(BudgetExhausted):
+        await ctx.generate(Sampling(n=1, max_tokens=20))
+
+
 async def test_sample_budget_shrinks_n() -> None:
     gen = ScriptedGenerator(["x"])
     ctx = Context(PROBLEM, gen, budget=Budget(samples=3))
