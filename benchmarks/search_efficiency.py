@@ -9,7 +9,11 @@ One process, one model (SmolLM2-135M, eager, real vLLM engine), the same seeded 
    over the prompts) and max_tokens = the largest per-call cap the controller requested (its
    per-step cap, unless the budget clamped every call). The two alternate (toolkit, raw,
    toolkit, raw, ...), so drift on a shared machine hits both alike. Sample lengths differ, so the
-   comparison is generated tokens per second; the ratio is toolkit over raw.
+   comparison is generated tokens per second; the ratio is toolkit over raw. That raw batch
+   decodes long sequences with no stop string, an upper bound no step-level search can reach;
+   so the accuracy runs at the utilization budget also replay each run's own requests (prompt,
+   n, max_tokens, stop, temperature) as one raw batch: the same work with no search in between
+   (--skip-replay turns it off).
 2. Prefix-cache reuse. The controller's generator is wrapped in a recorder that logs, per problem
    in call order, each call's prompt and the engine's `cached_prompt_tokens`. The most the engine
    could reuse for a call is the longest common token prefix with any earlier prompt of the same
@@ -107,6 +111,7 @@ class Call:
     prompt: str
     max_tokens: int
     n: int
+    sampling: Any = None  # the Sampling the Context sent (a replay sends the same request)
     prompt_tokens: int = 0  # as the engine counted them
     cached: int = 0  # the engine's cached_prompt_tokens
     outputs: list[tuple[str, int]] = field(default_factory=list)  # (text + stop string, tokens)
@@ -136,7 +141,7 @@ class Recorder:
         return prompt
 
     async def complete(self, prompt: str, sampling: Any) -> list[Any]:
-        call = Call(prompt, sampling.max_tokens, sampling.n)
+        call = Call(prompt, sampling.max_tokens, sampling.n, sampling)
         self.calls.setdefault(self._owner.get(prompt, "?"), []).append(call)
         completions = await self.inner.complete(prompt, sampling)
         if completions:
@@ -299,6 +304,11 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="utilization rounds")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument(
+        "--skip-replay",
+        action="store_true",
+        help="accuracy runs: skip replaying each run's own requests as one raw vLLM batch",
+    )
     parser.add_argument("--skip-utilization", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/search_efficiency.json")
@@ -385,21 +395,57 @@ def main() -> None:
     }
     reuse_for_line: dict[str, float | None] = {}
 
+    prompts = [gen.render(p) for p in problems]
+    raw_llm: list[Any] = []
+
+    def raw_engine() -> Any:
+        """The baseline: a plain vllm.LLM in this process, built once, with the same settings."""
+        if not raw_llm:
+            from vllm import LLM, SamplingParams
+
+            raw_llm.append(
+                LLM(
+                    model=gen.path,
+                    max_model_len=2048,
+                    max_num_seqs=gen._engine_config["max_num_seqs"],
+                    enable_prefix_caching=True,
+                    block_size=block,  # the toolkit's engine setting, so both sides cache alike
+                    seed=args.seed,
+                    enforce_eager=True,
+                )
+            )
+            raw_llm[0].generate(prompts[:1], SamplingParams(max_tokens=8), use_tqdm=False)
+        return raw_llm[0]
+
+    def replay(calls: dict[str, list[Call]]) -> tuple[int, float]:
+        """Every request the search made (prompt, n, max_tokens, stop, temperature) as one raw
+        batch: the engine's best case for the same work, with no search in between."""
+        from vllm import SamplingParams
+
+        llm = raw_engine()
+        llm.reset_prefix_cache()
+        flat = [c for records in calls.values() for c in records]
+        params = [
+            SamplingParams(
+                n=c.n,
+                temperature=c.sampling.temperature,
+                top_p=c.sampling.top_p,
+                max_tokens=c.max_tokens,
+                stop=list(c.sampling.stop) or None,
+                logprobs=c.sampling.logprobs,
+            )
+            for c in flat
+        ]
+        t0 = time.perf_counter()
+        outputs = llm.generate([c.prompt for c in flat], params, use_tqdm=False)
+        wall = time.perf_counter() - t0
+        return sum(len(o.token_ids) for out in outputs for o in out.outputs), wall
+
     # 1 + 2: utilization and prefix-cache reuse ------------------------------------------------
     if not args.skip_utilization:
-        from vllm import LLM, SamplingParams
+        from vllm import SamplingParams
 
-        prompts = [gen.render(p) for p in problems]
-        llm = LLM(
-            model=gen.path,
-            max_model_len=2048,
-            max_num_seqs=gen._engine_config["max_num_seqs"],
-            enable_prefix_caching=True,
-            block_size=block,  # the toolkit's engine setting, so both sides cache alike
-            seed=args.seed,
-            enforce_eager=True,
-        )
-        llm.generate(prompts[:1], SamplingParams(max_tokens=8), use_tqdm=False)  # warm-up
+        llm = raw_engine()
 
         def raw(samples: int, max_tokens: int, temperature: float) -> tuple[int, float]:
             per, extra = divmod(samples, len(prompts))
@@ -495,6 +541,9 @@ def main() -> None:
         for budget in budgets:
             for method in methods:
                 outcomes, wall, reuse = solve(method, budget)
+                replayed = None
+                if budget == util_budget and not args.skip_replay:
+                    replayed = replay(recorder.calls)
                 correct, any_ok = run_sync(grade_all(outcomes, method in BEST_OF_N))
                 n = len(outcomes)
                 row = {
@@ -511,12 +560,29 @@ def main() -> None:
                     "wall_s": round(wall, 1),
                     "prefix_cache": reuse.to_dict(),
                 }
+                if replayed is not None:
+                    tokens = sum(o.ledger.generated_tokens for o in outcomes)
+                    row["replay"] = {
+                        "toolkit_tokens_per_s": round(tokens / wall, 1),
+                        "raw_tokens": replayed[0],
+                        "raw_wall_s": round(replayed[1], 2),
+                        "raw_tokens_per_s": round(replayed[0] / replayed[1], 1),
+                        "utilization_vs_same_requests": round(
+                            (tokens / wall) / (replayed[0] / replayed[1]), 3
+                        ),
+                    }
                 results["accuracy"].append(row)
                 print(
                     f"{method:19s} B={budget:<5d} acc={row['accuracy']:.3f} "
                     f"tokens/problem={row['generated_tokens_per_problem']:.0f} "
                     f"verifier/problem={row['verifier_calls_per_problem']:.1f} "
-                    f"wall={wall:.0f}s",
+                    f"wall={wall:.0f}s"
+                    + (
+                        f" | same requests as one raw batch: {row['replay']['raw_tokens_per_s']}"
+                        f" tok/s, utilization {row['replay']['utilization_vs_same_requests']}"
+                        if "replay" in row
+                        else ""
+                    ),
                     flush=True,
                 )
         print(
@@ -537,6 +603,20 @@ def main() -> None:
                 f"| {pass_n} | {row['stopped_by_budget']}/{len(problems)} "
                 f"| {fmt(row['prefix_cache']['reuse_capped'])} |"
             )
+        replays = [r for r in results["accuracy"] if "replay" in r]
+        if replays:
+            print(
+                f"\nUtilization vs the same requests (budget {util_budget}): each run's own calls "
+                "(prompt, n, max_tokens, stop) replayed as one raw vLLM batch\n"
+            )
+            print("| method | toolkit tok/s | raw tok/s, same requests | utilization |")
+            print("|---|---:|---:|---:|")
+            for r in replays:
+                rp = r["replay"]
+                print(
+                    f"| {r['method']} | {rp['toolkit_tokens_per_s']} | {rp['raw_tokens_per_s']} "
+                    f"| {rp['utilization_vs_same_requests']:.3f} |"
+                )
         print(f"\nPrefix-cache reuse of the accuracy runs at budget {max(budgets)}:\n")
         print_reuse_table(
             {
