@@ -94,7 +94,7 @@ def start_vllm_server(
     *,
     port: int | None = None,
     extra_args: Sequence[str] = (),
-    timeout_s: float = 300,
+    timeout_s: float = 600,  # a pooling server under load took 300 s to come up
     log_path: str | Path | None = None,
     kv_cache_gib: int = 2,
     eager: bool = True,
