@@ -212,8 +212,6 @@ class _Search:
             cap = self.capped()
             if cap is not None:
                 return cap
-            if ctx.exhausted() is not None:  # the next expansion would be refused: stop here
-                return f"budget:{ctx.stopped_by}"
             batch, won = self.select()
             if won:
                 return "complete"
@@ -243,6 +241,7 @@ class _Search:
                 else:  # refused: it carries only its parent's scores, which must not rank it
                     self.unscored.append(kid.with_scores(()))
                     tree.graph.nodes[kid.id]["scores"] = []
+            # stop once the next expansion would be refused (or one already was)
             if ctx.exhausted() is not None or ctx.stopped_by is not None:
                 return f"budget:{ctx.stopped_by}"
             if not any(kids_of):
