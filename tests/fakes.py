@@ -9,6 +9,22 @@ from collections.abc import Callable, Sequence
 from reasoning.types import STEP_DELIMITER, Chain, Completion, Problem, Sampling
 
 
+def word_completion(
+    text: str, max_tokens: int, *, stop: str | None = None, prompt_tokens: int = 0
+) -> Completion:
+    """`text` as one sample of one token per word, cut at `max_tokens` (a cut hits no stop)."""
+    words = text.split(" ")
+    cut = len(words) > max_tokens
+    words = words[:max_tokens]
+    return Completion(
+        text=" ".join(words),
+        tokens=len(words),
+        finish_reason="length" if cut else "stop",
+        stop=None if cut else stop,
+        prompt_tokens=prompt_tokens,
+    )
+
+
 class ScriptedGenerator:
     """Returns scripted texts; one token per whitespace-separated word."""
 
@@ -41,20 +57,12 @@ class ScriptedGenerator:
             raise ConnectionError("scripted backend failure")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        out = []
-        for _ in range(sampling.n):
-            words = self._next(prompt, sampling).split(" ")
-            truncated = len(words) > sampling.max_tokens
-            words = words[: sampling.max_tokens]
-            out.append(
-                Completion(
-                    text=" ".join(words),
-                    tokens=len(words),
-                    finish_reason="length" if truncated else "stop",
-                    prompt_tokens=len(prompt.split()),
-                )
+        return [
+            word_completion(
+                self._next(prompt, sampling), sampling.max_tokens, prompt_tokens=len(prompt.split())
             )
-        return out
+            for _ in range(sampling.n)
+        ]
 
 
 class ConstantVerifier:

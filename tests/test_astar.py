@@ -18,7 +18,7 @@ from evals.grading import Grader
 from reasoning import Budget, Chain, Completion, Context, Outcome, Problem, Sampling
 from reasoning.tree import ROOT
 from search.astar import AStar
-from tests.fakes import ScriptedGenerator
+from tests.fakes import ScriptedGenerator, word_completion
 
 PROBLEM = Problem("p", "What is 2 + 3?", "5")
 STATUSES = {"expanded", "finished", "selected", "pruned"}
@@ -45,20 +45,13 @@ class StepGenerator(ScriptedGenerator):
     async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
         self.calls.append((prompt, sampling))
         steps = steps_of(prompt)
-        out = []
-        for i in range(sampling.n):
-            words = self.script(steps, sampling.seed or 0, i).split(" ")
-            cut = len(words) > sampling.max_tokens
-            words = words[: sampling.max_tokens]
-            out.append(
-                Completion(
-                    text=" ".join(words),
-                    tokens=len(words),
-                    finish_reason="length" if cut else "stop",
-                    stop=sampling.stop[0] if sampling.stop and not cut else None,
-                )
+        stop = sampling.stop[0] if sampling.stop else None
+        return [
+            word_completion(
+                self.script(steps, sampling.seed or 0, i), sampling.max_tokens, stop=stop
             )
-        return out
+            for i in range(sampling.n)
+        ]
 
 
 def table(children: Mapping[str, Sequence[str]]) -> Script:

@@ -25,6 +25,7 @@ from reasoning.tree import ROOT
 from reasoning.types import STEP_DELIMITER, Outcome
 from search.beam import Beam, cyclic_counts
 from search.dvts import DVTS
+from tests.fakes import word_completion
 
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
 HEAD = f"Q: {PROBLEM.question}\nA: "
@@ -62,15 +63,11 @@ class StepGenerator:
         for k in range(sampling.n):
             text = self.script(steps, sampling, k)
             eos = text.endswith(" <eos>") or not sampling.stop
-            words = text.removesuffix(" <eos>").split(" ")
-            cut = len(words) > sampling.max_tokens
-            words = words[: sampling.max_tokens]
             out.append(
-                Completion(
-                    text=" ".join(words),
-                    tokens=len(words),
-                    finish_reason="length" if cut else "stop",
-                    stop=None if eos or cut else STEP_DELIMITER,
+                word_completion(
+                    text.removesuffix(" <eos>"),
+                    sampling.max_tokens,
+                    stop=None if eos else STEP_DELIMITER,
                     prompt_tokens=len(prompt.split()),
                 )
             )
