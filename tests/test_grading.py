@@ -1,4 +1,4 @@
-"""Tests of answer extraction and equivalence (evals.grading).
+"""Tests of answer extraction and equivalence (evals.grading and the modules it builds on).
 
 The regression table holds real MATH500/AIME24/AMC23 gold answers paired with model-style
 predictions; the near misses matter as much as the matches, since one false "equal" inflates
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from evals import grading
+from evals import grading, verify_workers
 from evals.grading import (
     GRADER_NAME,
     Grade,
@@ -176,7 +176,7 @@ def test_extract_math500_reference_solutions() -> None:
 
 
 def test_pool_uses_spawn() -> None:
-    assert grading._get_pool()._mp_context.get_start_method() == "spawn"  # type: ignore[attr-defined]
+    assert verify_workers._get_pool()._mp_context.get_start_method() == "spawn"  # type: ignore[attr-defined]
 
 
 def test_tiny_timeout_returns_none_and_pool_keeps_working() -> None:
@@ -194,16 +194,16 @@ def test_pathological_input_times_out() -> None:
 
 def test_outer_guard_replaces_a_stuck_pool() -> None:
     """A worker stuck where SIGALRM cannot reach is killed with its pool; a new pool serves."""
-    old = grading._get_pool()
-    assert grading._run_guarded(time.sleep, (60,), 0.3) is None
-    assert grading._pool is not old
+    old = verify_workers._get_pool()
+    assert verify_workers.run_guarded(time.sleep, (60,), 0.3) is None
+    assert verify_workers._pool is not old
     assert is_equivalent("(b+2)(a+5)", "(a+5)(b+2)") is True
 
 
 async def test_outer_guard_async() -> None:
-    old = grading._get_pool()
-    assert await grading._run_guarded_async(time.sleep, (60,), 0.3) is None
-    assert grading._pool is not old
+    old = verify_workers._get_pool()
+    assert await verify_workers.run_guarded_async(time.sleep, (60,), 0.3) is None
+    assert verify_workers._pool is not old
     assert await Grader().equivalent("\\frac{1}{\\sqrt{3}}", "\\frac{\\sqrt{3}}{3}") is True
 
 
@@ -213,7 +213,7 @@ def test_cache_hit_skips_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object) -> None:
         raise AssertionError("cache miss")
 
-    monkeypatch.setattr(grading, "_run_guarded", boom)
+    monkeypatch.setattr(grading, "run_guarded", boom)  # the name `is_equivalent` calls
     assert is_equivalent("2\\pi + 18", "18+2\\pi") is True
 
 

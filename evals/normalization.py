@@ -1,0 +1,188 @@
+"""Answer normalisation and the in-process fast path of equivalence.
+
+Its own module because it decides, without sympy, every pair that presentation alone separates
+(units, degrees, `\\text{}`, thousands separators, choice letters, plain numbers), and hands the
+rest to math-verify as normalised forms; it never starts a process.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from evals.extraction import last_boxed, match_brace, strip_answer
+
+__all__ = ["fast_path", "normalize_answer"]
+
+_TEXT_CMDS = ("text", "textbf", "textit", "textrm", "textnormal", "mathrm", "mathbf", "mbox")
+_TEXT_CMD_RE = re.compile(r"\\(?:" + "|".join(_TEXT_CMDS) + r")\s*(?=\{)")
+_DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\^\s*\{?\\degree\}?|\\degree")
+_SPACING_RE = re.compile(r"\\\\|\\[,;: ]|\\q?quad(?![A-Za-z])|~")  # `\\` (row break) is kept
+_TRAILING_TEXT_RE = re.compile(
+    r"^(?P<head>.*?\S)\s*\\(?:text|textrm|mbox|mathrm)\s*\{[\sA-Za-z.]*\}(?:\s*\^\s*\{?\d\}?)?$"
+)
+_NUM_WORDS_RE = re.compile(
+    r"^(?P<num>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?)(?P<space>\s*)"
+    r"(?P<words>[A-Za-z]+(?: [A-Za-z]+)*)(?:\s*\^\s*\{?[23]\}?)?$"
+)
+_UNIT_RE = re.compile(
+    r"[cmk]m|(?:centi|kilo|milli)?met(?:er|re)s?|inch(?:es)?|ft|feet|foot|yards?|yd|miles?|mi|sq"
+    r"|square|cubic|units?|deg(?:rees?)?|rad(?:ians?)?|dollars?|cents?|sec(?:onds?)?|min(?:utes?)?"
+    r"|hrs?|hours?|days?|weeks?|months?|years?|mph|kg|grams?|lbs?|pounds?|oz|ounces?|lit(?:er|re)s?"
+    r"|ml|gallons?|percent"
+)
+_MATH_WORDS = {"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "mod"}
+_THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_ASSIGN_RE = re.compile(r"^(?P<lhs>[A-Za-z](?:_\{?\w+\}?)?)\s*(?:=|\\in\b)\s*(?P<rhs>[^=]+)$")
+_CHOICE_RE = re.compile(r"^\(\s*([A-Ea-e])\s*\)$")
+_COLVEC_RE = re.compile(r"\\begin\{([pb]matrix)\}(?P<body>[^&]*?)\\end\{\1\}", re.DOTALL)
+
+
+def _strip_unit_words(s: str) -> str:
+    """`36 dollars`, `5 apples`, `12cm` -> the number; never touches `3r^2` or `2 pi`."""
+    m = _NUM_WORDS_RE.match(s)
+    if m is None:
+        return s
+    words = m.group("words").lower().split()
+    units = all(_UNIT_RE.fullmatch(w) for w in words)
+    generic = bool(m.group("space")) and all(len(w) >= 3 and w not in _MATH_WORDS for w in words)
+    return m.group("num") if units or generic else s
+
+
+def _spacing(m: re.Match[str]) -> str:
+    return m.group(0) if m.group(0) == "\\\\" else " "
+
+
+def _unwrap_text_cmds(s: str) -> str:
+    """`\\text{abc}` -> `abc` (brace-matched, repeated for nesting)."""
+    while True:
+        m = _TEXT_CMD_RE.search(s)
+        if m is None:
+            return s
+        open_at = m.end()
+        close_at = match_brace(s, open_at)
+        if close_at < 0:
+            return s
+        s = s[: m.start()] + s[open_at + 1 : close_at] + s[close_at + 1 :]
+
+
+def _canonical_fracs(s: str) -> str:
+    """`\\frac12`, `\\frac 34`, `\\frac9{19}`, `\\frac{270}7`, `\\sqrt2` -> braced forms."""
+    s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\s*(\d)\s*\{", r"\\frac{\1}{", s)
+    s = re.sub(r"\\frac\s*\{([^{}]*)\}\s*(\d)", r"\\frac{\1}{\2}", s)
+    return re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
+
+
+def _colvec_to_tuple(m: re.Match[str]) -> str:
+    entries = [e.strip() for e in m.group("body").split("\\\\") if e.strip()]
+    return "(" + ", ".join(entries) + ")"
+
+
+def normalize_answer(answer: str) -> str:
+    """A canonical LaTeX form of an answer that still means the same thing.
+
+    Strips presentation only (delimiters, spacing, `\\left`, units, degrees, `\\text`, a leading
+    `x =`); keeps `\\%` and all structure, so a tuple `(1,2)` never collapses into `12`.
+    """
+    return _normalize(answer)[0]
+
+
+def _normalize(answer: str) -> tuple[str, str | None]:
+    """`normalize_answer` plus the variable of a stripped `x = ...` (None when there was none)."""
+    s = strip_answer(answer)
+    if s.startswith(("\\boxed", "\\fbox")):
+        s = last_boxed(s) or s
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\left\s*\.|\\right\s*\.", "", s)
+    s = re.sub(r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])", "", s)
+    s = re.sub(r",\s*\\!\s*", ",", s).replace("\\!", "").replace("{,}", ",")
+    s = _SPACING_RE.sub(_spacing, s)
+    s = _DEGREE_RE.sub("", s)
+    s = s.replace("\\$", "")
+    s = re.sub(r"(?<!\\)%", r"\\%", s)
+    s = re.sub(r"\\text\s*\{\s*\\%\s*\}", r"\\%", s)
+    trailing = _TRAILING_TEXT_RE.match(s)
+    if trailing:
+        s = trailing.group("head")
+    s = _unwrap_text_cmds(s)
+    s = _COLVEC_RE.sub(_colvec_to_tuple, s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = strip_answer(s)
+    s = _strip_unit_words(s)
+    lhs = None
+    assign = _ASSIGN_RE.match(s)
+    if assign:
+        s, lhs = assign.group("rhs").strip(), assign.group("lhs")
+    choice = _CHOICE_RE.match(s)
+    if choice:
+        s = choice.group(1).upper()
+    if _THOUSANDS_RE.fullmatch(s):
+        s = s.replace(",", "")
+    s = _canonical_fracs(s)
+    return re.sub(r"\s+", " ", s).replace(" \\%", "\\%").strip(), lhs
+
+
+def _key(clean: str) -> str:
+    """Comparison key: spacing and the percent sign do not change the answer."""
+    return re.sub(r"\s+", "", clean).replace("\\%", "")
+
+
+def _as_number(key: str) -> tuple[Fraction, bool] | None:
+    """(value, exact) of a plain integer, decimal or simple fraction; decimals are not exact."""
+    if re.fullmatch(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)", key):
+        return Fraction(key), "." not in key
+    m = re.fullmatch(r"([-+]?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))", key)
+    if m:
+        num, den = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
+        if int(den) == 0:
+            return None
+        value = Fraction(int(num), int(den))
+        return (-value if m.group(1) == "-" else value), True
+    return None
+
+
+def _choice_letter(clean: str) -> str | None:
+    m = re.match(r"^\(?\s*([A-Ea-e])\s*\)?(?:[\s:.]|$)", clean)
+    return m.group(1).upper() if m else None
+
+
+def _letters(s: str) -> str:
+    return re.sub(r"[^a-z]", "", s.lower())
+
+
+def _is_word_answer(raw: str, clean: str) -> bool:
+    """Gold answers that are words (`\\text{Evelyn}`, `\\text{even}`), not products of symbols."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z ]*[A-Za-z]", clean):
+        return False
+    return bool(_TEXT_CMD_RE.search(raw)) or (len(clean) >= 4 and "\\" not in raw)
+
+
+def fast_path(prediction: str, gold: str) -> tuple[bool | None, tuple[str, str, str, str]]:
+    """Decide without sympy when possible; else return the forms math-verify should compare."""
+    (pred_clean, pred_var), (gold_clean, gold_var) = _normalize(prediction), _normalize(gold)
+    if pred_var and gold_var and pred_var != gold_var:  # `y = 5` does not answer `x = 5`
+        pred_clean, gold_clean = f"{pred_var}={pred_clean}", f"{gold_var}={gold_clean}"
+    forms = (pred_clean, gold_clean, strip_answer(prediction), strip_answer(gold))
+    pred_key, gold_key = _key(pred_clean), _key(gold_clean)
+    if not pred_key:
+        return False, forms
+    if pred_key == gold_key:
+        return True, forms
+    if re.fullmatch(r"[A-E]", gold_key):
+        return _choice_letter(pred_clean) == gold_key, forms
+    if _is_word_answer(gold, gold_clean):
+        return _letters(pred_key) == _letters(gold_key), forms
+    pred_num, gold_num = _as_number(pred_key), _as_number(gold_key)
+    if pred_num is not None and gold_num is not None:
+        if pred_num[0] == gold_num[0]:
+            return True, forms
+        pred_pct, gold_pct = "\\%" in pred_clean, "\\%" in gold_clean
+        if pred_pct != gold_pct:
+            # Decided here, not by math-verify, whose reading of "25\%" (25 or 1/4) depends on
+            # the antlr4 runtime installed next to it: 25\% matches 25 (above) and 1/4.
+            pct, other = (pred_num[0], gold_num[0]) if pred_pct else (gold_num[0], pred_num[0])
+            return pct / 100 == other, forms
+        if pred_num[1] and gold_num[1]:
+            return False, forms
+    return None, forms
