@@ -95,14 +95,6 @@ def build(method: str) -> tuple[Any, Any]:
     return controller, verifier
 
 
-def sampling_temperature(controller: Any) -> float:
-    """The policy's temperature (PF and A* call it sampling_temperature; PF's `temperature` is
-    that of its resampling weights)."""
-    if hasattr(controller, "sampling_temperature"):
-        return float(controller.sampling_temperature)
-    return float(controller.temperature)
-
-
 # --- the recording generator --------------------------------------------------------------------
 
 
@@ -470,7 +462,7 @@ def main() -> None:
                 samples = sum(o.ledger.samples for o in outcomes)
                 cap = max(c.max_tokens for calls in recorder.calls.values() for c in calls)
                 controller, _ = build(method)
-                temperature = sampling_temperature(controller)
+                temperature = float(controller.temperature)  # the policy's, in every controller
                 raw_tokens, raw_wall = raw(samples, cap, temperature)
                 totals["toolkit"][0] += tokens
                 totals["toolkit"][1] += wall

@@ -9,9 +9,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from evals.datasets import load_problems
-from evals.grading import Grader
 from evals.runner import Runner
-from reasoning.build import build_budget, build_generator, build_search, build_verifier
+from reasoning.build import (
+    build_budget,
+    build_generator,
+    build_judge,
+    build_search,
+    build_verifier,
+    check_verifier,
+)
 from reasoning.loop import run_sync
 from reasoning.types import Problem
 
@@ -39,11 +45,8 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     search = build_search(cfg)
     budget = build_budget(cfg)
     verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache.py)
-    if getattr(search, "needs_verifier", False) and verifier is None:
-        raise ValueError(
-            f"search.aggregate={cfg.search.get('aggregate')!r} needs a verifier: "
-            "set verifier=<name>"
-        )
+    check_verifier(search, verifier)
+    judge = build_judge(cfg)
     log.info("%d problems from %s -> %s", len(problems), cfg.dataset.name, out_dir)
     generator = build_generator(cfg, out_dir)
     runner = Runner(
@@ -51,7 +54,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         search,
         out_dir,
         verifier=verifier,
-        grader=Grader(),
+        grader=judge,
         budget=budget,
         seed=cfg.seed,
         concurrency=cfg.concurrency,

@@ -16,14 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from evals.grading import Grader, grader_info
 from reasoning.budget import Budget, Ledger
 from reasoning.context import Context
-from reasoning.types import Generator, Outcome, Problem, Verifier
+from reasoning.controller import Controller, controller_name
+from reasoning.outcome import Outcome
+from reasoning.types import Generator, Problem, Verifier
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -35,15 +37,15 @@ class RunInterrupted(RuntimeError):
     """A run stopped by a failure; everything finished before it is on disk."""
 
 
-class Controller(Protocol):
-    async def run(self, problem: Problem, ctx: Context) -> Outcome: ...
+def search_params(search: Controller) -> dict[str, Any]:
+    """The controller's hyper-parameters, as recorded in every result (functions by name)."""
+    params = asdict(search) if is_dataclass(search) else {}
+    return {k: getattr(v, "__name__", v) if callable(v) else v for k, v in params.items()}
 
 
 def search_description(search: Controller) -> dict[str, Any]:
-    """The controller's name and hyper-parameters, as recorded in every result."""
-    params = asdict(search) if is_dataclass(search) else {}
-    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(search).__name__).lower()
-    return {"name": name, **params}
+    """The controller's config name and hyper-parameters: what a resumed run must match."""
+    return {"name": controller_name(search), **search_params(search)}
 
 
 def trace_filename(problem_id: str) -> str:
@@ -234,7 +236,8 @@ class Runner:
             "grade_reason": grade.reason,
             "ledger": outcome.ledger.to_dict(),
             "stopped_by": outcome.stopped_by,
-            "search": search_description(self.search),
+            "search": controller_name(self.search),
+            "search_params": search_params(self.search),
             "seed": self.seed,
             "grader": grader_info(),
             "votes": outcome.details.get("votes", {}),

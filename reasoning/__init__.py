@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from reasoning.budget import Budget, BudgetExhausted, Ledger
 from reasoning.context import Context
+from reasoning.outcome import Outcome
 from reasoning.tree import SearchTree
 from reasoning.types import (
     AnswerJudge,
     Chain,
     Completion,
     Generator,
-    Outcome,
     Problem,
     Sampling,
     StepScores,

@@ -10,13 +10,17 @@ from reasoning.budget import Budget
 from reasoning.build import (
     build_budget,
     build_generator,
+    build_judge,
     build_search,
     build_verifier,
+    check_verifier,
     compose_config,
 )
 from reasoning.context import Context
+from reasoning.controller import Controller
 from reasoning.loop import run_sync
-from reasoning.types import AnswerJudge, Generator, Outcome, Problem, Verifier
+from reasoning.outcome import Outcome
+from reasoning.types import AnswerJudge, Generator, Problem, Verifier
 
 
 def _problem(question: str | Problem, answer: str | None = None, index: int = 0) -> Problem:
@@ -30,7 +34,7 @@ class _Session:
 
     def __init__(
         self,
-        search: str | Any,
+        search: str | Controller,
         model: str,
         backend: str,
         verifier: str | Verifier | None,
@@ -56,12 +60,9 @@ class _Session:
             self.budget = Budget(**budget)
         else:
             self.budget = build_budget(cfg)
+        check_verifier(self.search, self.verifier)
         self.generator = generator or build_generator(cfg)
-        if judge is None:
-            from evals.grading import Grader  # lazy: reasoning does not depend on evals
-
-            judge = Grader()
-        self.judge = judge
+        self.judge = judge if judge is not None else build_judge(cfg)
 
     async def solve(self, problem: Problem, seed: int) -> Outcome:
         ctx = Context(
@@ -78,7 +79,7 @@ class _Session:
 async def asolve_many(
     questions: Sequence[str | Problem],
     *,
-    search: str | Any = "best_of_n",
+    search: str | Controller = "best_of_n",
     model: str = "smollm2-135m",
     backend: str = "vllm",
     verifier: str | Verifier | None = "none",

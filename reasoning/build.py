@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from reasoning.budget import Budget
 from reasoning.cache import CachedGenerator, CachedVerifier, cache_for
-from reasoning.types import Generator, Verifier
+from reasoning.controller import Controller, controller_name
+from reasoning.types import AnswerJudge, Generator, Verifier
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -57,8 +58,23 @@ def generator_for(backend: Any) -> Generator:
     return _generators[key]
 
 
-def build_search(cfg: DictConfig) -> Any:
+def build_search(cfg: DictConfig) -> Controller:
     return instantiate(cfg.search)
+
+
+def build_judge(cfg: DictConfig) -> AnswerJudge:
+    """The answer judge of `cfg.judge` (extraction + equivalence, for voting and grading)."""
+    return instantiate(cfg.judge)
+
+
+def check_verifier(search: Controller, verifier: Verifier | None) -> None:
+    """Refuse a controller that needs a verifier when there is none, saying what for."""
+    use = getattr(search, "verifier_use", None)
+    if use and verifier is None:
+        raise ValueError(
+            f"search={controller_name(search)} needs a verifier ({use}): set verifier=<name>, "
+            "e.g. verifier=arith (see `reason --help` for the verifier group)"
+        )
 
 
 def build_verifier(cfg: DictConfig, run_dir: str | Path | None = None) -> Verifier | None:

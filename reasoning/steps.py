@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from reasoning.types import STEP_DELIMITER, Chain, Completion
+from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason
 
 STEP_FORMATS = ("blank_line", "step_headers", "think")
 MIN_STEP_CHARS = 8
@@ -94,11 +94,14 @@ def resplit(chain: Chain, fmt: str) -> tuple[str, ...]:
     return split_steps(chain.text, fmt)
 
 
-def finish_reason(completion: Completion) -> str:
-    """Why a sample ended, in the search tree's words: eos, stop, length or abort."""
+def finish_reason(completion: Completion) -> FinishReason:
+    """Why a whole sample ended: eos, stop (a stop string), length or abort."""
     if completion.hit_eos:
-        return "eos"
-    return completion.finish_reason
+        return FinishReason.EOS
+    try:
+        return FinishReason(completion.finish_reason)
+    except ValueError:  # a server's own reason (e.g. "content_filter"): it did not finish
+        return FinishReason.ABORT
 
 
 def top_logprob_values(completion: Completion) -> tuple[tuple[float, ...], ...] | None:

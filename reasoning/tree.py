@@ -1,7 +1,15 @@
-"""The search tree: every chain a search touched, as a networkx DiGraph exported to traces."""
+"""The search tree: every chain a search touched, as a networkx DiGraph exported to traces.
+
+Controllers change it only through its verbs (`add`, `annotate`, `mark_*`), so every trace
+uses one vocabulary of node statuses (`NodeStatus`) and finish reasons (`FinishReason`), and a
+node may have several parents (a join of parallel threads). docs/data-model.md describes it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 import networkx as nx
@@ -11,16 +19,48 @@ from reasoning.types import Chain
 ROOT = "root"
 
 
+class NodeStatus(StrEnum):
+    """What became of a node. A StrEnum, so traces hold plain strings."""
+
+    ROOT = "root"
+    EXPANDED = "expanded"  # open: generated, may grow further
+    FINISHED = "finished"  # a complete solution (EOS, boxed answer, step cap, ...)
+    PRUNED = "pruned"  # dropped by the search (lost a selection, duplicate, cut by budget)
+    SELECTED = "selected"  # kept by a selection, or the final answer's chain
+    RESAMPLED = "resampled"  # drawn (possibly several times) by particle resampling
+    LOOKAHEAD = "lookahead"  # a rollout used only to score a candidate, then dropped
+    TRIMMED = "trimmed"  # generation stopped early by a trimming rule
+    FORKED = "forked"  # spawned parallel threads
+    JOINED = "joined"  # the continuation that merges several threads
+
+
 class SearchTree:
     """Nodes are chain ids; edges go parent -> child. Node data holds the step and its fate."""
 
     def __init__(self) -> None:
-        self.graph = nx.DiGraph()
-        self.graph.add_node(ROOT, step="", status="root")
+        self._graph = nx.DiGraph()
+        self._graph.add_node(ROOT, step="", status=NodeStatus.ROOT)
 
-    def add(self, chain: Chain, status: str = "expanded", **data: Any) -> None:
-        parent = chain.parent if chain.parent in self.graph else ROOT
-        self.graph.add_node(
+    @property
+    def graph(self) -> nx.DiGraph:
+        """A read-only view of the graph (change it through the tree's verbs)."""
+        return self._graph.copy(as_view=True)
+
+    def add(
+        self,
+        chain: Chain,
+        status: NodeStatus | str = NodeStatus.EXPANDED,
+        *,
+        parents: Sequence[str] | None = None,
+        **data: Any,
+    ) -> None:
+        """Record `chain` under its parent, or under each of `parents` (a join)."""
+        if parents is None:
+            parents = [chain.parent if chain.parent in self._graph else ROOT]
+        missing = [p for p in parents if p not in self._graph]
+        if missing or not parents:
+            raise KeyError(f"cannot add {chain.id}: unknown parents {missing or '[]'}")
+        self._graph.add_node(
             chain.id,
             step=chain.steps[-1] if chain.steps else "",
             depth=len(chain.steps),
@@ -28,20 +68,58 @@ class SearchTree:
             tokens=chain.tokens,
             finished=chain.finished,
             finish_reason=chain.finish_reason,
-            status=status,
+            status=NodeStatus(status),
             **data,
         )
-        self.graph.add_edge(parent, chain.id)
+        for parent in parents:
+            self._graph.add_edge(parent, chain.id)
 
-    def mark(self, chain_id: str, status: str, **data: Any) -> None:
-        self.graph.nodes[chain_id].update(status=status, **data)
+    def annotate(self, chain_id: str, **data: Any) -> None:
+        """Attach facts to a node (scores, f/g/h, weights, ...) without changing its status."""
+        if "status" in data:
+            raise ValueError("set a node's status with mark(), not annotate()")
+        self._node(chain_id).update(data)
+
+    def mark(self, chain_id: str, status: NodeStatus | str, **data: Any) -> None:
+        """Set a node's status (one of NodeStatus) and attach facts."""
+        self._node(chain_id).update(status=NodeStatus(status), **data)
+
+    def mark_pruned(self, chain_id: str, **data: Any) -> None:
+        self.mark(chain_id, NodeStatus.PRUNED, **data)
+
+    def mark_selected(self, chain_id: str, **data: Any) -> None:
+        self.mark(chain_id, NodeStatus.SELECTED, **data)
+
+    def mark_resampled(self, chain_id: str, **data: Any) -> None:
+        self.mark(chain_id, NodeStatus.RESAMPLED, **data)
+
+    def mark_finished(self, chain_id: str, **data: Any) -> None:
+        self.mark(chain_id, NodeStatus.FINISHED, **data)
+
+    def node(self, chain_id: str) -> Mapping[str, Any]:
+        """A read-only view of one node's data."""
+        return MappingProxyType(self._node(chain_id))
+
+    def status(self, chain_id: str) -> NodeStatus:
+        return NodeStatus(self._node(chain_id)["status"])
+
+    def parents(self, chain_id: str) -> list[str]:
+        return list(self._graph.predecessors(chain_id))
 
     def path(self, chain_id: str) -> list[str]:
-        """Node ids from the root to `chain_id`."""
-        return nx.shortest_path(self.graph, ROOT, chain_id)
+        """Node ids from the root to `chain_id` (through the first parent of a join)."""
+        return nx.shortest_path(self._graph, ROOT, chain_id)
+
+    def __contains__(self, chain_id: object) -> bool:
+        return chain_id in self._graph
 
     def __len__(self) -> int:
-        return self.graph.number_of_nodes() - 1
+        return self._graph.number_of_nodes() - 1
 
     def to_json(self) -> dict[str, Any]:
-        return nx.node_link_data(self.graph, edges="edges")
+        return nx.node_link_data(self._graph, edges="edges")
+
+    def _node(self, chain_id: str) -> dict[str, Any]:
+        if chain_id not in self._graph:
+            raise KeyError(f"no node {chain_id!r} in the search tree")
+        return self._graph.nodes[chain_id]

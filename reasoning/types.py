@@ -9,11 +9,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from reasoning.budget import Ledger
-    from reasoning.tree import SearchTree
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
 
 STEP_DELIMITER = "\n\n"
 
@@ -22,6 +19,19 @@ _chain_ids = itertools.count()
 
 def _next_chain_id() -> str:
     return f"c{next(_chain_ids)}"
+
+
+class FinishReason(StrEnum):
+    """Why a chain (or one of its steps) stopped growing: one vocabulary for every controller."""
+
+    EOS = "eos"  # the model ended the text
+    STOP = "stop"  # a stop string ended a whole sample
+    LENGTH = "length"  # the per-sample or per-step token cap
+    ABORT = "abort"  # the engine aborted the request
+    BUDGET = "budget"  # the Context clamped the call to what the budget had left
+    EMPTY = "empty"  # a step with no text
+    BOXED = "boxed"  # a step wrote the final \\boxed{} answer
+    MAX_STEPS = "max_steps"  # the step cap
 
 
 @dataclass(frozen=True)
@@ -42,7 +52,7 @@ class Chain:
     scores: tuple[float, ...] = ()
     tokens: int = 0
     finished: bool = False
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     parent: str | None = None
     logprobs: tuple[float, ...] | None = None  # sampled-token logprobs of all steps, in order
     # per generated token, the logprobs of the top-k alternatives (when sampled with logprobs=k)
@@ -60,7 +70,7 @@ class Chain:
         tokens: int = 0,
         score: float | None = None,
         finished: bool = False,
-        finish_reason: str | None = None,
+        finish_reason: FinishReason | None = None,
         logprobs: tuple[float, ...] | None = None,
         top_logprobs: tuple[tuple[float, ...], ...] | None = None,
     ) -> Chain:
@@ -164,16 +174,3 @@ class AnswerJudge(Protocol):
     def extract(self, text: str) -> str | None: ...
 
     async def equivalent(self, a: str, b: str) -> bool | None: ...
-
-
-@dataclass
-class Outcome:
-    """What a controller returns for one problem."""
-
-    answer: str | None
-    chain: Chain | None
-    chains: list[Chain]
-    ledger: Ledger
-    tree: SearchTree
-    stopped_by: str | None = None  # the budget limit that stopped the search, if any
-    details: dict[str, Any] = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""A*-decoding (ALGORITHMS.md §4): best-first search over partial solutions, steered by the PRM.
+"""A*-decoding (Chatziveroglou 2025, arXiv 2505.13672; docs/astar.md): best-first search over
+partial solutions, steered by the PRM.
 
 Each frontier node is a partial solution (a Chain). Its priority is f = g + h (lower is better):
 h = 1 - r, with r the node's step scores reduced by `step_reduction`, and g a path cost
@@ -6,23 +7,22 @@ accumulated from the root. The node with the smallest f is expanded into `width`
 steps (one `expand` call), the children are scored in one `score` call and pushed; siblings stay
 in the frontier, which is what lets the search back off a path whose PRM score drops.
 
-Reconstructed choices [R] (ALGORITHMS.md §4 marks the paper's exact g, k and budget rule as
-unverified; these follow its proposal and the brief, and must be checked against the paper):
-- r: the verifier's per-step scores reduced by `step_reduction` (default "last"); §4's other
-  option, PF-style model aggregation, is a verifier setting, not this controller's.
+Reconstructed choices [R] (the paper's exact g, k and budget rule are not public in detail;
+these follow its proposal and are listed in docs/astar.md):
+- r: the verifier's per-step scores reduced by `step_reduction` (default "last").
 - g: `path_cost="risk"` adds c = cost_weight * (1 - r(child)) per step (accumulated risk,
-  the §4 default); "depth" adds cost_weight per step; "tokens" adds
+  the default); "depth" adds cost_weight per step; "tokens" adds
   cost_weight * tokens(step) / token_ref. cost_weight = 0 is greedy best-first on the PRM.
-- Ties in f go to the node pushed first (insertion order), not §4's "deeper first".
+- Ties in f go to the node pushed first (insertion order), not "deeper first".
 - A finished child stays in the frontier with its f; it is accepted as a solution ("goal") only
   when it is the best node there, i.e. A*'s "first goal popped" rule. With
   `stop_on_first_complete` the first goal ends the search; otherwise goals are collected until
-  the frontier empties or a cap hits, and `aggregate` votes over them (§4 step 9's variant).
+  the frontier empties or a cap hits, and `aggregate` votes over them.
 - Nodes at depth max_steps - 1 are expanded with `last=True` (write to EOS, as SAL's final
   iteration) so that the step cap still leaves a complete solution.
-- Children whose steps repeat a node already seen are dropped before scoring (§4's duplicate
-  pitfall; status "pruned", `duplicate_of` in the tree) when `dedupe` is on.
-- When the search stops without a goal (budget, `max_tokens`, `max_expansions`) it returns the
+- Children whose steps repeat a node already seen are dropped before scoring (status
+  "pruned", `duplicate_of` in the tree) when `filter_duplicates` is on.
+- When the search stops without a goal (budget, `max_expansions`) it returns the
   best answer so far: finished nodes of the frontier, else finished children left unscored,
   else the best-f partial as is (see `_Search.finish`); no greedy completion to EOS, since
   that would spend past the limit that stopped us.
@@ -35,20 +35,22 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from reasoning.context import Context
-from reasoning.tree import ROOT
-from reasoning.types import Chain, Outcome, Problem
-from search.aggregate import STEP_REDUCTIONS, reduce_step_scores
+from reasoning.outcome import Outcome
+from reasoning.tree import ROOT, NodeStatus
+from reasoning.types import Chain, Problem
+from search.aggregate import Vote, reduce_step_scores
 from search.conclude import conclude
-from search.expand import SampledSteps, expand, score
+from search.expand import expand, score
+from search.settings import Stepwise, invalid
 
 PATH_COSTS = ("risk", "depth", "tokens")
-FINAL_AGGREGATES = ("best_score", "weighted", "majority")  # rpc needs logprobs A* does not keep
 
 
 @dataclass
-class AStar(SampledSteps):
+class AStar(Stepwise):
     """A*-decoding over reasoning steps with a PRM heuristic h = 1 - r.
 
     `expansions_per_round`: how many best frontier nodes are popped and expanded together in one
@@ -56,60 +58,41 @@ class AStar(SampledSteps):
     B > 1 keeps the engine busier and cuts sequential rounds (latency) at the price of expanding
     nodes strict A* might never reach, i.e. more tokens and PRM calls per solved problem.
 
-    Spend bound: limits (`max_tokens`, a Budget) are checked before each round or call, and a
-    round's calls are in flight together, so the spend ends below the limit plus one round:
+    Spend bound: the budget is checked before each round or call, and a round's calls are in
+    flight together, so the spend ends below the limit plus one round:
     limit + expansions_per_round * width * max_step_tokens (tests/test_astar.py checks it).
     With `stop_on_first_complete=False` the search runs until the frontier empties, so give it
-    `max_tokens`, `max_expansions` or a Budget.
+    `max_expansions` or a budget.
     """
+
+    name: ClassVar[str] = "astar"
 
     width: int = 4  # k children sampled per expansion
     expansions_per_round: int = 1
-    max_steps: int = 40  # depth cap: a chain reaching it is finished ("max_steps" or EOS)
-    max_tokens: int | None = None  # generated tokens per problem; checked between rounds
     max_expansions: int | None = None  # node expansions per problem; None = no cap
-    step_reduction: str = "last"  # r from the step scores: last | min | prod | mean
     path_cost: str = "risk"  # g increment per step: risk | depth | tokens (see module doc)
     cost_weight: float = 1.0  # lambda in g; 0 = greedy best-first on the PRM
     token_ref: int = 256  # T_ref of path_cost="tokens"
-    sampling_temperature: float = 0.8
-    top_p: float = 1.0
-    max_step_tokens: int = 512
     stop_on_first_complete: bool = True
-    aggregate: str = "best_score"  # final choice among goals: best_score | weighted | majority
-    dedupe: bool = True  # drop children whose steps repeat a node already seen
+    aggregate: str | Vote = (
+        "best_score"  # final choice among goals: best_score | weighted | majority
+    )
+    filter_duplicates: bool = True  # drop children whose steps repeat a node already seen
 
-    def __post_init__(self) -> None:
-        positive = ("width", "expansions_per_round", "max_steps", "token_ref", "max_step_tokens")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"search.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_tokens", "max_expansions"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"search.{name} must be >= 1 or null, got {value}")
-        if self.step_reduction not in STEP_REDUCTIONS:
-            raise ValueError(
-                f"search.step_reduction={self.step_reduction!r}; valid: {list(STEP_REDUCTIONS)}"
-            )
+    def check(self) -> None:
+        for key in ("expansions_per_round", "token_ref"):
+            if not getattr(self, key) >= 1:
+                raise invalid(key, getattr(self, key), "must be an integer >= 1")
+        if self.max_expansions is not None and self.max_expansions < 1:
+            raise invalid("max_expansions", self.max_expansions, "must be >= 1 or null")
         if self.path_cost not in PATH_COSTS:
-            raise ValueError(f"search.path_cost={self.path_cost!r}; valid: {list(PATH_COSTS)}")
+            raise invalid("path_cost", self.path_cost, f"must be one of {list(PATH_COSTS)}")
         if not (math.isfinite(self.cost_weight) and self.cost_weight >= 0):
-            raise ValueError(f"search.cost_weight must be finite and >= 0, got {self.cost_weight}")
-        if not self.sampling_temperature >= 0:
-            raise ValueError(
-                f"search.sampling_temperature must be >= 0, got {self.sampling_temperature}"
-            )
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"search.top_p must be in (0, 1], got {self.top_p}")
-        if self.aggregate not in FINAL_AGGREGATES:
-            raise ValueError(
-                f"search.aggregate={self.aggregate!r}; valid: {list(FINAL_AGGREGATES)}"
-            )
+            raise invalid("cost_weight", self.cost_weight, "must be finite and >= 0")
 
     @property
-    def needs_verifier(self) -> bool:
-        return True  # the PRM is the heuristic
+    def verifier_use(self) -> str | None:
+        return "search=astar ranks its frontier by the verifier (h = 1 - score)"
 
     def _cost(self, parent: Chain, kid: Chain, r: float) -> float:
         """The g increment of one step (see the module doc, [R])."""
@@ -174,9 +157,6 @@ class _Search:
     def capped(self) -> str | None:
         """The per-problem cap that is reached, if any (checked between rounds)."""
         a = self.astar
-        spent = self.ctx.ledger.generated_tokens - self.start_tokens
-        if a.max_tokens is not None and spent >= a.max_tokens:
-            return "max_tokens"
         if a.max_expansions is not None and len(self.expansions) >= a.max_expansions:
             return "max_expansions"
         return None
@@ -226,10 +206,10 @@ class _Search:
                     continue
                 self.expansions.append((node.id if node.steps else ROOT, self.f[node.id]))
                 if node.steps:
-                    tree.mark(node.id, "expanded")
+                    tree.mark(node.id, NodeStatus.EXPANDED)
                 for kid in kids:
-                    if self.astar.dedupe and kid.steps in self.seen:
-                        tree.mark(kid.id, "pruned", duplicate_of=self.seen[kid.steps])
+                    if self.astar.filter_duplicates and kid.steps in self.seen:
+                        tree.mark_pruned(kid.id, duplicate_of=self.seen[kid.steps])
                         self.duplicates.append(kid)
                     else:
                         self.seen.setdefault(kid.steps, kid.id)
@@ -240,7 +220,7 @@ class _Search:
                     self.prioritise(parents[kid.parent or ""], kid)
                 else:  # refused: it carries only its parent's scores, which must not rank it
                     self.unscored.append(kid.with_scores(()))
-                    tree.graph.nodes[kid.id]["scores"] = []
+                    tree.annotate(kid.id, scores=[])
             # stop once the next expansion would be refused (or one already was)
             if ctx.exhausted() is not None or ctx.stopped_by is not None:
                 return f"budget:{ctx.stopped_by}"
@@ -254,7 +234,7 @@ class _Search:
         r = reduce_step_scores(kid.scores, a.step_reduction)
         self.g[kid.id] = self.g[parent.id] + a._cost(parent, kid, r)
         self.f[kid.id] = self.g[kid.id] + (1.0 - r)
-        self.ctx.tree.graph.nodes[kid.id].update(f=self.f[kid.id], g=self.g[kid.id], h=1.0 - r)
+        self.ctx.tree.annotate(kid.id, f=self.f[kid.id], g=self.g[kid.id], h=1.0 - r)
         self.push(kid)
 
     def finish(self) -> list[Chain]:
@@ -285,7 +265,10 @@ class _Search:
         kept = {c.id for c in candidates}
         tree = self.ctx.tree
         for c in [*ranked, *self.unscored]:
-            tree.mark(c.id, "finished" if c.id in kept and c.finished else "pruned")
+            if c.id in kept and c.finished:
+                tree.mark_finished(c.id)
+            else:
+                tree.mark_pruned(c.id)
         for c in self.goals:
-            tree.mark(c.id, "finished")
+            tree.mark_finished(c.id)
         return candidates

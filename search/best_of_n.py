@@ -1,49 +1,50 @@
-"""Best-of-N: sample N whole solutions, then pick one by vote or verifier score."""
+"""Best-of-N: sample N whole solutions, then pick one by vote or verifier score.
+
+See docs/best-of-n.md.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
+from reasoning.outcome import Outcome
 from reasoning.steps import chain_from_completion
-from reasoning.types import Chain, Outcome, Problem, Sampling
-from search.aggregate import AGGREGATES, STEP_REDUCTIONS, VERIFIER_AGGREGATES
+from reasoning.tree import NodeStatus
+from reasoning.types import Chain, Problem, Sampling
+from search.aggregate import VERIFIER_AGGREGATES, StepReduction, Vote
 from search.conclude import conclude
+from search.settings import Sampled, invalid
 
 
 @dataclass
-class BestOfN:
+class BestOfN(Sampled):
     """N samples at temperature T; `aggregate` = majority | best_score | weighted | rpc."""
 
+    name: ClassVar[str] = "best_of_n"
+
     n: int = 8
-    temperature: float = 0.8
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    aggregate: str = "majority"
-    step_reduction: str = "last"
+    max_tokens: int = 1024  # per sample
+    aggregate: str | Vote = "majority"
+    step_reduction: str | StepReduction = "last"
     batch_size: int | None = None  # samples per generator call; None sends all N at once
     # keep logprobs on the chains: None off, 0 sampled tokens (RPC, mean-logprob confidence),
     # k also the top-k alternatives per token (self-certainty)
     logprobs: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"search.n must be >= 1, got {self.n}")
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(f"search.aggregate={self.aggregate!r}; valid: {list(AGGREGATES)}")
+    def check(self) -> None:
         if self.aggregate == "rpc" and self.logprobs is None:
-            raise ValueError(
-                "search.aggregate=rpc needs token logprobs: set search.logprobs=0 (or k > 0)"
-            )
-        if self.step_reduction not in STEP_REDUCTIONS:
-            raise ValueError(
-                f"search.step_reduction={self.step_reduction!r}; valid: {list(STEP_REDUCTIONS)}"
+            raise invalid(
+                "aggregate", "rpc", "needs token logprobs: set search.logprobs=0 (or k > 0)"
             )
 
     @property
-    def needs_verifier(self) -> bool:
-        return self.aggregate in VERIFIER_AGGREGATES  # majority and rpc need none
+    def verifier_use(self) -> str | None:
+        if self.aggregate in VERIFIER_AGGREGATES:
+            return f"search.aggregate={self.aggregate} ranks the samples by verifier score"
+        return None  # majority and rpc need none; a custom vote gets scores when there are any
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         chains: list[Chain] = []
@@ -59,7 +60,7 @@ class BestOfN:
                 )
                 for completion in await ctx.generate(sampling):
                     chain = chain_from_completion(completion)
-                    ctx.tree.add(chain, status="finished")
+                    ctx.tree.add(chain, NodeStatus.FINISHED)
                     chains.append(chain)
         except BudgetExhausted:
             pass  # ctx.stopped_by records which limit; vote over what we have

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from reasoning.context import Context
-from reasoning.types import Chain, Outcome
-from search.aggregate import VERIFIER_AGGREGATES, aggregate
+from reasoning.outcome import Outcome
+from reasoning.types import Chain
+from search.aggregate import StepReduction, Vote, aggregate, needs_scores
 from search.expand import is_scored, score
 
 
 async def conclude(
     ctx: Context,
     chains: list[Chain],
-    method: str = "majority",
-    step_reduction: str = "last",
+    method: str | Vote = "majority",
+    step_reduction: str | StepReduction = "last",
 ) -> Outcome:
     """Score the chains if the vote needs it, vote, mark the winner in the tree.
 
     Method-specific facts of the vote (e.g. RPC's pruned paths under "rpc") join the details.
     """
-    details: dict[str, object] = {"aggregate": method}
+    details: dict[str, object] = {"aggregate": method if isinstance(method, str) else "custom"}
     # A chain is scored when it has one score per step (a child inherits its parent's scores).
     unscored = [i for i, c in enumerate(chains) if not is_scored(c)]
-    if method in VERIFIER_AGGREGATES and unscored:
+    if needs_scores(method, ctx.verifier is not None) and unscored:
         fresh = await score(ctx, [chains[i] for i in unscored])
         if not all(is_scored(c) for c in fresh):
             # No verifier budget left: fall back to an unweighted vote rather than no answer.
@@ -36,7 +37,7 @@ async def conclude(
     selection = await aggregate(chains, ctx.judge, method, step_reduction)
     chosen = chains[selection.index] if selection.index is not None else None
     if chosen is not None:
-        ctx.tree.mark(chosen.id, "selected")
+        ctx.tree.mark_selected(chosen.id)
     details["votes"] = selection.votes
     details.update(selection.details)
     ctx.tick()

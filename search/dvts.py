@@ -1,4 +1,4 @@
-"""Diverse verifier tree search as in HF search-and-learn (ALGORITHMS.md 3.2).
+"""Diverse verifier tree search as in HF search-and-learn (docs/beam-and-dvts.md).
 
 `n / width` independent subtrees, each greedy on its own: per iteration every live subtree
 samples `width` next steps, the verifier scores them, and the subtree continues from the best
@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reasoning.context import Context
-from reasoning.types import Chain, Outcome, Problem
-from search.beam import StepSearch, budget_pool, score_with_lookahead
+from reasoning.outcome import Outcome
+from reasoning.tree import NodeStatus
+from reasoning.types import Chain, Problem
 from search.conclude import conclude
 from search.expand import expand
+from search.step_search import StepSearch, budget_pool, score_with_lookahead
 
 
 @dataclass
@@ -39,16 +42,18 @@ def _argmax_first(values: list[float | None]) -> int:
 class DVTS(StepSearch):
     """n / width greedy subtrees, each taking its best of `width` step samples per iteration."""
 
+    name: ClassVar[str] = "dvts"
+
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
-        policy = self.policy()
+        policy = self.policy
         subtrees = [_Subtree(Chain()) for _ in range(self.n // self.width)]
         pending: list[Chain] = []  # samples the budget left unscored
         done = 0
-        for i in range(self.iterations):
+        for i in range(self.max_steps):
             live = [s for s in subtrees if s.live]
             if not live:
                 break
-            last = i == self.iterations - 1
+            last = i == self.max_steps - 1
             groups = await expand(ctx, [s.tip for s in live], self.width, policy, last=last)
             kids = [k for g in groups for k in g]
             if not kids:
@@ -71,7 +76,8 @@ class DVTS(StepSearch):
                 subtree.candidates, subtree.tip = mine, mine[best]
                 for j, c in enumerate(mine):
                     if not c.finished:
-                        ctx.tree.mark(c.id, "selected" if j == best else "pruned", iteration=i)
+                        status = NodeStatus.SELECTED if j == best else NodeStatus.PRUNED
+                        ctx.tree.mark(c.id, status, iteration=i)
                 subtree.live = not subtree.tip.finished
         outputs = [c for s in subtrees for c in s.candidates]
         if ctx.stopped_by is not None:

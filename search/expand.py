@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.steps import top_logprob_values
-from reasoning.types import STEP_DELIMITER, Chain, Completion, Sampling
+from reasoning.tree import NodeStatus
+from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason, Sampling
 
 BOXED = "\\boxed"
 
@@ -45,25 +46,6 @@ class StepPolicy:
         )
 
 
-class SampledSteps:
-    """Mixin for controllers whose step sampling is set by the fields `sampling_temperature`,
-    `top_p`, `max_step_tokens` and `max_steps` (A*, particle filtering)."""
-
-    sampling_temperature: float
-    top_p: float
-    max_step_tokens: int
-    max_steps: int
-
-    @property
-    def policy(self) -> StepPolicy:
-        return StepPolicy(
-            temperature=self.sampling_temperature,
-            top_p=self.top_p,
-            max_step_tokens=self.max_step_tokens,
-            max_steps=self.max_steps,
-        )
-
-
 def is_scored(chain: Chain) -> bool:
     """One verifier score per step. A child inherits its parent's scores until it is scored
     itself, so a non-empty `scores` alone does not mean the last step was scored."""
@@ -73,21 +55,21 @@ def is_scored(chain: Chain) -> bool:
 def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
     """The parent plus the completion as one step, with the reason it finished (if it did)."""
     step = completion.text.strip("\n")
-    reason = None
+    reason: FinishReason | None = None
     if completion.hit_eos:
-        reason = "eos"
+        reason = FinishReason.EOS
     elif completion.finish_reason == "length" and completion.tokens < policy.max_step_tokens:
-        reason = "budget"  # the Context clamped the call: a step cut off by the budget
+        reason = FinishReason.BUDGET  # the Context clamped the call: a step cut off by the budget
     elif completion.finish_reason == "length":
-        reason = "length"
+        reason = FinishReason.LENGTH
     elif not step.strip():
-        reason = "empty"
+        reason = FinishReason.EMPTY
     elif BOXED in step:
-        reason = "boxed"
+        reason = FinishReason.BOXED
     elif len(parent.steps) + 1 >= policy.max_steps:
-        reason = "max_steps"
+        reason = FinishReason.MAX_STEPS
     elif completion.stop is None and completion.finish_reason == "stop":
-        reason = "eos"
+        reason = FinishReason.EOS
     return parent.extend(
         step,
         tokens=completion.tokens,
@@ -124,10 +106,10 @@ async def expand(
             return []
         kids = []
         for kid in (child(chain, c, policy) for c in completions):
-            if kid.finish_reason == "budget":
-                ctx.tree.add(kid, status="pruned", cut_by_budget=True)
+            if kid.finish_reason == FinishReason.BUDGET:
+                ctx.tree.add(kid, NodeStatus.PRUNED, cut_by_budget=True)
                 continue
-            ctx.tree.add(kid, status="finished" if kid.finished else "expanded")
+            ctx.tree.add(kid, NodeStatus.FINISHED if kid.finished else NodeStatus.EXPANDED)
             kids.append(kid)
         return kids
 
@@ -150,5 +132,5 @@ async def score(ctx: Context, chains: list[Chain]) -> list[Chain]:
         return chains
     scored = [c.with_scores(s) for c, s in zip(chains, all_scores, strict=True)]
     for c in scored:
-        ctx.tree.graph.nodes[c.id]["scores"] = list(c.scores)
+        ctx.tree.annotate(c.id, scores=list(c.scores))
     return scored

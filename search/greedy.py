@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 from search.best_of_n import BestOfN
 
@@ -17,6 +18,8 @@ class Greedy(BestOfN):
     `n` is accepted so that a sweep over `search.n` can include greedy, but greedy always
     takes exactly one sample (and records n=1).
     """
+
+    name: ClassVar[str] = "greedy"
 
     n: int = 1
     temperature: float = 0.0

@@ -1,15 +1,15 @@
-"""Particle filtering (Puri et al. 2025; ALGORITHMS.md 5): sample the reward-weighted posterior
-over reasoning paths instead of maximising the verifier, so one over-rated step cannot take over
-the search the way it can in beam search.
+"""Particle filtering (Puri et al. 2025, arXiv 2502.01618; docs/particle-filtering.md): sample
+the reward-weighted posterior over reasoning paths instead of maximising the verifier, so one
+over-rated step cannot take over the search the way it can in beam search.
 
 Details follow the official code (`particle_gibbs_batch.py`):
 
 - Reward = "model aggregation": the PRM scores the whole partial answer as ONE step. Our
-  verifiers score step by step, so a particle's reward is the score of the LAST step of its
-  prefix (step_reduction "last"); for a verifier that reads the whole prefix to score its last
-  step this is the same number.
-- Weights softmax(logit(r) / temperature) with r clipped to (EPS, 1 - EPS), i.e. w ∝ (r/(1-r))^(1/T)
-  (`weighting="reward"` gives the paper's eq. 3, softmax(r / temperature)).
+  verifiers score step by step, so a particle's reward is its step scores reduced by
+  `step_reduction`, by default "last" (the score of the last step of its prefix); for a verifier
+  that reads the whole prefix to score its last step this is the same number.
+- Weights softmax(logit(r) / resample_temperature) with r clipped to (EPS, 1 - EPS), i.e.
+  w ∝ (r/(1-r))^(1/T) (`weighting="reward"` gives the paper's eq. 3, softmax(r / T)).
 - `resample_inactive` on: finished particles stay in the pool with their final reward, may be
   copied, and are never expanded again.
 - Final answer: the particle of the final pool with the highest final reward (when the budget
@@ -39,22 +39,26 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from reasoning.context import Context
-from reasoning.types import Chain, Outcome, Problem
-from search.aggregate import reduce_step_scores
+from reasoning.outcome import Outcome
+from reasoning.tree import NodeStatus
+from reasoning.types import Chain, Problem
+from search.aggregate import StepReduction, reduce_step_scores
 from search.conclude import conclude
-from search.expand import SampledSteps, expand, is_scored, score
+from search.expand import expand, is_scored, score
+from search.settings import Stepwise, invalid
 
 EPS = 1e-6  # rewards are clipped to (EPS, 1 - EPS) before the logit
 WEIGHTINGS = ("logit", "reward")
 RESAMPLING = ("always", "ess")
 
 
-def reward(chain: Chain) -> float:
-    """A particle's reward: its last step's score (model aggregation), 0 when unscored."""
-    return reduce_step_scores(chain.scores, "last")
+def reward(chain: Chain, step_reduction: str | StepReduction = "last") -> float:
+    """A particle's reward: its reduced step scores (by default the last step's, as model
+    aggregation gives), 0 when unscored."""
+    return reduce_step_scores(chain.scores, step_reduction)
 
 
 def particle_weights(
@@ -127,50 +131,34 @@ def candidates(pools: Sequence[Sequence[Chain]]) -> list[Chain]:
 
 
 @dataclass
-class ParticleFilter(SampledSteps):
-    """N particles grown one step at a time, resampled ∝ softmax(logit(reward) / temperature)."""
+class ParticleFilter(Stepwise):
+    """N particles grown one step at a time, resampled ∝ softmax(logit(reward) / T)."""
+
+    name: ClassVar[str] = "particle_filter"
 
     n: int = 8
-    temperature: float = 1.0  # of the resampling weights
+    resample_temperature: float = 1.0  # T of the resampling weights
     resample: str = "always"  # "always" | "ess": only when ESS < ess_threshold * n
     ess_threshold: float = 0.5
     weighting: str = "logit"  # "logit": softmax(logit(r)/T) (code); "reward": softmax(r/T) (paper)
-    max_steps: int = 40
-    sampling_temperature: float = 0.8
-    top_p: float = 1.0
-    max_step_tokens: int = 512
 
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"search.n must be >= 1, got {self.n}")
-        if not self.temperature > 0:
-            raise ValueError(f"search.temperature must be > 0, got {self.temperature}")
+    def check(self) -> None:
         if self.resample not in RESAMPLING:
-            raise ValueError(f"search.resample={self.resample!r}; valid: {list(RESAMPLING)}")
+            raise invalid("resample", self.resample, f"must be one of {list(RESAMPLING)}")
         if not 0.0 < self.ess_threshold <= 1.0:
-            raise ValueError(f"search.ess_threshold must be in (0, 1], got {self.ess_threshold}")
+            raise invalid("ess_threshold", self.ess_threshold, "must be in (0, 1]")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"search.weighting={self.weighting!r}; valid: {list(WEIGHTINGS)}")
-        if self.max_steps < 1:
-            raise ValueError(f"search.max_steps must be >= 1, got {self.max_steps}")
-        if self.sampling_temperature < 0:
-            raise ValueError(
-                f"search.sampling_temperature must be >= 0, got {self.sampling_temperature}"
-            )
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"search.top_p must be in (0, 1], got {self.top_p}")
-        if self.max_step_tokens < 1:
-            raise ValueError(f"search.max_step_tokens must be >= 1, got {self.max_step_tokens}")
+            raise invalid("weighting", self.weighting, f"must be one of {list(WEIGHTINGS)}")
 
     @property
-    def needs_verifier(self) -> bool:
-        return True
+    def verifier_use(self) -> str | None:
+        return f"search={self.name} weights its particles by verifier reward at every step"
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         run = await self.filter(ctx, {}, n_fresh=self.n)
-        out = await conclude(ctx, candidates([run.pool]), "best_score", "last")
+        out = await conclude(ctx, candidates([run.pool]), "best_score", self.step_reduction)
         out.details.update(
-            reward="last step score (model aggregation)",
+            reward=self.reward_description,
             weights=[s["weights"] for s in run.steps],
             steps=run.steps,
             final=[c.id for c in run.pool if c.steps],  # roots: stopped before step 1
@@ -210,8 +198,8 @@ class ParticleFilter(SampledSteps):
                 pool[0] = ref[min(depth, len(ref) - 1)]
             if stalled or ctx.stopped_by is not None:
                 break
-            rewards = [reward(c) for c in pool]
-            weights = particle_weights(rewards, self.temperature, self.weighting)
+            rewards = [reward(c, self.step_reduction) for c in pool]
+            weights = particle_weights(rewards, self.resample_temperature, self.weighting)
             ess = effective_sample_size(weights)
             # With the budget spent nothing more can grow: keep the scored pool as it is, since
             # resampling now could only drop the particle with the highest final reward.
@@ -244,6 +232,11 @@ class ParticleFilter(SampledSteps):
                     break  # only finished particles were drawn: nothing left to grow
         return run
 
+    @property
+    def reward_description(self) -> str:
+        how = self.step_reduction
+        return f"step scores reduced by {how if isinstance(how, str) else 'a custom function'}"
+
     @staticmethod
     def _mark(
         ctx: Context,
@@ -262,6 +255,6 @@ class ParticleFilter(SampledSteps):
         for j in picks:
             copies[pool[j].id] += 1
         for cid, w in mass.items():
-            status = "resampled" if copies[cid] else "pruned"
+            status = NodeStatus.RESAMPLED if copies[cid] else NodeStatus.PRUNED
             extra = {"reference": True} if reference and cid == pool[0].id else {}
             ctx.tree.mark(cid, status, weight=w, copies=copies[cid], iteration=iteration, **extra)

@@ -1,5 +1,5 @@
-"""Particle Gibbs (Puri et al. 2025; ALGORITHMS.md 5.3): repeated particle-filter passes, each
-conditioned on a reference particle drawn from the previous pass.
+"""Particle Gibbs (Puri et al. 2025; docs/particle-filtering.md): repeated particle-filter
+passes (`passes`), each conditioned on a reference particle drawn from the previous pass.
 
 The reference is replayed step by step (its prefix at each depth competes in the weights with
 its stored score, without regeneration or rescoring), may be copied into fresh slots, and is
@@ -12,10 +12,11 @@ Budget: N particles in the first pass, N-1 per later pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from reasoning.context import Context
-from reasoning.types import Chain, Outcome, Problem
+from reasoning.outcome import Outcome
+from reasoning.types import Chain, Problem
 from search.conclude import conclude
 from search.expand import is_scored
 from search.particle_filter import (
@@ -26,22 +27,22 @@ from search.particle_filter import (
     resample_indices,
     reward,
 )
+from search.settings import invalid
 
 
 @dataclass
 class ParticleGibbs(ParticleFilter):
-    """`iterations` conditional PF passes of `n` particles; answer = best over all final pools."""
+    """`passes` conditional PF passes of `n` particles; answer = best over all final pools."""
 
-    iterations: int = 4
+    name: ClassVar[str] = "particle_gibbs"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.iterations < 1:
-            raise ValueError(f"search.iterations must be >= 1, got {self.iterations}")
-        if self.iterations > 1 and self.n < 2:
-            raise ValueError(
-                f"search.n must be >= 2 with search.iterations > 1 (one slot is the reference), "
-                f"got {self.n}"
+    passes: int = 4
+
+    def check(self) -> None:
+        super().check()
+        if self.passes > 1 and self.n < 2:
+            raise invalid(
+                "n", self.n, "must be >= 2 with search.passes > 1 (one slot is the reference)"
             )
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
@@ -49,7 +50,7 @@ class ParticleGibbs(ParticleFilter):
         pools: list[list[Chain]] = []
         records: list[dict[str, Any]] = []
         reference: Chain | None = None
-        for it in range(1, self.iterations + 1):
+        for it in range(1, self.passes + 1):
             run = await self.filter(
                 ctx,
                 registry,
@@ -68,11 +69,12 @@ class ParticleGibbs(ParticleFilter):
                 }
             )
             final = [c for c in run.pool if is_scored(c)]
-            if ctx.stopped_by is not None or it == self.iterations or not final:
+            if ctx.stopped_by is not None or it == self.passes or not final:
                 break
-            weights = particle_weights([reward(c) for c in final], self.temperature, self.weighting)
+            rewards = [reward(c, self.step_reduction) for c in final]
+            weights = particle_weights(rewards, self.resample_temperature, self.weighting)
             reference = final[resample_indices(weights, 1, ctx.rng)[0]]
-            ctx.tree.graph.nodes[reference.id]["reference_for"] = it + 1
-        out = await conclude(ctx, candidates(pools), "best_score", "last")
-        out.details.update(reward="last step score (model aggregation)", iterations=records)
+            ctx.tree.annotate(reference.id, reference_for=it + 1)
+        out = await conclude(ctx, candidates(pools), "best_score", self.step_reduction)
+        out.details.update(reward=self.reward_description, passes=records)
         return out

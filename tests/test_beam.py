@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from evals.grading import Grader
 from reasoning import Budget, Chain, Completion, Context, Problem, Sampling
+from reasoning.outcome import Outcome
 from reasoning.tree import ROOT
-from reasoning.types import STEP_DELIMITER, Outcome
+from reasoning.types import STEP_DELIMITER
 from search.beam import Beam, cyclic_counts
 from search.dvts import DVTS
 from tests.fakes import word_completion
@@ -156,7 +157,7 @@ BEAM_ANSWERS = {"ba": "5", "daa": "7", "dab": "9", "dba": "9", "dbb": "4"}
 async def test_beam_keeps_the_top_n_over_m_and_duplicates_them_to_n() -> None:
     gen = StepGenerator(named_script(BEAM_ANSWERS))
     ctx = ctx_for(gen, StepVerifier(BEAM_SCORES))
-    out = await Beam(n=4, width=2, iterations=3).run(PROBLEM, ctx)
+    out = await Beam(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     # iteration 0: one call of 4 samples from the empty solution
     # iteration 1: b (.9) and d (.7) survive, 2 children each; ba boxes an answer (finished)
     # iteration 2 (last, to EOS): da (.6) and db (.4) survive, bb (.2) is pruned
@@ -193,7 +194,7 @@ async def test_beam_with_fewer_survivors_duplicates_cyclically_to_n() -> None:
     # b and c repeat a's text: de-duplicated, a is the only open beam (d boxed an answer),
     # so all 4 samples of iteration 1 continue a, in one call.
     gen = StepGenerator(named_script({"d": "1", "aa": "2"}, rename={"b": "a", "c": "a"}))
-    out = await Beam(n=4, width=2, iterations=2).run(
+    out = await Beam(n=4, width=2, max_steps=2).run(
         PROBLEM, ctx_for(gen, StepVerifier({"a": 0.5, "d": 0.9, "aa": 0.1}))
     )
     assert [(p.removeprefix(HEAD), s.n) for p, s in gen.calls] == [("", 4), ("a\n\n", 4)]
@@ -207,13 +208,13 @@ async def test_beam_with_fewer_survivors_duplicates_cyclically_to_n() -> None:
 
 async def test_beam_without_duplicate_filtering_keeps_equal_texts() -> None:
     gen = StepGenerator(named_script({}, rename={"b": "a"}))
-    await Beam(n=4, width=2, iterations=2, filter_duplicates=False).run(
+    await Beam(n=4, width=2, max_steps=2, filter_duplicates=False).run(
         PROBLEM, ctx_for(gen, StepVerifier({"a": 0.9, "c": 0.1, "d": 0.5}))
     )
     assert [p.removeprefix(HEAD) for p, _ in gen.calls[1:]] == ["a\n\n", "a\n\n"]
 
     gen = StepGenerator(named_script({}, rename={"b": "a"}))
-    await Beam(n=4, width=2, iterations=2).run(
+    await Beam(n=4, width=2, max_steps=2).run(
         PROBLEM, ctx_for(gen, StepVerifier({"a": 0.9, "c": 0.1, "d": 0.5}))
     )
     assert [p.removeprefix(HEAD) for p, _ in gen.calls[1:]] == ["a\n\n", "d\n\n"]
@@ -223,11 +224,11 @@ async def test_beam_completes_every_beam_once_n_copies_when_fewer_finish() -> No
     # one beam survives each step (width = n); everything ends at the last iteration
     gen = StepGenerator(named_script({"ba": "3", "bb": "4"}))
     scores = {"a": 0.2, "b": 0.8, "ba": 0.9, "bb": 0.1}
-    out = await Beam(n=2, width=2, iterations=2).run(PROBLEM, ctx_for(gen, StepVerifier(scores)))
+    out = await Beam(n=2, width=2, max_steps=2).run(PROBLEM, ctx_for(gen, StepVerifier(scores)))
     assert names(out.chains) == ["ba", "bb"] and out.answer == "3"
     # a single completion is repeated to n completions (SAL), so the vote sees n of them
     gen = StepGenerator(named_script({"a": "3"}, rename={"b": "a"}))
-    out = await Beam(n=2, width=1, iterations=1).run(PROBLEM, ctx_for(gen, StepVerifier({})))
+    out = await Beam(n=2, width=1, max_steps=1).run(PROBLEM, ctx_for(gen, StepVerifier({})))
     assert len(out.chains) == 2 and out.ledger.samples == 2
 
 
@@ -235,11 +236,11 @@ async def test_lookahead_ranks_by_the_rollout_and_drops_it() -> None:
     scores = {"a": 0.9, "b": 0.1, "c": 0.5, "d": 0.2, "ag": 0.1, "bg": 0.9, "cg": 0.8, "dg": 0.0}
     answers = {x + y: "1" for x in "abcd" for y in "ab"}
     plain = StepGenerator(named_script(answers))
-    out0 = await Beam(n=4, width=2, iterations=2).run(PROBLEM, ctx_for(plain, StepVerifier(scores)))
+    out0 = await Beam(n=4, width=2, max_steps=2).run(PROBLEM, ctx_for(plain, StepVerifier(scores)))
     assert [p.removeprefix(HEAD) for p, _ in plain.calls[1:]] == ["a\n\n", "c\n\n"]
 
     gen = StepGenerator(named_script(answers))
-    out = await Beam(n=4, width=2, iterations=2, lookahead=1).run(
+    out = await Beam(n=4, width=2, max_steps=2, lookahead=1).run(
         PROBLEM, ctx_for(gen, StepVerifier(scores))
     )
     greedy = [(p.removeprefix(HEAD), s.n) for p, s in gen.calls if s.temperature == 0]
@@ -264,7 +265,7 @@ async def test_beam_on_budget_returns_the_finished_chains_so_far() -> None:
     # scored (0.8) and the vote is the configured one, not the majority fallback.
     gen = StepGenerator(named_script(BEAM_ANSWERS))
     ctx = ctx_for(gen, StepVerifier(BEAM_SCORES), budget=Budget(samples=6))
-    out = await Beam(n=4, width=2, iterations=3).run(PROBLEM, ctx)
+    out = await Beam(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     assert out.stopped_by == "samples" and out.answer == "5" and names(out.chains) == ["ba"]
     assert out.ledger.samples == 6 and out.details["aggregate"] == Beam().aggregate
     assert out.chains[0].scores == (0.9, 0.8) and out.ledger.verifier_calls == 6
@@ -274,7 +275,7 @@ async def test_beam_on_budget_returns_the_finished_chains_so_far() -> None:
 async def test_beam_on_budget_without_finished_chains_returns_the_best_partial_ones() -> None:
     gen = StepGenerator(named_script(BEAM_ANSWERS))
     ctx = ctx_for(gen, StepVerifier(BEAM_SCORES), budget=Budget(verifier_calls=4))
-    out = await Beam(n=4, width=2, iterations=3).run(PROBLEM, ctx)
+    out = await Beam(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     assert out.stopped_by == "verifier_calls" and out.details["iterations"] == 1
     assert names(out.chains) == ["b", "d", "c", "a"]  # ranked by score
     assert out.answer is None and all(len(c.scores) == 1 for c in out.chains)
@@ -292,7 +293,7 @@ DVTS_ANSWERS = {"bb": "5", "cba": "7", "cbb": "9"}
 
 async def test_dvts_subtrees_are_independent_and_greedy() -> None:
     gen = StepGenerator(named_script(DVTS_ANSWERS))
-    out = await DVTS(n=4, width=2, iterations=3).run(
+    out = await DVTS(n=4, width=2, max_steps=3).run(
         PROBLEM, ctx_for(gen, StepVerifier(DVTS_SCORES))
     )
     # subtree 1 samples a, b; subtree 2 samples c, d. Subtree 1 keeps b (.4) although both
@@ -325,7 +326,7 @@ async def test_dvts_lookahead_and_weighted_vote() -> None:
     # without lookahead subtree 1 would keep a (.6 > .5); its rollout ag scores .1, bg .9
     scores = {"a": 0.6, "b": 0.5, "ag": 0.1, "bg": 0.9, "ba": 0.4, "bb": 0.3}
     gen = StepGenerator(named_script({"ba": "2", "bb": "3"}))
-    out = await DVTS(n=2, width=2, iterations=2, lookahead=1, aggregate="weighted").run(
+    out = await DVTS(n=2, width=2, max_steps=2, lookahead=1, aggregate="weighted").run(
         PROBLEM, ctx_for(gen, StepVerifier(scores))
     )
     assert [p.removeprefix(HEAD) for p, s in gen.calls if s.temperature > 0] == ["", "b\n\n"]
@@ -337,7 +338,7 @@ async def test_dvts_lookahead_and_weighted_vote() -> None:
 async def test_dvts_on_budget_returns_the_finished_chains_so_far() -> None:
     gen = StepGenerator(named_script(DVTS_ANSWERS))
     ctx = ctx_for(gen, StepVerifier(DVTS_SCORES), budget=Budget(verifier_calls=8))
-    out = await DVTS(n=4, width=2, iterations=3).run(PROBLEM, ctx)
+    out = await DVTS(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     # iterations 0 and 1 are scored (8 calls); bb is the only finished chain
     assert out.stopped_by == "verifier_calls" and names(out.chains) == ["bb"]
     assert out.answer == "5" and out.chain is not None and out.chain.scores == (0.4, 0.7)
@@ -354,7 +355,7 @@ def test_bad_settings_name_the_key() -> None:
         DVTS(step_reduction="max")
     with pytest.raises(ValueError, match="search.lookahead"):
         Beam(lookahead=-1)
-    assert Beam().needs_verifier and DVTS().needs_verifier
+    assert Beam().verifier_use and DVTS().verifier_use
 
 
 def test_configs_build_the_controllers() -> None:
@@ -396,7 +397,7 @@ def searches(draw: st.DrawFn) -> Beam | DVTS:
     return cls(
         n=n,
         width=width,
-        iterations=draw(st.integers(1, 6)),
+        max_steps=draw(st.integers(1, 6)),
         lookahead=draw(st.integers(0, 2)),
         max_step_tokens=draw(st.integers(1, 6)),
         step_reduction=draw(st.sampled_from(["last", "min", "mean"])),

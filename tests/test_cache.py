@@ -299,7 +299,7 @@ class Block:
         if name.split(".")[0] in ("vllm", "torch", "transformers"):
             raise ImportError(f"replay imported {name}: it must not build the engine")
 sys.meta_path.insert(0, Block())
-runpy.run_module("reasoning.cli", run_name="__main__", alter_sys=True)
+runpy.run_module("evals.cli", run_name="__main__", alter_sys=True)
 """
 
 
@@ -315,7 +315,7 @@ def test_cli_replay_reproduces_a_recorded_run_without_the_engine(
     a, b = tmp_path / "A", tmp_path / "B"
     args = ["dataset.arith.n=3", "search.n=2", "search.max_tokens=32", "progress=false", *extra]
     record = subprocess.run(
-        [sys.executable, "-m", "reasoning.cli", *args, "cache.mode=record", f"hydra.run.dir={a}"],
+        [sys.executable, "-m", "evals.cli", *args, "cache.mode=record", f"hydra.run.dir={a}"],
         capture_output=True,
         text=True,
         timeout=600,

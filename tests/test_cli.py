@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import TEST_DATA
 
-REASON = [sys.executable, "-m", "reasoning.cli"]
+REASON = [sys.executable, "-m", "evals.cli"]
 FAST = ["search.max_tokens=48", "progress=false"]
 
 

@@ -180,7 +180,7 @@ def test_cli_runs_best_of_n_over_http(server: ServerHandle, tmp_path) -> None:  
         [
             sys.executable,
             "-m",
-            "reasoning.cli",
+            "evals.cli",
             "backend=openai",
             f"backend.base_urls=[{server.base_url}]",
             "backend.per_request_seed=false",

@@ -180,9 +180,9 @@ async def test_particle_gibbs_keeps_and_replays_the_reference() -> None:
     rewards = dict.fromkeys(texts, 0.0) | {"a": 1.0, "\\boxed{7}": 1.0}
     gen = StepGenerator(texts)
     ctx = _ctx(gen, last_step_verifier(rewards))
-    out = await ParticleGibbs(iterations=2, n=3, max_steps=2).run(PROBLEM, ctx)
+    out = await ParticleGibbs(passes=2, n=3, max_steps=2).run(PROBLEM, ctx)
 
-    one, two = out.details["iterations"]
+    one, two = out.details["passes"]
     a = one["steps"][0]["particles"][0]
     ref = one["final"][0]  # "a" then "\boxed{7}": reward 1.0, drawn with prob. 1 - 2e-12
     assert one["reference"] is None and two["reference"] == ref
@@ -221,7 +221,7 @@ async def test_budget_stop_returns_the_best_scored_answer_so_far() -> None:
 def test_settings_are_validated_by_name() -> None:
     for kwargs, key in [
         ({"n": 0}, "search.n"),
-        ({"temperature": 0.0}, "search.temperature"),
+        ({"resample_temperature": 0.0}, "search.resample_temperature"),
         ({"resample": "sometimes"}, "search.resample"),
         ({"ess_threshold": 1.5}, "search.ess_threshold"),
         ({"weighting": "prod"}, "search.weighting"),
@@ -231,11 +231,11 @@ def test_settings_are_validated_by_name() -> None:
     ]:
         with pytest.raises(ValueError, match=key):
             ParticleFilter(**kwargs)
-    with pytest.raises(ValueError, match="search.iterations"):
-        ParticleGibbs(iterations=0)
+    with pytest.raises(ValueError, match="search.passes"):
+        ParticleGibbs(passes=0)
     with pytest.raises(ValueError, match="search.n"):
-        ParticleGibbs(iterations=2, n=1)
-    assert ParticleFilter().needs_verifier and ParticleGibbs().needs_verifier
+        ParticleGibbs(passes=2, n=1)
+    assert ParticleFilter().verifier_use and ParticleGibbs().verifier_use
 
 
 @pytest.mark.parametrize(
@@ -263,13 +263,13 @@ def _hashed_rewards(text: str) -> float:
 
 def _search(gibbs: bool, n: int, iterations: int, **kw: object) -> ParticleFilter:
     if gibbs:
-        return ParticleGibbs(iterations=iterations, n=max(n, 2), **kw)  # type: ignore[arg-type]
+        return ParticleGibbs(passes=iterations, n=max(n, 2), **kw)  # type: ignore[arg-type]
     return ParticleFilter(n=n, **kw)  # type: ignore[arg-type]
 
 
 def _all_steps(out: Outcome) -> list[dict[str, object]]:
-    if "iterations" in out.details:  # particle Gibbs
-        return [s for it in out.details["iterations"] for s in it["steps"]]
+    if "passes" in out.details:  # particle Gibbs
+        return [s for it in out.details["passes"] for s in it["steps"]]
     return out.details["steps"]
 
 
@@ -293,7 +293,7 @@ SEARCHES = st.builds(
     iterations=st.integers(1, 3),
     max_steps=st.integers(1, 4),
     max_step_tokens=st.integers(1, 6),
-    temperature=st.sampled_from([0.5, 1.0, 2.0]),
+    resample_temperature=st.sampled_from([0.5, 1.0, 2.0]),
     resample=st.sampled_from(["always", "ess"]),
     weighting=st.sampled_from(["logit", "reward"]),
 )
@@ -391,11 +391,9 @@ def test_particle_filter_and_gibbs_on_the_real_engine(engine) -> None:  # noqa: 
     assert out.ledger.verifier_calls >= 4 and out.ledger.generated_tokens <= 4 * 3 * 48
 
     ctx = Context(problem, engine, verifier=checker, judge=Grader())
-    out = run_sync(
-        ParticleGibbs(iterations=2, n=3, max_steps=2, max_step_tokens=48).run(problem, ctx)
-    )
+    out = run_sync(ParticleGibbs(passes=2, n=3, max_steps=2, max_step_tokens=48).run(problem, ctx))
     assert out.stopped_by is None
-    one, two = out.details["iterations"]
+    one, two = out.details["passes"]
     assert two["reference"] in one["final"] and two["final"][0] == two["reference"]
     assert len(one["final"]) == len(two["final"]) == 3
     for chain in out.chains:

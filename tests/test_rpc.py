@@ -171,8 +171,8 @@ class _LogprobGenerator:
 def test_best_of_n_rpc_reports_pruning() -> None:
     with pytest.raises(ValueError, match="search.logprobs"):
         BestOfN(aggregate="rpc")
-    assert not BestOfN(aggregate="rpc", logprobs=0).needs_verifier
-    assert BestOfN(aggregate="weighted").needs_verifier
+    assert not BestOfN(aggregate="rpc", logprobs=0).verifier_use
+    assert BestOfN(aggregate="weighted").verifier_use
     samples = [(f"try {i} \\boxed{{7}}", 0.3 + 0.01 * i) for i in range(3)]
     samples += [("\\boxed{8}", 0.9), ("yes \\boxed{8}", 0.92)]
     ctx = Context(PROBLEM, _LogprobGenerator(samples), judge=Grader())  # no verifier needed

@@ -51,7 +51,7 @@ async def test_records_summary_and_traces(tmp_path: Path) -> None:
             "seed",
             "grader",
         } <= set(r)
-        assert r["ledger"]["samples"] == 2 and r["search"]["name"] == "best_of_n"
+        assert r["ledger"]["samples"] == 2 and r["search"] == "best_of_n"
         trace = json.loads((tmp_path / "traces" / trace_filename(r["id"])).read_text())
         assert len(trace["chains"]) == 2 and trace["tree"]["nodes"]
     assert summary["n"] == 6 and summary["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
