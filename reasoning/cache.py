@@ -383,7 +383,7 @@ class CachedVerifier:
         return cast(Verifier, self._inner.get())
 
     def __getattr__(self, attr: str) -> Any:
-        # e.g. `step_format`; builds the inner verifier (a model load, for some) when asked
+        # any other attribute builds the inner verifier (a model load, for some) when asked
         if attr.startswith("_"):
             raise AttributeError(attr)
         return getattr(self.inner, attr)

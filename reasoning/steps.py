@@ -1,11 +1,7 @@
 """Splitting solution text into steps and rendering steps back: the one place that knows how.
 
-Formats:
-- `blank_line`: steps separated by "\\n\\n" (what step-level search generates with stop="\\n\\n");
-- `step_headers`: `## Step k:` blocks (the SAL prompt's format); text before the first header
-  is a step of its own;
-- `think`: a reasoning model's `<think>...</think>` trace split on paragraph breaks, and the
-  answer after `</think>` as the last step.
+A step is a paragraph: steps are separated by "\\n\\n", which is what step-level search
+generates with stop="\\n\\n" and what every verifier reads (docs/data-model.md).
 
 "\\n\\n" also appears inside LaTeX display blocks and lists, which would give "steps" of a few
 characters or a lone `$$`; pieces shorter than `min_chars` are merged into the next step (the
@@ -14,15 +10,10 @@ papers do not say; this is our documented rule).
 
 from __future__ import annotations
 
-import re
 
 from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason
 
-STEP_FORMATS = ("blank_line", "step_headers", "think")
 MIN_STEP_CHARS = 8
-
-_HEADER = re.compile(r"^(?=#{1,6}\s*Step\s+\d+\s*:)", re.MULTILINE | re.IGNORECASE)
-_THINK = re.compile(r"<think>(.*?)(?:</think>|$)(.*)", re.DOTALL)
 
 
 def _merge_short(pieces: list[str], min_chars: int) -> list[str]:
@@ -44,54 +35,16 @@ def _merge_short(pieces: list[str], min_chars: int) -> list[str]:
     return out
 
 
-def _blank_line(text: str) -> list[str]:
-    return [p.strip("\n") for p in text.split(STEP_DELIMITER) if p.strip()]
-
-
-def split_steps(
-    text: str, fmt: str = "blank_line", *, min_chars: int = MIN_STEP_CHARS
-) -> tuple[str, ...]:
-    """The steps of `text` in format `fmt`; never empty ("" gives one empty step)."""
-    if fmt == "blank_line":
-        pieces = _blank_line(text)
-    elif fmt == "step_headers":
-        pieces = [p.strip() for p in _HEADER.split(text) if p.strip()]
-    elif fmt == "think":
-        m = _THINK.search(text)
-        if m is None:
-            pieces = _blank_line(text)
-        else:
-            pieces = _blank_line(m.group(1))
-            answer = m.group(2).strip()
-            if answer:
-                pieces.append(answer)
-    else:
-        raise ValueError(f"unknown step format {fmt!r}; valid: {list(STEP_FORMATS)}")
+def split_steps(text: str, *, min_chars: int = MIN_STEP_CHARS) -> tuple[str, ...]:
+    """The steps of `text`; never empty ("" gives one empty step)."""
+    pieces = [p.strip("\n") for p in text.split(STEP_DELIMITER) if p.strip()]
     merged = _merge_short(pieces, min_chars) if min_chars > 0 else pieces
     return tuple(merged) or ("",)
 
 
-def render_steps(steps: tuple[str, ...] | list[str], fmt: str = "blank_line") -> str:
-    """Steps back into text in format `fmt` (inverse of split_steps up to whitespace)."""
-    if fmt == "blank_line":
-        return STEP_DELIMITER.join(steps)
-    if fmt == "step_headers":
-        return STEP_DELIMITER.join(
-            s if _HEADER.match(s) else f"## Step {i}: {s}" for i, s in enumerate(steps, 1)
-        )
-    if fmt == "think":
-        if not steps:
-            return "<think>\n</think>"
-        *trace, answer = steps
-        return f"<think>\n{STEP_DELIMITER.join(trace)}\n</think>\n\n{answer}"
-    raise ValueError(f"unknown step format {fmt!r}; valid: {list(STEP_FORMATS)}")
-
-
-def resplit(chain: Chain, fmt: str) -> tuple[str, ...]:
-    """A chain's steps as a verifier with step format `fmt` wants them."""
-    if fmt == "blank_line":
-        return chain.steps
-    return split_steps(chain.text, fmt)
+def render_steps(steps: tuple[str, ...] | list[str]) -> str:
+    """Steps back into text (inverse of split_steps up to whitespace)."""
+    return STEP_DELIMITER.join(steps)
 
 
 def finish_reason(completion: Completion) -> FinishReason:

@@ -157,10 +157,8 @@ class StepScores(list[list[float]]):
 
 @runtime_checkable
 class Verifier(Protocol):
-    """Scores chains step by step: one list of floats in [0, 1] per chain.
-
-    `step_format` names how the verifier wants steps rendered (see reasoning.steps).
-    """
+    """Scores chains step by step: one list of floats in [0, 1] per chain (steps as the
+    chain holds them: blank-line separated, see reasoning.steps)."""
 
     name: str
 

@@ -26,7 +26,7 @@ class BestOfN(Sampled):
     name: ClassVar[str] = "best_of_n"
 
     n: int = 8
-    max_tokens: int = 1024  # per sample
+    max_tokens: int = 512  # per sample
     aggregate: str | Vote = "majority"
     step_reduction: str | StepReduction = "last"
     batch_size: int | None = None  # samples per generator call; None sends all N at once

@@ -20,6 +20,14 @@ class Greedy(BestOfN):
     """
 
     name: ClassVar[str] = "greedy"
+    # settings greedy fixes (one sample at T=0, majority of one) and leaves out of its config
+    fixed_keys: ClassVar[tuple[str, ...]] = (
+        "temperature",
+        "top_p",
+        "aggregate",
+        "step_reduction",
+        "batch_size",
+    )
 
     n: int = 1
     temperature: float = 0.0

@@ -155,10 +155,10 @@ def test_neutral_and_length_limit_are_configurable() -> None:
         ArithStepChecker(max_step_chars=0)
 
 
-def test_is_a_verifier_with_a_blank_line_step_format() -> None:
+def test_is_a_verifier() -> None:
     checker = ArithStepChecker()
     assert isinstance(checker, Verifier)
-    assert checker.name == "arith" and checker.step_format == "blank_line"
+    assert checker.name == "arith"
 
 
 def test_score_gives_one_value_per_step() -> None:

@@ -98,7 +98,7 @@ def test_facade_kinds_names_and_protocol() -> None:
     for kind in ("mean_logprob", "window_min", "self_certainty"):
         v = ConfidenceVerifier(kind, window=8)
         assert isinstance(v, Verifier)
-        assert v.name == f"confidence:{kind}" and v.step_format == "blank_line"
+        assert v.name == f"confidence:{kind}"
     for impl in (MeanLogprob(), WindowMinLogprob(), SelfCertainty()):
         assert isinstance(impl, Verifier)
     with pytest.raises(ValueError, match="mean_logprob.*window_min.*self_certainty"):

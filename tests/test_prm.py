@@ -133,7 +133,6 @@ def test_whole_prefix_collapses_the_chain_into_one_step() -> None:
 def test_is_a_verifier_without_starting_anything() -> None:
     prm = PoolingPRM("Qwen/Qwen2.5-Math-PRM-7B")  # a hub id: nothing is fetched or loaded
     assert isinstance(prm, Verifier)
-    assert prm.step_format == "blank_line"
     assert prm._tokenizer is None and prm._engine is None
     with pytest.raises(ValueError, match="base_url"):
         PoolingPRM("Qwen/Qwen2.5-Math-PRM-7B", backend="http")

@@ -582,7 +582,6 @@ class ArithStepChecker:
     """
 
     name = "arith"
-    step_format = "blank_line"
 
     def __init__(self, neutral: float = 0.5, max_step_chars: int = 4000) -> None:
         if not 0.0 <= neutral <= 1.0:

@@ -111,7 +111,6 @@ class MeanLogprob:
     """Geometric-mean token probability of the sampled tokens."""
 
     name = "confidence:mean_logprob"
-    step_format = "blank_line"
 
     async def score(self, problem: Problem, chains: list[Chain]) -> StepScores:
         return StepScores(
@@ -123,7 +122,6 @@ class WindowMinLogprob:
     """Lowest sliding-window ("group") confidence: exp(min window-mean logprob)."""
 
     name = "confidence:window_min"
-    step_format = "blank_line"
 
     def __init__(self, window: int = 32) -> None:
         if window < 1:
@@ -141,7 +139,6 @@ class SelfCertainty:
     """Self-certainty from the top-k alternatives (see `token_kl_from_uniform`)."""
 
     name = "confidence:self_certainty"
-    step_format = "blank_line"
 
     async def score(self, problem: Problem, chains: list[Chain]) -> StepScores:
         return StepScores(
@@ -156,7 +153,6 @@ CONFIDENCE_KINDS = ("mean_logprob", "window_min", "self_certainty")
 class ConfidenceVerifier:
     """The one class the config instantiates: `kind` picks the score, `window` the window size."""
 
-    step_format = "blank_line"
 
     def __init__(self, kind: str = "mean_logprob", window: int = 32) -> None:
         if kind not in CONFIDENCE_KINDS:

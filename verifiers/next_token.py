@@ -51,7 +51,6 @@ class NextTokenVerifier:
     """
 
     name = "next-token"
-    step_format = "blank_line"
     positive: tuple[str, ...] = ("yes",)
     negative: tuple[str, ...] = ("no",)
 
