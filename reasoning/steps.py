@@ -10,7 +10,6 @@ papers do not say; this is our documented rule).
 
 from __future__ import annotations
 
-
 from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason
 
 MIN_STEP_CHARS = 8

@@ -1,4 +1,7 @@
-"""RPC aggregation: Weibull-mixture reasoning pruning + perplexity consistency (ALGORITHMS 2.2)."""
+"""RPC aggregation: Weibull-mixture reasoning pruning + perplexity consistency.
+
+See docs/best-of-n.md.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +16,13 @@ from reasoning.loop import run_sync
 from reasoning.types import Completion, Sampling
 from search import BestOfN
 from search.aggregate import (
-    WeibullMixture,
     aggregate,
     chain_probability,
-    fit_weibull_mixture,
     rpc_prune,
     rpc_select,
     select,
 )
+from search.weibull import WeibullMixture, fit_weibull_mixture
 from verifiers.confidence import mean_logprob_score
 
 PROBLEM = Problem("r", "What is 3 + 5?", "8")

@@ -3,7 +3,7 @@
 No extra model is queried, so these cost nothing beyond sampling with `search.logprobs` set
 (0 for the sampled-token scores, k >= 2 for self-certainty). The logprobs are whatever the
 backend returns: with vLLM V1 that is the *raw* model distribution (before temperature, top-p and
-penalties; ALGORITHMS.md 1.6), so scores do not move with the sampling temperature.
+penalties: vLLM's default `logprobs_mode`), so scores do not move with the sampling temperature.
 
 A chain's logprobs are one flat sequence that is not aligned to its steps, so every verifier here
 gives one whole-chain score and repeats it for every step (any step reduction then agrees).

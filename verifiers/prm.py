@@ -1,7 +1,7 @@
 """Process reward models (PRMs) served by vLLM's pooling runner, in-process or over HTTP.
 
 A PRM reads the question and the partial solution with a marker token after every step and
-returns, at each marker, the probability that the solution is still correct (ALGORITHMS.md 1.3).
+returns, at each marker, the probability that the solution is still correct (docs/verifiers.md).
 vLLM's STEP pooling keeps only the output rows at the marker token (`step_tag_id`), so one
 forward pass gives one two-class row per step:
 
