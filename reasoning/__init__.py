@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from reasoning.budget import Budget, BudgetExhausted, Ledger
 from reasoning.context import Context
+from reasoning.controller import Controller
 from reasoning.outcome import Outcome
-from reasoning.tree import SearchTree
+from reasoning.tree import NodeStatus, SearchTree
 from reasoning.types import (
     AnswerJudge,
     Chain,
     Completion,
+    FinishReason,
     Generator,
     Problem,
     Sampling,
@@ -42,8 +44,11 @@ __all__ = [
     "Chain",
     "Completion",
     "Context",
+    "Controller",
+    "FinishReason",
     "Generator",
     "Ledger",
+    "NodeStatus",
     "Outcome",
     "Problem",
     "Sampling",

@@ -1,4 +1,7 @@
-"""Search controllers: each has `async run(problem, ctx) -> Outcome`."""
+"""Search controllers: each has a config `name`, `verifier_use` and `async run(problem, ctx)`.
+
+Shared keys and their validation: search/settings.py; adding one: docs/adding-a-controller.md.
+"""
 
 from search.astar import AStar
 from search.beam import Beam

@@ -56,6 +56,11 @@ def test_dependencies_point_one_way(package: str) -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def test_controllers_change_the_tree_only_through_its_verbs() -> None:
+    for path in sorted((REPO / "search").glob("*.py")):
+        assert ".graph" not in path.read_text(), f"{path.name} reaches into the tree's graph"
+
+
 def test_outcome_and_tree_do_not_import_each_other() -> None:
     assert "reasoning.outcome" not in (REPO / "reasoning" / "tree.py").read_text()
     assert "reasoning.tree" not in (REPO / "reasoning" / "types.py").read_text()
