@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from reasoning.types import STEP_DELIMITER, Chain, Completion, Problem, Sampling
+
+StepScript = Callable[[tuple[str, ...], Sampling, int], str]
+"""Sample k's text from (the steps already written, the call's sampling, k)."""
+
+EOS = " <eos>"
+"""Ends a scripted step text that finishes the solution; it is not part of the completion."""
 
 
 def word_completion(
@@ -25,8 +31,25 @@ def word_completion(
     )
 
 
+def steps_of(prompt: str) -> tuple[str, ...]:
+    """The steps already written in a prompt made by `ScriptedGenerator.render`."""
+    return tuple(prompt.split("\nA: ", 1)[1].split(STEP_DELIMITER)[:-1])
+
+
+def _cycled(texts: Sequence[str]) -> Callable[..., str]:
+    it = itertools.cycle(texts)
+    return lambda *_: next(it)
+
+
 class ScriptedGenerator:
-    """Returns scripted texts; one token per whitespace-separated word."""
+    """Returns scripted texts; one token per space-separated word.
+
+    `texts` are whole solutions, so each ends at EOS. Step searches need steps that end on the
+    stop string as with the real backend, so `steps` (a script of the steps so far, or a
+    cycled list) switches to that: a text ends on the call's first stop string unless the call
+    has none (a last step) or the text ends in `EOS`. `concurrent` yields once per call, so
+    all calls of one expansion pass the budget check before any is metered (the worst case).
+    """
 
     name = "scripted"
 
@@ -34,18 +57,23 @@ class ScriptedGenerator:
         self,
         texts: Sequence[str] | Callable[[str, Sampling], str] = ("\\boxed{1}",),
         *,
+        steps: Sequence[str] | StepScript | None = None,
         delay_s: float = 0.0,
         fail_on: Callable[[str], bool] | None = None,
+        concurrent: bool = False,
     ) -> None:
-        self._next = texts if callable(texts) else self._cycle(list(texts))
+        self._text: Callable[[str, Sampling, int], str]
+        if steps is None:
+            whole = texts if callable(texts) else _cycled(texts)
+            self._text = lambda prompt, sampling, k: whole(prompt, sampling)
+        else:
+            step = steps if callable(steps) else _cycled(steps)
+            self._text = lambda prompt, sampling, k: step(steps_of(prompt), sampling, k)
+        self.stepwise = steps is not None
         self.delay_s = delay_s
         self.fail_on = fail_on
+        self.concurrent = concurrent
         self.calls: list[tuple[str, Sampling]] = []
-
-    @staticmethod
-    def _cycle(texts: list[str]) -> Callable[[str, Sampling], str]:
-        it = itertools.cycle(texts)
-        return lambda prompt, sampling: next(it)
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         head = f"Q: {problem.question}\nA: "
@@ -55,14 +83,19 @@ class ScriptedGenerator:
         self.calls.append((prompt, sampling))
         if self.fail_on is not None and self.fail_on(prompt):
             raise ConnectionError("scripted backend failure")
-        if self.delay_s:
+        if self.delay_s or self.concurrent:
             await asyncio.sleep(self.delay_s)
-        return [
-            word_completion(
-                self._next(prompt, sampling), sampling.max_tokens, prompt_tokens=len(prompt.split())
-            )
-            for _ in range(sampling.n)
-        ]
+        return [self._sample(prompt, sampling, k) for k in range(sampling.n)]
+
+    def _sample(self, prompt: str, sampling: Sampling, k: int) -> Completion:
+        text = self._text(prompt, sampling, k)
+        eos = not self.stepwise or not sampling.stop or text.endswith(EOS)
+        return word_completion(
+            text.removesuffix(EOS),
+            sampling.max_tokens,
+            stop=None if eos else sampling.stop[0],
+            prompt_tokens=len(prompt.split()),
+        )
 
 
 class ConstantVerifier:
@@ -75,3 +108,18 @@ class ConstantVerifier:
 
     async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
         return [[self._score(c.text)] * len(c.steps) for c in chains]
+
+
+class StepVerifier:
+    """Scores each step by its own text, so a hand-computed tree can give each node its score.
+
+    A mapping is looked up strictly: a step the test did not expect fails loudly.
+    """
+
+    name = "steps"
+
+    def __init__(self, scores: Mapping[str, float] | Callable[[str], float]) -> None:
+        self._score = scores if callable(scores) else scores.__getitem__
+
+    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
+        return [[self._score(s) for s in c.steps] for c in chains]

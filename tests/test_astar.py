@@ -15,78 +15,33 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evals.grading import Grader
-from reasoning import Budget, Chain, Completion, Context, Outcome, Problem, Sampling
+from reasoning import Budget, Completion, Context, Outcome, Problem, Sampling
 from reasoning.tree import ROOT
 from search.astar import AStar
-from tests.fakes import ScriptedGenerator, word_completion
+from tests.fakes import ScriptedGenerator, StepScript, StepVerifier, steps_of
 
 PROBLEM = Problem("p", "What is 2 + 3?", "5")
 STATUSES = {"expanded", "finished", "selected", "pruned"}
 
-Script = Callable[[tuple[str, ...], int, int], str]
 
-
-def steps_of(prompt: str) -> tuple[str, ...]:
-    """The steps already written in a ScriptedGenerator-rendered prompt."""
-    text = prompt.split("\nA: ", 1)[1]
-    return tuple(text.removesuffix("\n\n").split("\n\n")) if text else ()
-
-
-class StepGenerator(ScriptedGenerator):
-    """Sample i after `steps` is `script(steps, seed, i)`: deterministic in the sampling seed.
-
-    One token per word; a step stops at the delimiter when one is requested, else at EOS.
-    """
-
-    def __init__(self, script: Script) -> None:
-        super().__init__()
-        self.script = script
-
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        self.calls.append((prompt, sampling))
-        steps = steps_of(prompt)
-        stop = sampling.stop[0] if sampling.stop else None
-        return [
-            word_completion(
-                self.script(steps, sampling.seed or 0, i), sampling.max_tokens, stop=stop
-            )
-            for i in range(sampling.n)
-        ]
-
-
-def table(children: Mapping[str, Sequence[str]]) -> Script:
+def table(children: Mapping[str, Sequence[str]]) -> StepScript:
     """Children keyed by the last step ("" for the root); sample i takes entry i (cycled)."""
 
-    def script(steps: tuple[str, ...], seed: int, i: int) -> str:
+    def script(steps: tuple[str, ...], sampling: Sampling, i: int) -> str:
         kids = children[steps[-1] if steps else ""]
         return kids[i % len(kids)]
 
     return script
 
 
-class StepVerifier:
-    """Scores every step by a lookup (or function) of its text; counts the chains it scored."""
-
-    name = "step-scripted"
-
-    def __init__(self, scores: Mapping[str, float] | Callable[[str], float]) -> None:
-        self._score = scores if callable(scores) else scores.__getitem__
-        self.scored: list[tuple[str, ...]] = []
-
-    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
-        self.scored += [c.steps for c in chains]
-        return [[self._score(s) for s in c.steps] for c in chains]
-
-
 def ctx_for(
-    children: Mapping[str, Sequence[str]] | Script,
+    children: Mapping[str, Sequence[str]] | StepScript,
     scores: Mapping[str, float] | Callable[[str], float],
     **kw: Any,
 ) -> Context:
     script = children if callable(children) else table(children)
-    return Context(
-        PROBLEM, StepGenerator(script), verifier=StepVerifier(scores), judge=Grader(), **kw
-    )
+    generator = ScriptedGenerator(steps=script)
+    return Context(PROBLEM, generator, verifier=StepVerifier(scores), judge=Grader(), **kw)
 
 
 def run(astar: AStar, ctx: Context) -> Outcome:
@@ -382,9 +337,9 @@ def test_hydra_config_lists_every_field_with_its_default() -> None:
 VOCAB = ["x", "y y", "z z z", "w w", "u", "t t", "so \\boxed{1}", "v v v v"]
 
 
-def random_script(steps: tuple[str, ...], seed: int, i: int) -> str:
+def random_script(steps: tuple[str, ...], sampling: Sampling, i: int) -> str:
     """A deterministic function of (prefix, sampling seed, sample index)."""
-    rng = random.Random(f"{seed}|{'/'.join(steps)}|{i}")
+    rng = random.Random(f"{sampling.seed or 0}|{'/'.join(steps)}|{i}")
     return rng.choice(VOCAB) + ("" if rng.random() < 0.3 else f" {rng.randrange(9)}")
 
 
@@ -410,7 +365,7 @@ searches = st.builds(
 def prop_run(astar: AStar, seed: int, budget: Budget) -> tuple[Outcome, Context]:
     ctx = Context(
         PROBLEM,
-        StepGenerator(random_script),
+        ScriptedGenerator(steps=random_script),
         verifier=StepVerifier(hashed_score),
         judge=Grader(),
         budget=budget,

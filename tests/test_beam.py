@@ -3,9 +3,8 @@
 The scripted generator names each sampled step after its parent's step plus a letter (the
 k-th sample of "b" is "b" + "a", "b" + "b", ...; a greedy T=0 sample adds "g"), so every
 node of a hand-computed tree has a readable name; the scripted verifier scores a step by its
-name. `tests.fakes.ScriptedGenerator` always reports EOS (no stop string), which would end
-every chain after one step, so steps here come from `StepGenerator`, which reports the
-"\\n\\n" stop when the call asked for it.
+name. It is `ScriptedGenerator(steps=...)`: plain scripted texts end at EOS, which would end
+every chain after one step.
 """
 
 from __future__ import annotations
@@ -13,92 +12,36 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evals.grading import Grader
-from reasoning import Budget, Chain, Completion, Context, Problem, Sampling
+from reasoning import Budget, Chain, Context, Problem, Sampling
 from reasoning.outcome import Outcome
 from reasoning.tree import ROOT
-from reasoning.types import STEP_DELIMITER
 from search.beam import Beam, cyclic_counts
 from search.dvts import DVTS
-from tests.fakes import word_completion
+from tests.fakes import ScriptedGenerator, StepScript, StepVerifier
 
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
 HEAD = f"Q: {PROBLEM.question}\nA: "
 
-Script = Callable[[list[str], Sampling, int], str]
+
+def named(scores: dict[str, float]) -> StepVerifier:
+    """Scores a step by its name (first word); unnamed steps score 0."""
+    return StepVerifier(lambda step: scores.get(step.split(" ")[0], 0.0))
 
 
-class StepGenerator:
-    """Steps from `script(steps so far, sampling, sample index)`, one token per word.
-
-    A text ending in " <eos>" ends the solution; so does any text when the call has no stop
-    string (SAL's last iteration); otherwise the step ended on the "\\n\\n" stop. With
-    `concurrent`, each call yields to the loop once before answering, so all calls of one
-    `expand` pass the budget check before any is metered (the worst case for the budget).
-    """
-
-    name = "steps"
-
-    def __init__(self, script: Script, *, concurrent: bool = False) -> None:
-        self.script = script
-        self.concurrent = concurrent
-        self.calls: list[tuple[str, Sampling]] = []
-
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        head = f"Q: {problem.question}\nA: "
-        return head + (chain.text + STEP_DELIMITER if chain and chain.steps else "")
-
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        self.calls.append((prompt, sampling))
-        if self.concurrent:
-            await asyncio.sleep(0)
-        written = prompt.split("\nA: ", 1)[1]
-        steps = written.split(STEP_DELIMITER)[:-1] if written else []
-        out = []
-        for k in range(sampling.n):
-            text = self.script(steps, sampling, k)
-            eos = text.endswith(" <eos>") or not sampling.stop
-            out.append(
-                word_completion(
-                    text.removesuffix(" <eos>"),
-                    sampling.max_tokens,
-                    stop=None if eos else STEP_DELIMITER,
-                    prompt_tokens=len(prompt.split()),
-                )
-            )
-        return out
-
-
-class StepVerifier:
-    """Scores each step by its own text: `table[first word]`, default 0."""
-
-    name = "steps"
-
-    def __init__(self, table: dict[str, float] | Callable[[str], float]) -> None:
-        self.table = table
-
-    def step_score(self, step: str) -> float:
-        if callable(self.table):
-            return self.table(step)
-        return self.table.get(step.split(" ")[0], 0.0)
-
-    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
-        return [[self.step_score(s) for s in c.steps] for c in chains]
-
-
-def named_script(answers: dict[str, str], rename: dict[str, str] | None = None) -> Script:
+def named_script(answers: dict[str, str], rename: dict[str, str] | None = None) -> StepScript:
     """Sample k of a call on a chain ending in step "x" is "x" + the next unused letter for "x"
     (greedy samples: "x" + "g"); steps named in `answers` box that answer."""
     used: dict[str, int] = {}
     rename = rename or {}
 
-    def script(steps: list[str], sampling: Sampling, k: int) -> str:
+    def script(steps: tuple[str, ...], sampling: Sampling, k: int) -> str:
         parent = steps[-1].split(" ")[0] if steps else ""
         if sampling.temperature == 0:
             name = parent + "g"
@@ -111,7 +54,7 @@ def named_script(answers: dict[str, str], rename: dict[str, str] | None = None) 
     return script
 
 
-def ctx_for(gen: StepGenerator, verifier: StepVerifier, **kw: object) -> Context:
+def ctx_for(gen: ScriptedGenerator, verifier: StepVerifier, **kw: object) -> Context:
     return Context(PROBLEM, gen, verifier=verifier, judge=Grader(), **kw)  # type: ignore[arg-type]
 
 
@@ -155,8 +98,8 @@ BEAM_ANSWERS = {"ba": "5", "daa": "7", "dab": "9", "dba": "9", "dbb": "4"}
 
 
 async def test_beam_keeps_the_top_n_over_m_and_duplicates_them_to_n() -> None:
-    gen = StepGenerator(named_script(BEAM_ANSWERS))
-    ctx = ctx_for(gen, StepVerifier(BEAM_SCORES))
+    gen = ScriptedGenerator(steps=named_script(BEAM_ANSWERS))
+    ctx = ctx_for(gen, named(BEAM_SCORES))
     out = await Beam(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     # iteration 0: one call of 4 samples from the empty solution
     # iteration 1: b (.9) and d (.7) survive, 2 children each; ba boxes an answer (finished)
@@ -193,9 +136,9 @@ async def test_beam_keeps_the_top_n_over_m_and_duplicates_them_to_n() -> None:
 async def test_beam_with_fewer_survivors_duplicates_cyclically_to_n() -> None:
     # b and c repeat a's text: de-duplicated, a is the only open beam (d boxed an answer),
     # so all 4 samples of iteration 1 continue a, in one call.
-    gen = StepGenerator(named_script({"d": "1", "aa": "2"}, rename={"b": "a", "c": "a"}))
+    gen = ScriptedGenerator(steps=named_script({"d": "1", "aa": "2"}, rename={"b": "a", "c": "a"}))
     out = await Beam(n=4, width=2, max_steps=2).run(
-        PROBLEM, ctx_for(gen, StepVerifier({"a": 0.5, "d": 0.9, "aa": 0.1}))
+        PROBLEM, ctx_for(gen, named({"a": 0.5, "d": 0.9, "aa": 0.1}))
     )
     assert [(p.removeprefix(HEAD), s.n) for p, s in gen.calls] == [("", 4), ("a\n\n", 4)]
     g = out.tree.graph
@@ -207,41 +150,41 @@ async def test_beam_with_fewer_survivors_duplicates_cyclically_to_n() -> None:
 
 
 async def test_beam_without_duplicate_filtering_keeps_equal_texts() -> None:
-    gen = StepGenerator(named_script({}, rename={"b": "a"}))
+    gen = ScriptedGenerator(steps=named_script({}, rename={"b": "a"}))
     await Beam(n=4, width=2, max_steps=2, filter_duplicates=False).run(
-        PROBLEM, ctx_for(gen, StepVerifier({"a": 0.9, "c": 0.1, "d": 0.5}))
+        PROBLEM, ctx_for(gen, named({"a": 0.9, "c": 0.1, "d": 0.5}))
     )
     assert [p.removeprefix(HEAD) for p, _ in gen.calls[1:]] == ["a\n\n", "a\n\n"]
 
-    gen = StepGenerator(named_script({}, rename={"b": "a"}))
+    gen = ScriptedGenerator(steps=named_script({}, rename={"b": "a"}))
     await Beam(n=4, width=2, max_steps=2).run(
-        PROBLEM, ctx_for(gen, StepVerifier({"a": 0.9, "c": 0.1, "d": 0.5}))
+        PROBLEM, ctx_for(gen, named({"a": 0.9, "c": 0.1, "d": 0.5}))
     )
     assert [p.removeprefix(HEAD) for p, _ in gen.calls[1:]] == ["a\n\n", "d\n\n"]
 
 
 async def test_beam_completes_every_beam_once_n_copies_when_fewer_finish() -> None:
     # one beam survives each step (width = n); everything ends at the last iteration
-    gen = StepGenerator(named_script({"ba": "3", "bb": "4"}))
+    gen = ScriptedGenerator(steps=named_script({"ba": "3", "bb": "4"}))
     scores = {"a": 0.2, "b": 0.8, "ba": 0.9, "bb": 0.1}
-    out = await Beam(n=2, width=2, max_steps=2).run(PROBLEM, ctx_for(gen, StepVerifier(scores)))
+    out = await Beam(n=2, width=2, max_steps=2).run(PROBLEM, ctx_for(gen, named(scores)))
     assert names(out.chains) == ["ba", "bb"] and out.answer == "3"
     # a single completion is repeated to n completions (SAL), so the vote sees n of them
-    gen = StepGenerator(named_script({"a": "3"}, rename={"b": "a"}))
-    out = await Beam(n=2, width=1, max_steps=1).run(PROBLEM, ctx_for(gen, StepVerifier({})))
+    gen = ScriptedGenerator(steps=named_script({"a": "3"}, rename={"b": "a"}))
+    out = await Beam(n=2, width=1, max_steps=1).run(PROBLEM, ctx_for(gen, named({})))
     assert len(out.chains) == 2 and out.ledger.samples == 2
 
 
 async def test_lookahead_ranks_by_the_rollout_and_drops_it() -> None:
     scores = {"a": 0.9, "b": 0.1, "c": 0.5, "d": 0.2, "ag": 0.1, "bg": 0.9, "cg": 0.8, "dg": 0.0}
     answers = {x + y: "1" for x in "abcd" for y in "ab"}
-    plain = StepGenerator(named_script(answers))
-    out0 = await Beam(n=4, width=2, max_steps=2).run(PROBLEM, ctx_for(plain, StepVerifier(scores)))
+    plain = ScriptedGenerator(steps=named_script(answers))
+    out0 = await Beam(n=4, width=2, max_steps=2).run(PROBLEM, ctx_for(plain, named(scores)))
     assert [p.removeprefix(HEAD) for p, _ in plain.calls[1:]] == ["a\n\n", "c\n\n"]
 
-    gen = StepGenerator(named_script(answers))
+    gen = ScriptedGenerator(steps=named_script(answers))
     out = await Beam(n=4, width=2, max_steps=2, lookahead=1).run(
-        PROBLEM, ctx_for(gen, StepVerifier(scores))
+        PROBLEM, ctx_for(gen, named(scores))
     )
     greedy = [(p.removeprefix(HEAD), s.n) for p, s in gen.calls if s.temperature == 0]
     assert greedy == [("a\n\n", 1), ("b\n\n", 1), ("c\n\n", 1), ("d\n\n", 1)]
@@ -263,8 +206,8 @@ async def test_beam_on_budget_returns_the_finished_chains_so_far() -> None:
     # Budget(samples=6): iteration 1 gets b's 2 samples, then d's call is refused. ba (boxed)
     # is the only completed chain; the spent sample budget does not stop the verifier, so ba is
     # scored (0.8) and the vote is the configured one, not the majority fallback.
-    gen = StepGenerator(named_script(BEAM_ANSWERS))
-    ctx = ctx_for(gen, StepVerifier(BEAM_SCORES), budget=Budget(samples=6))
+    gen = ScriptedGenerator(steps=named_script(BEAM_ANSWERS))
+    ctx = ctx_for(gen, named(BEAM_SCORES), budget=Budget(samples=6))
     out = await Beam(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     assert out.stopped_by == "samples" and out.answer == "5" and names(out.chains) == ["ba"]
     assert out.ledger.samples == 6 and out.details["aggregate"] == Beam().aggregate
@@ -273,8 +216,8 @@ async def test_beam_on_budget_returns_the_finished_chains_so_far() -> None:
 
 
 async def test_beam_on_budget_without_finished_chains_returns_the_best_partial_ones() -> None:
-    gen = StepGenerator(named_script(BEAM_ANSWERS))
-    ctx = ctx_for(gen, StepVerifier(BEAM_SCORES), budget=Budget(verifier_calls=4))
+    gen = ScriptedGenerator(steps=named_script(BEAM_ANSWERS))
+    ctx = ctx_for(gen, named(BEAM_SCORES), budget=Budget(verifier_calls=4))
     out = await Beam(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     assert out.stopped_by == "verifier_calls" and out.details["iterations"] == 1
     assert names(out.chains) == ["b", "d", "c", "a"]  # ranked by score
@@ -292,10 +235,8 @@ DVTS_ANSWERS = {"bb": "5", "cba": "7", "cbb": "9"}
 
 
 async def test_dvts_subtrees_are_independent_and_greedy() -> None:
-    gen = StepGenerator(named_script(DVTS_ANSWERS))
-    out = await DVTS(n=4, width=2, max_steps=3).run(
-        PROBLEM, ctx_for(gen, StepVerifier(DVTS_SCORES))
-    )
+    gen = ScriptedGenerator(steps=named_script(DVTS_ANSWERS))
+    out = await DVTS(n=4, width=2, max_steps=3).run(PROBLEM, ctx_for(gen, named(DVTS_SCORES)))
     # subtree 1 samples a, b; subtree 2 samples c, d. Subtree 1 keeps b (.4) although both
     # of subtree 2's samples score higher: there is no competition across subtrees.
     # Iteration 1: subtree 1 picks bb (.7), which boxes an answer: it stops there.
@@ -325,9 +266,9 @@ async def test_dvts_subtrees_are_independent_and_greedy() -> None:
 async def test_dvts_lookahead_and_weighted_vote() -> None:
     # without lookahead subtree 1 would keep a (.6 > .5); its rollout ag scores .1, bg .9
     scores = {"a": 0.6, "b": 0.5, "ag": 0.1, "bg": 0.9, "ba": 0.4, "bb": 0.3}
-    gen = StepGenerator(named_script({"ba": "2", "bb": "3"}))
+    gen = ScriptedGenerator(steps=named_script({"ba": "2", "bb": "3"}))
     out = await DVTS(n=2, width=2, max_steps=2, lookahead=1, aggregate="weighted").run(
-        PROBLEM, ctx_for(gen, StepVerifier(scores))
+        PROBLEM, ctx_for(gen, named(scores))
     )
     assert [p.removeprefix(HEAD) for p, s in gen.calls if s.temperature > 0] == ["", "b\n\n"]
     assert names(out.chains) == ["ba", "bb"] and out.answer == "2"
@@ -336,8 +277,8 @@ async def test_dvts_lookahead_and_weighted_vote() -> None:
 
 
 async def test_dvts_on_budget_returns_the_finished_chains_so_far() -> None:
-    gen = StepGenerator(named_script(DVTS_ANSWERS))
-    ctx = ctx_for(gen, StepVerifier(DVTS_SCORES), budget=Budget(verifier_calls=8))
+    gen = ScriptedGenerator(steps=named_script(DVTS_ANSWERS))
+    ctx = ctx_for(gen, named(DVTS_SCORES), budget=Budget(verifier_calls=8))
     out = await DVTS(n=4, width=2, max_steps=3).run(PROBLEM, ctx)
     # iterations 0 and 1 are scored (8 calls); bb is the only finished chain
     assert out.stopped_by == "verifier_calls" and names(out.chains) == ["bb"]
@@ -369,11 +310,11 @@ def test_configs_build_the_controllers() -> None:
 # --- properties ------------------------------------------------------------------------------
 
 
-def random_script(p_box: float = 0.15, p_eos: float = 0.1) -> Script:
+def random_script(p_box: float = 0.15, p_eos: float = 0.1) -> StepScript:
     """Steps of 1..6 words drawn from the call's seed, the chain so far and the sample index."""
 
-    def script(steps: list[str], sampling: Sampling, k: int) -> str:
-        rng = random.Random(f"{sampling.seed}:{sampling.temperature}:{steps}:{k}")
+    def script(steps: tuple[str, ...], sampling: Sampling, k: int) -> str:
+        rng = random.Random(f"{sampling.seed}:{sampling.temperature}:{list(steps)}:{k}")
         words = [rng.choice(["x", "y", "z", "2 + 2 = 4"]) for _ in range(rng.randint(1, 6))]
         roll = rng.random()
         if roll < p_box:
@@ -406,7 +347,7 @@ def searches(draw: st.DrawFn) -> Beam | DVTS:
 
 
 def run_search(search: Beam | DVTS, budget: Budget, seed: int, concurrent: bool) -> Outcome:
-    gen = StepGenerator(random_script(), concurrent=concurrent)
+    gen = ScriptedGenerator(steps=random_script(), concurrent=concurrent)
     ctx = Context(
         PROBLEM, gen, verifier=StepVerifier(hashed_score), judge=Grader(), budget=budget, seed=seed
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from evals.grading import Grader
-from reasoning import Budget, Completion, Context, Outcome, Problem, Sampling
+from reasoning import Budget, Context, Outcome, Problem, Sampling
+from reasoning.types import STEP_DELIMITER
 from search.particle_filter import (
     ParticleFilter,
     effective_sample_size,
@@ -26,17 +27,8 @@ from search.particle_gibbs import ParticleGibbs
 from tests.fakes import ConstantVerifier, ScriptedGenerator
 
 PROBLEM = Problem("pf", "What is 2 + 5?", "7")
+HEAD = f"Q: {PROBLEM.question}\nA: "
 CONF = Path(__file__).resolve().parent.parent / "conf" / "search"
-
-
-class StepGenerator(ScriptedGenerator):
-    """ScriptedGenerator that reports the step delimiter it stopped on, like the real backend,
-    so only `\\boxed`, max_steps or a last (EOS) step finish a particle."""
-
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        out = await super().complete(prompt, sampling)
-        stop = sampling.stop[0] if sampling.stop else None
-        return [replace(c, stop=stop) if c.finish_reason == "stop" else c for c in out]
 
 
 def last_step_verifier(rewards: dict[str, float]) -> ConstantVerifier:
@@ -92,9 +84,8 @@ def test_resample_indices_by_inverse_cdf_on_the_seeded_rng() -> None:
 
 
 async def test_degenerate_weights_resample_particle_zero_and_final_is_best_reward() -> None:
-    gen = StepGenerator(
-        ["good", "bad1", "bad2", "bad3", "\\boxed{1}", "\\boxed{2}", "\\boxed{3}", "\\boxed{4}"]
-    )
+    steps = ["good", "bad1", "bad2", "bad3", "\\boxed{1}", "\\boxed{2}", "\\boxed{3}", "\\boxed{4}"]
+    gen = ScriptedGenerator(steps=steps)
     rewards = {"good": 1.0, "bad1": 0.0, "bad2": 0.0, "bad3": 0.0}
     rewards |= {"\\boxed{1}": 0.2, "\\boxed{2}": 0.9, "\\boxed{3}": 0.4, "\\boxed{4}": 0.6}
     ctx = _ctx(gen, last_step_verifier(rewards))
@@ -125,7 +116,7 @@ async def test_degenerate_weights_resample_particle_zero_and_final_is_best_rewar
 async def test_finished_particles_stay_in_the_pool_and_uniform_weights_skip_ess_resampling() -> (
     None
 ):
-    gen = StepGenerator(["\\boxed{5}", "a", "b", "c", "d", "\\boxed{6}", "\\boxed{7}"])
+    gen = ScriptedGenerator(steps=["\\boxed{5}", "a", "b", "c", "d", "\\boxed{6}", "\\boxed{7}"])
     rewards = {"\\boxed{5}": 0.5, "a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}
     rewards |= {"\\boxed{6}": 0.4, "\\boxed{7}": 0.3}
     ctx = _ctx(gen, last_step_verifier(rewards))
@@ -146,7 +137,7 @@ async def test_finished_particles_stay_in_the_pool_and_uniform_weights_skip_ess_
     assert_paths_in_tree(out)
 
     # the same script with resample="always" does resample (the ESS does not matter)
-    gen = StepGenerator(["\\boxed{5}", "a", "b", "c", "d", "\\boxed{6}", "\\boxed{7}"])
+    gen = ScriptedGenerator(steps=["\\boxed{5}", "a", "b", "c", "d", "\\boxed{6}", "\\boxed{7}"])
     always = await ParticleFilter(n=3, max_steps=3).run(
         PROBLEM, _ctx(gen, last_step_verifier(rewards))
     )
@@ -155,7 +146,7 @@ async def test_finished_particles_stay_in_the_pool_and_uniform_weights_skip_ess_
 
 
 async def test_skewed_weights_trigger_ess_resampling() -> None:
-    gen = StepGenerator(["a", "b", "c", "d", "\\boxed{1}"])
+    gen = ScriptedGenerator(steps=["a", "b", "c", "d", "\\boxed{1}"])
     rewards = {"a": 0.99, "b": 0.01, "c": 0.01, "d": 0.01, "\\boxed{1}": 0.5}
     ctx = _ctx(gen, last_step_verifier(rewards))
     out = await ParticleFilter(n=4, max_steps=2, resample="ess").run(PROBLEM, ctx)
@@ -164,7 +155,7 @@ async def test_skewed_weights_trigger_ess_resampling() -> None:
 
 
 async def test_a_drawn_finished_particle_is_copied_and_ends_the_run() -> None:
-    gen = StepGenerator(["\\boxed{5}", "a", "b"])
+    gen = ScriptedGenerator(steps=["\\boxed{5}", "a", "b"])
     rewards = {"\\boxed{5}": 1.0, "a": 0.0, "b": 0.0}
     ctx = _ctx(gen, last_step_verifier(rewards))
     out = await ParticleFilter(n=3, max_steps=4).run(PROBLEM, ctx)
@@ -178,7 +169,7 @@ async def test_a_drawn_finished_particle_is_copied_and_ends_the_run() -> None:
 async def test_particle_gibbs_keeps_and_replays_the_reference() -> None:
     texts = ["a", "b", "c", "\\boxed{7}", "x2", "x3", "d", "e", "y1", "y2"]
     rewards = dict.fromkeys(texts, 0.0) | {"a": 1.0, "\\boxed{7}": 1.0}
-    gen = StepGenerator(texts)
+    gen = ScriptedGenerator(steps=texts)
     ctx = _ctx(gen, last_step_verifier(rewards))
     out = await ParticleGibbs(passes=2, n=3, max_steps=2).run(PROBLEM, ctx)
 
@@ -203,7 +194,7 @@ async def test_particle_gibbs_keeps_and_replays_the_reference() -> None:
 
 
 async def test_budget_stop_returns_the_best_scored_answer_so_far() -> None:
-    gen = StepGenerator(["1 + 2 = 3"])  # 5 tokens a step, never finishes
+    gen = ScriptedGenerator(steps=["1 + 2 = 3"])  # 5 tokens a step, never finishes
     ctx = _ctx(gen, last_step_verifier({"1 + 2 = 3": 0.5}), budget=Budget(generated_tokens=12))
     out = await ParticleFilter(n=2, max_steps=10, max_step_tokens=8).run(PROBLEM, ctx)
     assert out.stopped_by == "generated_tokens"
@@ -250,8 +241,9 @@ def test_configs_name_every_field(name: str, cls: type) -> None:
 # --- properties -----------------------------------------------------------------------------
 
 
-def _random_step(prompt: str, sampling: Sampling) -> str:
-    """Deterministic in (prompt, seed): a few words, sometimes a boxed answer."""
+def _random_step(steps: tuple[str, ...], sampling: Sampling, k: int) -> str:
+    """Deterministic in (steps so far, seed): a few words, sometimes a boxed answer."""
+    prompt = HEAD + "".join(step + STEP_DELIMITER for step in steps)  # as rendered
     rng = random.Random(f"{prompt}|{sampling.seed}")
     words = " ".join(rng.choice(["we", "add", "2", "5", "="]) for _ in range(rng.randint(0, 4)))
     return f"{words} \\boxed{{{rng.randint(1, 9)}}}" if rng.random() < 0.3 else f"{words} step"
@@ -274,7 +266,7 @@ def _all_steps(out: Outcome) -> list[dict[str, object]]:
 
 
 def _run(search: ParticleFilter, seed: int, budget: Budget, delay_s: float) -> Outcome:
-    gen = StepGenerator(_random_step, delay_s=delay_s)
+    gen = ScriptedGenerator(steps=_random_step, delay_s=delay_s)
     ctx = Context(
         PROBLEM,
         gen,
