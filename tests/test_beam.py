@@ -416,7 +416,7 @@ def test_step_search_on_the_real_engine(engine, kind: type[Beam | DVTS]) -> None
     from reasoning.loop import run_sync
     from verifiers.arith_checker import ArithStepChecker
 
-    search = kind(n=4, width=2, iterations=3, max_step_tokens=48)
+    search = kind(n=4, width=2, max_steps=3, max_step_tokens=48)
     (problem,) = generate_arith(1, levels=(2,), seed=3)
     ctx = Context(problem, engine, verifier=ArithStepChecker(), judge=Grader(), seed=1)
     out = run_sync(search.run(problem, ctx))
