@@ -51,7 +51,9 @@ def main() -> None:
     if unknown := [m for m in methods if m not in STEP_METHODS]:
         parser.error(f"unknown methods {unknown}; valid: {list(STEP_METHODS)}")
 
-    from search_efficiency import build  # this directory is on sys.path when run as a script
+    # this directory is on sys.path when run as a script
+    from search_efficiency import SETTINGS, build
+    from settings import engine_summary, print_settings
 
     import search
     from evals.arith import generate_arith
@@ -65,7 +67,25 @@ def main() -> None:
     gen = VLLMGenerator(
         args.model, system_prompt="short", max_model_len=2048, seed=args.seed, enforce_eager=True
     )
+    gen.start()
     grader = Grader()
+    print_settings(
+        {
+            "model": f"{args.model} ({gen.path})",
+            "engine": engine_summary(gen),
+            "problems": f"{len(problems)} (arith levels 1-3, seed={args.seed})",
+            "budget": f"{args.budget} generated tokens per problem",
+            **{
+                f"method {m}": f"{SETTINGS[m]['search']}("
+                + " ".join(f"{k}={v}" for k, v in SETTINGS[m]["fields"].items())
+                + f") verifier={SETTINGS[m]['verifier'] or 'none'}"
+                for m in methods
+            },
+            "best_of_8 pass": "BestOfN(n=8 max_tokens=256), no budget",
+            "seed": args.seed,
+            "examples": args.examples,
+        }
+    )
 
     def correct(answer: str | None, gold: str) -> bool:
         return run_sync(grader.grade(answer, gold)).correct is True
@@ -118,7 +138,7 @@ def main() -> None:
     samples = run_sync(
         asolve_many(problems, search=search.BestOfN(n=8, max_tokens=256), generator=gen)
     )
-    steps = [len(split_steps(c.text, "blank_line")) for o in samples for c in o.chains]
+    steps = [len(split_steps(c.text)) for o in samples for c in o.chains]
     hist = collections.Counter(min(k, 5) for k in steps)
     report["best_of_8_steps_per_sample"] = {
         "samples": len(steps),

@@ -315,6 +315,8 @@ def main() -> None:
         parser.error("--budgets needs positive integers")
     util_budget = args.util_budget or max(budgets)
 
+    from settings import engine_settings, engine_summary, print_settings
+
     from evals.arith import generate_arith
     from evals.grading import Grader
     from reasoning import Budget, asolve_many
@@ -336,9 +338,19 @@ def main() -> None:
         len(gen.tokenizer(gen.render(p), add_special_tokens=False).input_ids) for p in problems
     ]
     head_lengths = f"{min(lengths)}-{max(lengths)}"
-    print(
-        f"problems={len(problems)} (arith levels 1-3, seed={args.seed}) model={args.model} "
-        f"eager=True budgets={budgets} utilization_budget={util_budget} methods={methods}"
+    run_settings = print_settings(
+        {
+            "model": f"{args.model} ({gen.path})",
+            "engine (toolkit and raw)": engine_summary(gen),
+            "problems": f"{len(problems)} (arith levels 1-3, seed={args.seed})",
+            "budgets": budgets,
+            "utilization_budget": util_budget,
+            "utilization_rounds": args.rounds,
+            "replay": not args.skip_replay,
+            "seed": args.seed,
+            "methods": methods,
+        },
+        end_block=False,
     )
     for m in methods:
         spec = SETTINGS[m]
@@ -380,7 +392,7 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "args": vars(args),
-        "settings": {m: SETTINGS[m] for m in methods},
+        "settings": {**run_settings, "method_settings": {m: SETTINGS[m] for m in methods}},
         "block_size": block,
         "utilization": {},
         "accuracy": [],
@@ -395,17 +407,8 @@ def main() -> None:
         if not raw_llm:
             from vllm import LLM, SamplingParams
 
-            raw_llm.append(
-                LLM(
-                    model=gen.path,
-                    max_model_len=2048,
-                    max_num_seqs=gen._engine_config["max_num_seqs"],
-                    enable_prefix_caching=True,
-                    block_size=block,  # the toolkit's engine setting, so both sides cache alike
-                    seed=args.seed,
-                    enforce_eager=True,
-                )
-            )
+            # every setting of the toolkit's engine (block size included), read back from it
+            raw_llm.append(LLM(**engine_settings(gen)))
             raw_llm[0].generate(prompts[:1], SamplingParams(max_tokens=8), use_tqdm=False)
         return raw_llm[0]
 

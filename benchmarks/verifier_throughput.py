@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     args = parser.parse_args()
 
+    from settings import engine_summary, print_settings
+
     from tests.tiny_models import build_tiny_prm
     from verifiers.prm import PoolingPRM
 
@@ -75,8 +77,19 @@ def main() -> None:
         one_by_one = PoolingPRM(path, batch_wait_ms=0, **common)  # same engine
         t0 = time.perf_counter()
         prm.start()
-        print(f"engine start: {time.perf_counter() - t0:.1f} s")
+        start_s = time.perf_counter() - t0
         pairs = make_chains(args.chains, args.max_steps)
+        print_settings(
+            {
+                "model": "tiny random-init Qwen2 PRM (tests/tiny_models.py)",
+                "engine": engine_summary(prm),
+                "chains": f"{len(pairs)} over 8 problems, 1-{args.max_steps} steps each",
+                "batched": f"batch_size={prm.batch_size} batch_wait_ms={prm.batch_wait_ms}",
+                "single": f"batch_wait_ms={one_by_one.batch_wait_ms}, one chain per request",
+                "rounds": args.rounds,
+            }
+        )
+        print(f"engine start: {start_s:.1f} s")
 
         async def run() -> dict[str, list[float]]:
             await batched(prm, pairs[:8])  # warm-up
