@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from evals import console
 from evals.datasets import load_problems
-from evals.runner import Runner
+from evals.runner import Runner, search_params
 from reasoning.build import (
     build_budget,
     build_generator,
@@ -18,10 +18,9 @@ from reasoning.build import (
     build_verifier,
     check_verifier,
 )
+from reasoning.controller import Controller, controller_name
 from reasoning.loop import run_sync
-from reasoning.types import Problem
-
-log = logging.getLogger(__name__)
+from reasoning.types import Problem, Verifier
 
 
 def load_from_config(cfg: DictConfig) -> list[Problem]:
@@ -47,7 +46,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache.py)
     check_verifier(search, verifier)
     judge = build_judge(cfg)
-    log.info("%d problems from %s -> %s", len(problems), cfg.dataset.name, out_dir)
+    print(what_runs(cfg, search, verifier, len(problems), out_dir), file=console.stdout())
     generator = build_generator(cfg, out_dir)
     runner = Runner(
         generator,
@@ -62,6 +61,24 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         progress=cfg.progress,
     )
     return run_sync(runner.run(problems))
+
+
+def what_runs(
+    cfg: DictConfig,
+    search: Controller,
+    verifier: Verifier | None,
+    n_problems: int,
+    out_dir: str | Path,
+) -> str:
+    """Two lines before a run starts: search, model, verifier, dataset size; the run directory."""
+    params = search_params(search)
+    knobs = ", ".join(f"{k}={params[k]}" for k in ("n", "aggregate") if k in params)
+    parts = [f"{controller_name(search)}" + (f" ({knobs})" if knobs else "")]
+    parts.append(f"model {OmegaConf.select(cfg, 'model.name', default='?')}")
+    if verifier is not None:
+        parts.append(f"verifier {getattr(verifier, 'name', type(verifier).__name__)}")
+    parts.append(f"{cfg.dataset.name}: {n_problems} problems")
+    return f"run       {'  |  '.join(parts)}\nrun dir   {out_dir}"
 
 
 def format_summary(summary: dict[str, Any]) -> str:

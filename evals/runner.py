@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from evals import console
 from evals.grading import Grader, grader_info
 from reasoning.budget import Budget, Ledger
 from reasoning.context import Context
@@ -177,6 +178,7 @@ class Runner:
             desc="problems",
             disable=not self.progress,
             dynamic_ncols=True,
+            file=console.stderr(),  # the terminal, also while the engine's output goes to a log
         )
         semaphore = asyncio.Semaphore(self.concurrency)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,19 @@ from tests.conftest import TEST_DATA
 
 REASON = [sys.executable, "-m", "evals.cli"]
 FAST = ["search.max_tokens=48", "progress=false"]
+# what vLLM, torch and the engine's child processes print; none of it belongs on the terminal
+ENGINE_NOISE = re.compile(r"\b(INFO|WARNING|DEBUG)\b|Triton|vllm|NUMA|tcmalloc|pid=\d+")
+# a line written by one of the engine's child processes (engine core, worker)
+CHILD_LINE = re.compile(r"^\((EngineCore|\w*Worker)\S* pid=\d+\)", re.M)
 
 
 def _run(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*REASON, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _assert_quiet_terminal(out: subprocess.CompletedProcess[str]) -> None:
+    terminal = (out.stdout + out.stderr).splitlines()
+    assert [line for line in terminal if ENGINE_NOISE.search(line)] == []
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -87,6 +97,7 @@ def test_killed_run_resumes_without_losing_results(tmp_path: Path) -> None:
         proc.wait()
     before = _records(run_dir)
     assert 2 <= len(before) < 6, "the run should have been killed part-way"
+    logged_before = (run_dir / "engine.log").stat().st_size
 
     out = _run(args)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -99,6 +110,11 @@ def test_killed_run_resumes_without_losing_results(tmp_path: Path) -> None:
     assert summary["ledger"]["samples"] == 12
     assert "accuracy" in out.stdout and "generated_tokens=" in out.stdout
     assert len(list((run_dir / "traces").glob("*.json"))) == 6
+    # the engine's output (its child processes' included) is in engine.log, not on the terminal
+    assert f"run dir   {run_dir}" in out.stdout and "arith: 6 problems" in out.stdout
+    _assert_quiet_terminal(out)
+    engine_log = (run_dir / "engine.log").read_bytes()[logged_before:].decode(errors="replace")
+    assert "WARNING" in engine_log and CHILD_LINE.search(engine_log)
 
 
 @pytest.mark.engine
@@ -132,6 +148,10 @@ def test_multirun_on_math500_problems(tmp_path: Path) -> None:
     }
     assert samples[next(k for k in samples if k.endswith("search.n=2,search=best_of_n"))] == 4
     assert samples[next(k for k in samples if k.endswith("search.n=2,search=greedy"))] == 2
+    # one engine for all jobs: its child processes write to the first job's log
+    _assert_quiet_terminal(out)
+    assert out.stdout.count("accuracy") == 4
+    assert CHILD_LINE.search((runs[0] / "engine.log").read_text())
 
 
 @pytest.mark.engine

@@ -153,7 +153,6 @@ CONFIDENCE_KINDS = ("mean_logprob", "window_min", "self_certainty")
 class ConfidenceVerifier:
     """The one class the config instantiates: `kind` picks the score, `window` the window size."""
 
-
     def __init__(self, kind: str = "mean_logprob", window: int = 32) -> None:
         if kind not in CONFIDENCE_KINDS:
             raise ValueError(f"verifier.kind={kind!r}; valid: {list(CONFIDENCE_KINDS)}")

@@ -370,7 +370,6 @@ class PoolingPRM:
     start(), so a config can be instantiated (and type-checked) for free.
     """
 
-
     def __init__(
         self,
         path: str,
