@@ -216,10 +216,13 @@ def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
     assert len(runs) == 5
+    names = set()
     for run in runs:
         records = _records(run)
         assert len(records) == 2, run.name
         for r in records:
+            assert f"search={r['search']}" in run.name  # the config name, e.g. astar, dvts
+            names.add(r["search"])
             # the first iteration may spend the whole budget, which also stops scoring
             assert r["ledger"]["verifier_calls"] > 0 or r["stopped_by"] == "generated_tokens"
             # a reached budget is overshot by at most one token per sample in flight
@@ -228,3 +231,4 @@ def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
             ids = {node["id"] for node in trace["tree"]["nodes"]}
             assert {c["id"] for c in trace["chains"]} <= ids
             assert len(ids) > len(trace["chains"])  # the tree holds more than the answers
+    assert names == {"beam", "dvts", "astar", "particle_filter", "particle_gibbs"}
