@@ -102,6 +102,8 @@ def summarize(records: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict
         "problems": len(records),
         "ungraded": len(records) - n,
         "stopped_by_budget": sum(1 for r in records if r.get("stopped_by")),
+        # problems whose vote needed verifier scores it could not get (majority instead)
+        "missing_scores": sum(1 for r in records if r.get("missing_scores")),
         "ledger": totals.to_dict(),
         "ledger_per_problem": {k: round(v / len(records), 2) for k, v in totals.to_dict().items()}
         if records
@@ -243,6 +245,7 @@ class Runner:
             "seed": self.seed,
             "grader": grader_info(),
             "votes": outcome.details.get("votes", {}),
+            "missing_scores": outcome.details.get("missing_scores"),
             "chains": len(outcome.chains),
             "finished_at": round(started + outcome.ledger.wall_s, 3),
         }

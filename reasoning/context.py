@@ -146,12 +146,29 @@ class Context:
             )
         self.check(SCORING_LIMITS)
         scores = await self.verifier.score(self.problem, chains)
+        self._check_scores(chains, scores)
         self.ledger.verifier_calls += len(chains)
         self.ledger.verifier_tokens += getattr(scores, "tokens", 0)
         if getattr(scores, "cached", False):
             self.ledger.cache_hits += 1
         self.tick()
         return [list(s) for s in scores]
+
+    def _check_scores(self, chains: list[Chain], scores: list[list[float]]) -> None:
+        """A verifier owes one score per step of every chain: a short list would be read as
+        an unscored chain and quietly change the vote, so it is an error here."""
+        name = getattr(self.verifier, "name", type(self.verifier).__name__)
+        if len(scores) != len(chains):
+            raise ValueError(
+                f"verifier {name} returned {len(scores)} results for {len(chains)} chains"
+            )
+        for chain, s in zip(chains, scores, strict=True):
+            if len(s) != len(chain.steps):
+                raise ValueError(
+                    f"verifier {name} returned {len(s)} scores for a chain of "
+                    f"{len(chain.steps)} steps (problem {self.problem.id}); a verifier scores "
+                    "every step (search.step_reduction=model asks for the whole prefix as one)"
+                )
 
     def extract(self, text: str) -> str | None:
         if self.judge is None:

@@ -10,6 +10,9 @@ papers do not say; this is our documented rule).
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason
 
 MIN_STEP_CHARS = 8
@@ -44,6 +47,20 @@ def split_steps(text: str, *, min_chars: int = MIN_STEP_CHARS) -> tuple[str, ...
 def render_steps(steps: tuple[str, ...] | list[str]) -> str:
     """Steps back into text (inverse of split_steps up to whitespace)."""
     return STEP_DELIMITER.join(steps)
+
+
+def collapse_steps(steps: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The whole text as one step, newline runs collapsed (as the particle-filtering paper's
+    code does), so that no step boundary is left inside it."""
+    return (re.sub(r"\n\s*\n", "\n", STEP_DELIMITER.join(steps)),)
+
+
+def whole_prefix(chain: Chain) -> Chain:
+    """`chain` as one step: what a verifier scores under "model aggregation"
+    (`search.step_reduction=model`, docs/verifiers.md). Logprobs stay, scores go."""
+    if not chain.steps:
+        return chain
+    return replace(chain, steps=collapse_steps(chain.steps), scores=())
 
 
 def finish_reason(completion: Completion) -> FinishReason:

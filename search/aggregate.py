@@ -29,7 +29,16 @@ STEP_REDUCTIONS: dict[str, StepReduction] = {
     "min": lambda scores: float(min(scores)),
     "prod": lambda scores: float(math.prod(scores)),
     "mean": lambda scores: float(sum(scores) / len(scores)),
+    # "model aggregation": the verifier scored the whole prefix as one step (see
+    # scores_whole_prefix); the last score is that of the whole chain
+    "model": lambda scores: float(scores[-1]),
 }
+WHOLE_PREFIX = "model"
+
+
+def scores_whole_prefix(how: str | StepReduction) -> bool:
+    """Whether the verifier should see each chain's whole prefix as a single step."""
+    return isinstance(how, str) and how == WHOLE_PREFIX
 
 
 def step_reduction(how: str | StepReduction) -> StepReduction:

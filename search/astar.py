@@ -215,7 +215,7 @@ class _Search:
                         self.seen.setdefault(kid.steps, kid.id)
                         fresh.append(kid)
             parents = {node.id: node for node in batch}
-            for kid in await score(ctx, fresh):
+            for kid in await score(ctx, fresh, self.astar.step_reduction):
                 if len(kid.scores) == len(kid.steps):
                     self.prioritise(parents[kid.parent or ""], kid)
                 else:  # refused: it carries only its parent's scores, which must not rank it

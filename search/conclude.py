@@ -18,16 +18,27 @@ async def conclude(
     """Score the chains if the vote needs it, vote, mark the winner in the tree.
 
     Method-specific facts of the vote (e.g. RPC's pruned paths under "rpc") join the details.
+    A vote that needs scores but cannot get them all (the verifier budget or the wall clock ran
+    out) becomes a majority vote, never silently: `details["missing_scores"]` says how many
+    chains were unscored and why, and the runner records and counts it.
     """
     details: dict[str, object] = {"aggregate": method if isinstance(method, str) else "custom"}
     # A chain is scored when it has one score per step (a child inherits its parent's scores).
     unscored = [i for i, c in enumerate(chains) if not is_scored(c)]
     if needs_scores(method, ctx.verifier is not None) and unscored:
-        fresh = await score(ctx, [chains[i] for i in unscored])
-        if not all(is_scored(c) for c in fresh):
-            # No verifier budget left: fall back to an unweighted vote rather than no answer.
+        fresh = await score(ctx, [chains[i] for i in unscored], step_reduction)
+        missing = sum(1 for c in fresh if not is_scored(c))
+        if missing:
+            # No verifier budget left: an unweighted vote rather than no answer, said aloud.
+            details["missing_scores"] = {
+                "chains": missing,
+                "of": len(chains),
+                "reason": ctx.stopped_by or "the verifier returned no score",
+                "vote": "majority instead of "
+                + (method if isinstance(method, str) else "a custom vote"),
+            }
             method = "majority"
-            details["aggregate"] = "majority (verifier budget reached)"
+            details["aggregate"] = "majority (scores missing)"
         else:
             chains = list(chains)
             for i, c in zip(unscored, fresh, strict=True):

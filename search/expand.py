@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
-from reasoning.steps import top_logprob_values
+from reasoning.steps import top_logprob_values, whole_prefix
 from reasoning.tree import NodeStatus
 from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason, Sampling
+from search.aggregate import StepReduction, scores_whole_prefix
 
 BOXED = "\\boxed"
 
@@ -44,6 +45,14 @@ class StepPolicy:
             n=n,
             logprobs=self.logprobs,
         )
+
+
+def _fill(chain: Chain, whole: list[float]) -> list[float]:
+    """Per-step scores from one whole-prefix score: kept where known, `whole` for the rest."""
+    if not chain.steps:
+        return []
+    known = list(chain.scores[: len(chain.steps) - 1])
+    return known + whole[-1:] * (len(chain.steps) - len(known))
 
 
 def is_scored(chain: Chain) -> bool:
@@ -118,18 +127,28 @@ async def expand(
     return list(groups)
 
 
-async def score(ctx: Context, chains: list[Chain]) -> list[Chain]:
+async def score(
+    ctx: Context, chains: list[Chain], step_reduction: str | StepReduction = "last"
+) -> list[Chain]:
     """The chains with their verifier scores (one per step), recorded in the tree.
+
+    With `step_reduction="model"` the verifier sees each chain's whole text as one step
+    ("model aggregation"); its one score becomes the score of the chain's last step, and of
+    any earlier steps no earlier call scored (a step's score is then that of the shortest
+    scored prefix holding it), so every chain still has one score per step.
 
     With the verifier budget (or the wall clock) spent they come back unscored, and
     `ctx.stopped_by` is set; a spent token budget does not stop scoring.
     """
     if not chains:
         return []
+    whole = scores_whole_prefix(step_reduction)
     try:
-        all_scores = await ctx.score(chains)
+        all_scores = await ctx.score([whole_prefix(c) for c in chains] if whole else chains)
     except BudgetExhausted:
         return chains
+    if whole:
+        all_scores = [_fill(c, s) for c, s in zip(chains, all_scores, strict=True)]
     scored = [c.with_scores(s) for c, s in zip(chains, all_scores, strict=True)]
     for c in scored:
         ctx.tree.annotate(c.id, scores=list(c.scores))

@@ -4,10 +4,11 @@ over-rated step cannot take over the search the way it can in beam search.
 
 Details follow the official code (`particle_gibbs_batch.py`):
 
-- Reward = "model aggregation": the PRM scores the whole partial answer as ONE step. Our
-  verifiers score step by step, so a particle's reward is its step scores reduced by
-  `step_reduction`, by default "last" (the score of the last step of its prefix); for a verifier
-  that reads the whole prefix to score its last step this is the same number.
+- Reward = "model aggregation", as the paper and its code use: the PRM scores the whole partial
+  answer as ONE step (`step_reduction="model"`, the default; the verifier sees the prefix with
+  its newline runs collapsed, as the official code writes it). `last`, `min`, `prod` and `mean`
+  instead reduce the verifier's per-step scores; "last" is not the same number for a PRM that
+  sees a step tag after every step.
 - Weights softmax(logit(r) / resample_temperature) with r clipped to (EPS, 1 - EPS), i.e.
   w ∝ (r/(1-r))^(1/T) (`weighting="reward"` gives the paper's eq. 3, softmax(r / T)).
 - `resample_inactive` on: finished particles stay in the pool with their final reward, may be
@@ -55,9 +56,9 @@ WEIGHTINGS = ("logit", "reward")
 RESAMPLING = ("always", "ess")
 
 
-def reward(chain: Chain, step_reduction: str | StepReduction = "last") -> float:
-    """A particle's reward: its reduced step scores (by default the last step's, as model
-    aggregation gives), 0 when unscored."""
+def reward(chain: Chain, step_reduction: str | StepReduction = "model") -> float:
+    """A particle's reward: its reduced step scores (under model aggregation, the score of its
+    whole prefix), 0 when unscored."""
     return reduce_step_scores(chain.scores, step_reduction)
 
 
@@ -141,6 +142,7 @@ class ParticleFilter(Stepwise):
     resample: str = "always"  # "always" | "ess": only when ESS < ess_threshold * n
     ess_threshold: float = 0.5
     weighting: str = "logit"  # "logit": softmax(logit(r)/T) (code); "reward": softmax(r/T) (paper)
+    step_reduction: str | StepReduction = "model"  # the paper's model aggregation
 
     def check(self) -> None:
         if self.resample not in RESAMPLING:
@@ -186,7 +188,7 @@ class ParticleFilter(Stepwise):
             active = [i for i, c in enumerate(pool) if not c.finished and not (ref and i == 0)]
             last = depth == self.max_steps - 1  # the last step writes to EOS, as in SAL
             kids = await expand(ctx, [pool[i] for i in active], 1, self.policy, last=last)
-            scored = iter(await score(ctx, [k[0] for k in kids if k]))
+            scored = iter(await score(ctx, [k[0] for k in kids if k], self.step_reduction))
             stalled = False
             for i, grown in zip(active, kids, strict=True):
                 kid = next(scored) if grown else None

@@ -43,7 +43,7 @@ async def score_with_lookahead(
             if more:
                 tips[j] = more[0]
                 ctx.tree.mark(more[0].id, NodeStatus.LOOKAHEAD)
-    tips = await score(ctx, tips)
+    tips = await score(ctx, tips, how)
     out: list[Chain] = []
     ranks: list[float | None] = []
     for kid, tip in zip(kids, tips, strict=True):

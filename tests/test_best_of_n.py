@@ -56,7 +56,9 @@ async def test_weighted_falls_back_to_majority_when_verifier_budget_is_spent() -
         ctx.tree.add(c)
     ctx.ledger.verifier_calls = 1  # spent earlier in the search
     out = await conclude(ctx, chains, "weighted")
-    assert out.answer == "9" and "verifier budget" in out.details["aggregate"]
+    assert out.answer == "9" and out.details["aggregate"].startswith("majority")
+    missing = out.details["missing_scores"]
+    assert missing["chains"] == 3 and missing["reason"] == "verifier_calls"
     assert out.stopped_by == "verifier_calls"
 
 

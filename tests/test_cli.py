@@ -158,7 +158,7 @@ def test_multirun_on_math500_problems(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "dataset",
     [
-        ["dataset.arith.n=2"],
+        ["dataset.arith.n=2", "search.step_reduction=model"],  # model aggregation
         [
             "dataset=math500",
             f"dataset.path={TEST_DATA / 'math500_sample.jsonl'}",
@@ -190,6 +190,7 @@ def test_weighted_best_of_n_with_verifiers(tmp_path: Path, dataset: list[str]) -
         for r in records:
             assert r["ledger"]["verifier_calls"] == 3
             assert r["correct"] in (True, False)
+            assert r["missing_scores"] is None and r["votes"]
         trace = json.loads(next((run / "traces").glob("*.json")).read_text())
         assert all(len(c["scores"]) == c["steps"] for c in trace["chains"])
     (judged,) = [r for r in runs if "verifier=judge" in r.name]
@@ -200,12 +201,13 @@ def test_weighted_best_of_n_with_verifiers(tmp_path: Path, dataset: list[str]) -
 def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
     """`reason -m search=beam,dvts,astar,particle_filter,particle_gibbs verifier=arith`."""
     sweep = tmp_path / "sweep"
-    budget = 240
+    budget = 480
     out = _run(
         [
             "-m",
             "search=beam,dvts,astar,particle_filter,particle_gibbs",
             "verifier=arith",
+            "search.step_reduction=model",
             "dataset.arith.n=2",
             "++search.max_step_tokens=32",  # ++: the base config (best_of_n) lacks the key
             f"budget.generated_tokens={budget}",
@@ -218,12 +220,13 @@ def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
     assert len(runs) == 5
     names = set()
     for run in runs:
+        deepest = 0
         records = _records(run)
         assert len(records) == 2, run.name
         for r in records:
             assert f"search={r['search']}" in run.name  # the config name, e.g. astar, dvts
             names.add(r["search"])
-            # the first iteration may spend the whole budget, which also stops scoring
+            # the first iteration may spend the whole token budget (scoring goes on)
             assert r["ledger"]["verifier_calls"] > 0 or r["stopped_by"] == "generated_tokens"
             # a reached budget is overshot by at most one token per sample in flight
             assert r["ledger"]["generated_tokens"] <= budget + 8
@@ -231,4 +234,7 @@ def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
             ids = {node["id"] for node in trace["tree"]["nodes"]}
             assert {c["id"] for c in trace["chains"]} <= ids
             assert len(ids) > len(trace["chains"])  # the tree holds more than the answers
+            assert r["missing_scores"] is None  # no fall-back to majority voting
+            deepest = max(deepest, *(node.get("depth", 0) for node in trace["tree"]["nodes"]))
+        assert deepest >= 2, f"{run.name}: model aggregation never got past step 1"
     assert names == {"beam", "dvts", "astar", "particle_filter", "particle_gibbs"}

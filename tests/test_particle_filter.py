@@ -32,7 +32,11 @@ CONF = Path(__file__).resolve().parent.parent / "conf" / "search"
 
 
 def last_step_verifier(rewards: dict[str, float]) -> ConstantVerifier:
-    """Scores every step of a chain by its last step's text (the reward is the last score)."""
+    """Scores every step of a chain by its last step's text (the reward is the last score).
+
+    The hand-computed cases below give each step its own reward, so they run with
+    `step_reduction="last"`; the default, model aggregation, is tested in
+    tests/test_model_aggregation.py."""
     return ConstantVerifier(lambda text: rewards[text.split("\n\n")[-1]])
 
 
@@ -89,7 +93,7 @@ async def test_degenerate_weights_resample_particle_zero_and_final_is_best_rewar
     rewards = {"good": 1.0, "bad1": 0.0, "bad2": 0.0, "bad3": 0.0}
     rewards |= {"\\boxed{1}": 0.2, "\\boxed{2}": 0.9, "\\boxed{3}": 0.4, "\\boxed{4}": 0.6}
     ctx = _ctx(gen, last_step_verifier(rewards))
-    out = await ParticleFilter(n=4, max_steps=2).run(PROBLEM, ctx)
+    out = await ParticleFilter(n=4, max_steps=2, step_reduction="last").run(PROBLEM, ctx)
 
     first, second = out.details["steps"]
     assert first["rewards"] == [1.0, 0.0, 0.0, 0.0] and first["resampled"]
@@ -120,7 +124,9 @@ async def test_finished_particles_stay_in_the_pool_and_uniform_weights_skip_ess_
     rewards = {"\\boxed{5}": 0.5, "a": 0.5, "b": 0.5, "c": 0.5, "d": 0.5}
     rewards |= {"\\boxed{6}": 0.4, "\\boxed{7}": 0.3}
     ctx = _ctx(gen, last_step_verifier(rewards))
-    out = await ParticleFilter(n=3, max_steps=3, resample="ess").run(PROBLEM, ctx)
+    out = await ParticleFilter(n=3, max_steps=3, resample="ess", step_reduction="last").run(
+        PROBLEM, ctx
+    )
 
     steps = out.details["steps"]
     assert len(steps) == 3
@@ -138,7 +144,7 @@ async def test_finished_particles_stay_in_the_pool_and_uniform_weights_skip_ess_
 
     # the same script with resample="always" does resample (the ESS does not matter)
     gen = ScriptedGenerator(steps=["\\boxed{5}", "a", "b", "c", "d", "\\boxed{6}", "\\boxed{7}"])
-    always = await ParticleFilter(n=3, max_steps=3).run(
+    always = await ParticleFilter(n=3, max_steps=3, step_reduction="last").run(
         PROBLEM, _ctx(gen, last_step_verifier(rewards))
     )
     assert always.details["steps"][0]["resampled"]
@@ -149,7 +155,9 @@ async def test_skewed_weights_trigger_ess_resampling() -> None:
     gen = ScriptedGenerator(steps=["a", "b", "c", "d", "\\boxed{1}"])
     rewards = {"a": 0.99, "b": 0.01, "c": 0.01, "d": 0.01, "\\boxed{1}": 0.5}
     ctx = _ctx(gen, last_step_verifier(rewards))
-    out = await ParticleFilter(n=4, max_steps=2, resample="ess").run(PROBLEM, ctx)
+    out = await ParticleFilter(n=4, max_steps=2, resample="ess", step_reduction="last").run(
+        PROBLEM, ctx
+    )
     first = out.details["steps"][0]
     assert first["ess"] < 2.0 and first["resampled"]  # ESS ~ 1.0 < 0.5 * 4
 
@@ -171,7 +179,7 @@ async def test_particle_gibbs_keeps_and_replays_the_reference() -> None:
     rewards = dict.fromkeys(texts, 0.0) | {"a": 1.0, "\\boxed{7}": 1.0}
     gen = ScriptedGenerator(steps=texts)
     ctx = _ctx(gen, last_step_verifier(rewards))
-    out = await ParticleGibbs(passes=2, n=3, max_steps=2).run(PROBLEM, ctx)
+    out = await ParticleGibbs(passes=2, n=3, max_steps=2, step_reduction="last").run(PROBLEM, ctx)
 
     one, two = out.details["passes"]
     a = one["steps"][0]["particles"][0]

@@ -15,6 +15,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from reasoning.steps import collapse_steps, whole_prefix
 from reasoning.types import Chain, Problem, StepScores, Verifier
 from tests.servers import ServerHandle, start_vllm_server
 from tests.tiny_models import build_tiny_prm, build_tiny_shepherd
@@ -24,7 +25,6 @@ from verifiers.prm import (
     MicroBatcher,
     PoolingPRM,
     QwenPRMFormat,
-    collapse_steps,
 )
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "verifier"
@@ -215,11 +215,10 @@ async def test_one_score_per_step_in_range(prm: PoolingPRM) -> None:
 
 @pytest.mark.engine
 async def test_whole_prefix_gives_one_score_from_the_same_engine(prm: PoolingPRM) -> None:
-    whole = PoolingPRM(prm.path, max_model_len=MAX_LEN, whole_prefix=True, dtype=DTYPE)
-    scores = await whole.score(PROBLEMS[0], [THREE, Chain(steps=("7",))])
+    whole = [whole_prefix(THREE), whole_prefix(Chain(steps=("7",)))]
+    scores = await prm.score(PROBLEMS[0], whole)
     assert [len(s) for s in scores] == [1, 1]
     assert 0.0 <= scores[0][0] <= 1.0
-    assert whole._engine is prm._engine  # no second engine for the same checkpoint
     # a one-step chain is the same prompt either way
     single = await prm.score(PROBLEMS[0], [Chain(steps=("7",))])
     assert scores[1][0] == pytest.approx(single[0][0], abs=1e-5)

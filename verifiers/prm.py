@@ -23,7 +23,7 @@ float64, so in-process and HTTP scores agree to float32 rounding.
 Throughput comes from batch size: `score()` calls from concurrent chains and problems are queued
 and flushed together (at `batch_size` prompts or after `batch_wait_ms`). Note that vLLM skips
 *reading* the prefix cache for `token_classify` requests, so a PRM re-encodes each prefix in full
-(cost grows quadratically in steps; whole_prefix does not change that).
+(cost grows quadratically in steps; scoring the whole prefix as one step does not change that).
 """
 
 from __future__ import annotations
@@ -33,14 +33,13 @@ import contextlib
 import json
 import math
 import random
-import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from reasoning.models import resolve_model_path
-from reasoning.types import STEP_DELIMITER, Chain, Problem, StepScores
+from reasoning.types import Chain, Problem, StepScores
 
 QWEN_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 _SENTINEL = "\x00SOLUTION\x00"  # marks where the solution goes in a rendered chat prompt
@@ -49,13 +48,6 @@ _CHATML = (
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}"
 )
-
-
-def collapse_steps(steps: Sequence[str]) -> tuple[str, ...]:
-    """PF's "model aggregation": the whole partial answer as one step (newline runs collapsed,
-    as the official PF code does, so that no step boundary is left inside)."""
-    text = re.sub(r"\n\s*\n", "\n", STEP_DELIMITER.join(steps))
-    return (text,)
 
 
 @dataclass(frozen=True)
@@ -296,7 +288,7 @@ class _InProcessEngine:
 
 
 # One engine per distinct engine config: PRM objects that differ only in how they query
-# (whole_prefix, batching, name) share it, as a second 7B copy would not fit next to the first.
+# (batching, name) share it, as a second 7B copy would not fit next to the first.
 _ENGINES: dict[str, _InProcessEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -377,7 +369,6 @@ class PoolingPRM:
         format: Literal["qwen", "math_shepherd"] = "qwen",
         backend: Literal["inprocess", "http"] = "inprocess",
         base_url: str | None = None,
-        whole_prefix: bool = False,
         max_model_len: int = 4096,
         step_tag_id: int | None = None,
         batch_size: int = 64,
@@ -399,11 +390,10 @@ class PoolingPRM:
         if backend == "http" and not base_url:
             raise ValueError("backend='http' needs base_url (the vLLM server, e.g. host:port/v1)")
         self.path = resolve_model_path(path)
-        self.name = name or f"prm:{path}" + (":whole" if whole_prefix else "")
+        self.name = name or f"prm:{path}"
         self.format = FORMATS[format]()
         self.backend = backend
         self.base_url = base_url
-        self.whole_prefix = whole_prefix
         self.max_model_len = max_model_len
         self._step_tag_id = step_tag_id
         self.batch_size = batch_size
@@ -438,11 +428,6 @@ class PoolingPRM:
             ids = self.tokenizer.encode(self.format.step_token, add_special_tokens=False)
             self._step_tag_id = int(ids[-1])
         return self._step_tag_id
-
-    def steps_for(self, chain: Chain) -> tuple[str, ...]:
-        if self.whole_prefix and chain.steps:
-            return collapse_steps(chain.steps)
-        return tuple(chain.steps)
 
     def render(self, question: str, steps: Sequence[str]) -> RenderedPrompt:
         return self.format.render(question, steps, self.tokenizer)
@@ -567,9 +552,9 @@ class PoolingPRM:
         return list(entry[0].batches) if entry else []
 
     async def score(self, problem: Problem, chains: list[Chain]) -> StepScores:
-        """Per-step P(correct) for each chain (one score with whole_prefix; none for a chain
+        """Per-step P(correct) for each chain (none for a chain
         without steps). Steps cut off by truncation get 1.0, neutral for min and prod."""
-        encoded = [self.encode(problem.question, self.steps_for(c)) for c in chains]
+        encoded = [self.encode(problem.question, c.steps) for c in chains]
         wanted = [e for e in encoded if e.n_steps]
         rows = await self._batcher().submit([e.ids for e in wanted]) if wanted else []
         it = iter(rows)
