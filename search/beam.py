@@ -5,6 +5,21 @@ survivors gets `width` children; all `n` step samples go out in ONE `expand` cal
 together, batched by the engine); finished children join the answer pool; the open ones are
 verifier-scored and the best `n / width` survive. The last allowed step writes to EOS.
 
+Two choices where search-and-learn's code (`src/sal/search/beam_search.py`) does otherwise,
+each a key whose other value is the reference's (the search-and-learn presets set it):
+
+- `finished_order`: when more than `n` beams finish, which `n` are kept for the final vote.
+  "score" (the default): the `n` best by reduced score. "finish": the first `n` to finish, in
+  the order they finished (within an iteration, the reference's slot order: survivors repeated
+  cyclically, so survivor j's c-th child has slot j + c * survivors), which is what
+  search-and-learn does with its default `sort_completed: false`. Keeping the first finishers
+  drops better-scored beams that happened to take longer.
+- `lookahead_ranking`: with `lookahead > 0`, whether a candidate is ranked by its greedy
+  rollout's score (true, the default) or by its own score (false). search-and-learn's beam
+  search generates the rollouts but scores only the step, so its lookahead costs tokens and
+  changes nothing; false reproduces that, rollouts included. Its DVTS does rank by the rollout,
+  as ours does.
+
 Budget: the Context checks the ledger before each generator call, and all calls of one
 iteration may pass that check before any is metered. With `Budget(generated_tokens=B)` the
 guaranteed bound is therefore one iteration, not one call:
@@ -15,6 +30,7 @@ the Context's per-call clamp tightens this to `B + n - 1`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,7 +40,18 @@ from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem
 from search.conclude import conclude
 from search.expand import expand
+from search.settings import invalid
 from search.step_search import StepSearch, budget_pool, cyclic_counts, rank, score_with_lookahead
+
+FINISHED_ORDERS = ("score", "finish")
+
+
+def slot_order(groups: Sequence[Sequence[Chain]]) -> list[int]:
+    """Positions of the flattened children of `groups` (one group per surviving beam) in the
+    reference's slot order: survivors repeated cyclically, so the c-th child of survivor j has
+    slot j + c * len(groups)."""
+    slots = [j + c * len(groups) for j, group in enumerate(groups) for c in range(len(group))]
+    return sorted(range(len(slots)), key=slots.__getitem__)
 
 
 @dataclass
@@ -34,6 +61,17 @@ class Beam(StepSearch):
     name: ClassVar[str] = "beam"
 
     filter_duplicates: bool = True  # drop open beams whose text repeats an earlier one
+    finished_order: str = "score"  # "score": keep the n best finished; "finish": the n first (SAL)
+    lookahead_ranking: bool = True  # rank by the lookahead rollout (false: by the step, as SAL)
+
+    def check(self) -> None:
+        super().check()
+        if self.finished_order not in FINISHED_ORDERS:
+            raise invalid(
+                "finished_order", self.finished_order, f"must be one of {list(FINISHED_ORDERS)}"
+            )
+        if not isinstance(self.lookahead_ranking, bool):
+            raise invalid("lookahead_ranking", self.lookahead_ranking, "must be true or false")
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         policy, keep = self.policy, self.n // self.width
@@ -51,9 +89,15 @@ class Beam(StepSearch):
                 break  # only the budget refuses every call
             done = i + 1
             kids, ranks = await score_with_lookahead(
-                ctx, kids, 0 if last else self.lookahead, policy, self.step_reduction
+                ctx,
+                kids,
+                0 if last else self.lookahead,
+                policy,
+                self.step_reduction,
+                self.lookahead_ranking,
             )
-            finished.extend(k for k in kids if k.finished)
+            order = slot_order(groups) if self.finished_order == "finish" else range(len(kids))
+            finished.extend(kids[j] for j in order if kids[j].finished)
             open_ = [(k, r) for k, r in zip(kids, ranks, strict=True) if not k.finished]
             if ctx.stopped_by is not None:
                 if not frontier:
@@ -66,8 +110,12 @@ class Beam(StepSearch):
         if ctx.stopped_by is not None or not finished:
             chains = budget_pool(finished, frontier, self.aggregate, self.step_reduction, self.n)
         else:
-            # SAL: the n best completed beams, repeated cyclically when fewer than n completed.
-            best = rank(finished, self.step_reduction)[: self.n]
+            # SAL: n completed beams (the best, or the first to finish), repeated cyclically
+            # when fewer than n completed.
+            if self.finished_order == "score":
+                best = rank(finished, self.step_reduction)[: self.n]
+            else:
+                best = finished[: self.n]
             chains = [best[j % len(best)] for j in range(self.n)]
         outcome = await conclude(ctx, chains, self.aggregate, self.step_reduction)
         outcome.details.update(iterations=done, finished=len(finished))

@@ -11,6 +11,17 @@ Details follow the official code (`particle_gibbs_batch.py`):
   sees a step tag after every step.
 - Weights softmax(logit(r) / resample_temperature) with r clipped to (EPS, 1 - EPS), i.e.
   w ∝ (r/(1-r))^(1/T) (`weighting="reward"` gives the paper's eq. 3, softmax(r / T)).
+- Reward precision. The official code reads the PRM's probabilities from a bfloat16 tensor, so
+  every reward >= 0.998046875 is exactly 1.0, and clips them to float64 machine epsilon
+  (2.2e-16) before the logit: a reward of 1.0 has logit ~36.04, against ~13.8 under our 1e-6
+  clip. Among particles near 1 it cannot tell 0.9985 from 0.9999 (equal weights, and the final
+  argmax ties to the first), while a particle read below 1.0 (r < 0.998046875) gets at most
+  e^-30.5 of their weight.
+  `reward_precision="float"` (the default) reads rewards as the verifier returns them, clipped
+  to (1e-6, 1 - 1e-6): the rounding is an artefact of the reference's dtype, not part of the
+  method. `reward_precision="bf16"` reproduces the official code: rewards rounded to bfloat16
+  (nearest, ties to even, as a float32 -> bfloat16 cast does) for the weights, the reference
+  draw of particle Gibbs and the final pick, and the logit clipped at machine epsilon.
 - `resample_inactive` on: finished particles stay in the pool with their final reward, may be
   copied, and are never expanded again.
 - Final answer: the particle of the final pool with the highest final reward (when the budget
@@ -38,6 +49,8 @@ import bisect
 import itertools
 import math
 import random
+import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -52,8 +65,18 @@ from search.expand import expand, is_scored, score
 from search.settings import Stepwise, invalid
 
 EPS = 1e-6  # rewards are clipped to (EPS, 1 - EPS) before the logit
+REFERENCE_EPS = sys.float_info.epsilon  # the official code's clip (float64 machine epsilon)
 WEIGHTINGS = ("logit", "reward")
 RESAMPLING = ("always", "ess")
+PRECISIONS = ("float", "bf16")
+
+
+def bfloat16(x: float) -> float:
+    """`x` rounded to the nearest bfloat16 (ties to even) through float32, as a float32 tensor
+    cast to bfloat16 rounds it: 0.998 -> 0.99609375, 0.9985 -> 1.0, 0.99 -> 0.98828125."""
+    (bits,) = struct.unpack("<I", struct.pack("<f", float(x)))
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
 
 
 def reward(chain: Chain, step_reduction: str | StepReduction = "model") -> float:
@@ -63,11 +86,15 @@ def reward(chain: Chain, step_reduction: str | StepReduction = "model") -> float
 
 
 def particle_weights(
-    rewards: Sequence[float], temperature: float = 1.0, weighting: str = "logit"
+    rewards: Sequence[float],
+    temperature: float = 1.0,
+    weighting: str = "logit",
+    eps: float = EPS,
 ) -> list[float]:
-    """softmax(logit(clip(r)) / T) (official code) or softmax(r / T) (paper eq. 3)."""
+    """softmax(logit(clip(r)) / T) (official code) or softmax(r / T) (paper eq. 3); `logit`
+    clips r to (eps, 1 - eps)."""
     if weighting == "logit":
-        clipped = [min(max(float(r), EPS), 1.0 - EPS) for r in rewards]
+        clipped = [min(max(float(r), eps), 1.0 - eps) for r in rewards]
         logits = [math.log(r / (1.0 - r)) / temperature for r in clipped]
     elif weighting == "reward":
         logits = [float(r) / temperature for r in rewards]
@@ -111,6 +138,24 @@ def lineage(chain: Chain, registry: dict[str, Chain]) -> list[Chain]:
     return path
 
 
+REFERENCE_REWARDS = ("prefix", "ahead", "final")
+
+
+def reference_slot(how: str, depth: int, reference: Sequence[Chain]) -> int:
+    """Which prefix of the reference (index into its prefixes by depth) gives its reward at
+    `depth` (0-based: the particles have depth + 1 steps): its own ("prefix"), the next longer
+    one ("ahead": the official code reads `rewards[step]`, one step ahead), or the whole
+    reference ("final": its_hub). Past its end, the whole reference."""
+    last = len(reference) - 1
+    if how == "prefix":
+        return min(depth, last)
+    if how == "ahead":
+        return min(depth + 1, last)
+    if how == "final":
+        return last
+    raise ValueError(f"unknown reference reward {how!r}; valid: {list(REFERENCE_REWARDS)}")
+
+
 @dataclass
 class FilterRun:
     """One particle-filter pass: the final pool (slot 0 is the reference, if any) and its steps."""
@@ -143,6 +188,9 @@ class ParticleFilter(Stepwise):
     ess_threshold: float = 0.5
     weighting: str = "logit"  # "logit": softmax(logit(r)/T) (code); "reward": softmax(r/T) (paper)
     step_reduction: str | StepReduction = "model"  # the paper's model aggregation
+    # "float": rewards as the verifier returns them; "bf16": rounded to bfloat16 and the logit
+    # clipped at machine epsilon, as the official code reads them
+    reward_precision: str = "float"
 
     def check(self) -> None:
         if self.resample not in RESAMPLING:
@@ -151,6 +199,30 @@ class ParticleFilter(Stepwise):
             raise invalid("ess_threshold", self.ess_threshold, "must be in (0, 1]")
         if self.weighting not in WEIGHTINGS:
             raise invalid("weighting", self.weighting, f"must be one of {list(WEIGHTINGS)}")
+        if self.reward_precision not in PRECISIONS:
+            raise invalid(
+                "reward_precision", self.reward_precision, f"must be one of {list(PRECISIONS)}"
+            )
+
+    def particle_reward(self, chain: Chain) -> float:
+        """The reward the weights, the reference draw and the final pick read (rounded to
+        bfloat16 under `reward_precision="bf16"`)."""
+        r = reward(chain, self.step_reduction)
+        return bfloat16(r) if self.reward_precision == "bf16" else r
+
+    def weights(self, rewards: Sequence[float]) -> list[float]:
+        """Resampling weights of `rewards`, with the clip that goes with the precision."""
+        eps = REFERENCE_EPS if self.reward_precision == "bf16" else EPS
+        return particle_weights(rewards, self.resample_temperature, self.weighting, eps)
+
+    def final_ranking(self, chains: Sequence[Chain]) -> str | StepReduction:
+        """How the final pick ranks `chains`: by `step_reduction`, rounded to bfloat16 under
+        `reward_precision="bf16"` (ties then go to the first, like the reference's argmax).
+        Chains still to be scored keep the plain name, so `conclude` scores them as configured.
+        """
+        if self.reward_precision != "bf16" or not all(is_scored(c) for c in chains):
+            return self.step_reduction
+        return lambda scores: bfloat16(reduce_step_scores(scores, self.step_reduction))
 
     @property
     def verifier_use(self) -> str | None:
@@ -158,7 +230,8 @@ class ParticleFilter(Stepwise):
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         run = await self.filter(ctx, {}, n_fresh=self.n)
-        out = await conclude(ctx, candidates([run.pool]), "best_score", self.step_reduction)
+        chains = candidates([run.pool])
+        out = await conclude(ctx, chains, "best_score", self.final_ranking(chains))
         out.details.update(
             reward=self.reward_description,
             weights=[s["weights"] for s in run.steps],
@@ -174,12 +247,16 @@ class ParticleFilter(Stepwise):
         *,
         n_fresh: int,
         reference: list[Chain] | None = None,
+        reference_reward: str = "prefix",
         iteration: int = 1,
     ) -> FilterRun:
         """One PF pass; with `reference` (its prefixes by depth) it is the conditional PF of PG.
 
         The reference holds slot 0: it is replayed (no generation, no rescoring), competes in
-        the weights, can be copied into fresh slots, and is never replaced.
+        the weights, can be copied into fresh slots, and is never replaced. At depth d its
+        prefix of d steps is the one replayed and copied; the reward it competes with is that
+        prefix's (`reference_reward="prefix"`), the next longer prefix's ("ahead", as the
+        official code reads it) or the whole reference's ("final", as its_hub does).
         """
         ref = reference or []
         pool: list[Chain] = ([ref[0]] if ref else []) + [Chain()] * n_fresh
@@ -200,8 +277,10 @@ class ParticleFilter(Stepwise):
                 pool[0] = ref[min(depth, len(ref) - 1)]
             if stalled or ctx.stopped_by is not None:
                 break
-            rewards = [reward(c, self.step_reduction) for c in pool]
-            weights = particle_weights(rewards, self.resample_temperature, self.weighting)
+            rewards = [self.particle_reward(c) for c in pool]
+            if ref:
+                rewards[0] = self.particle_reward(ref[reference_slot(reference_reward, depth, ref)])
+            weights = self.weights(rewards)
             ess = effective_sample_size(weights)
             # With the budget spent nothing more can grow: keep the scored pool as it is, since
             # resampling now could only drop the particle with the highest final reward.

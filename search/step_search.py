@@ -23,7 +23,12 @@ def rank(chains: Sequence[Chain], how: str | StepReduction) -> list[Chain]:
 
 
 async def score_with_lookahead(
-    ctx: Context, kids: list[Chain], lookahead: int, policy: StepPolicy, how: str | StepReduction
+    ctx: Context,
+    kids: list[Chain],
+    lookahead: int,
+    policy: StepPolicy,
+    how: str | StepReduction,
+    rank_by_rollout: bool = True,
 ) -> tuple[list[Chain], list[float | None]]:
     """Score `kids`; with `lookahead` > 0 each open kid is ranked by a greedy (T=0) rollout of
     up to `lookahead` more steps, which is recorded in the tree as "lookahead" and dropped.
@@ -31,6 +36,10 @@ async def score_with_lookahead(
     Returns the kids with their own per-step scores (the rollout's, cut to the kid's depth)
     and the score each is ranked by (None when the budget left it unscored). Each rollout
     level is one `expand` call over all kids: levels depend on each other, kids do not.
+
+    With `rank_by_rollout=False` the rollouts are still generated (and paid for), but the
+    verifier scores the kids themselves and each is ranked by its own score, as
+    search-and-learn's beam search does (it scores the step, not the step plus its lookahead).
     """
     tips = list(kids)
     greedy = replace(policy, temperature=0.0)
@@ -43,6 +52,9 @@ async def score_with_lookahead(
             if more:
                 tips[j] = more[0]
                 ctx.tree.mark(more[0].id, NodeStatus.LOOKAHEAD)
+    if not rank_by_rollout:
+        own = await score(ctx, kids, how)
+        return own, [reduce_step_scores(k.scores, how) if is_scored(k) else None for k in own]
     tips = await score(ctx, tips, how)
     out: list[Chain] = []
     ranks: list[float | None] = []

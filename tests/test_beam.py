@@ -224,6 +224,71 @@ async def test_beam_on_budget_without_finished_chains_returns_the_best_partial_o
     assert out.answer is None and all(len(c.scores) == 1 for c in out.chains)
 
 
+# --- beam search: the reference's choices (search-and-learn) as keys --------------------------
+
+# b and d survive iteration 0; b's children ba and bb both box an answer, so da and db are the
+# two open beams, and all four of their children finish at the last iteration: 6 finished > n
+ORDER_SCORES = BEAM_SCORES | {"bb": 0.2, "dba": 0.35}
+ORDER_ANSWERS = BEAM_ANSWERS | {"bb": "6"}
+
+
+@pytest.mark.parametrize(
+    ("order", "kept", "answer"),
+    [
+        # the 4 best by score: dab .95, ba .8, dbb .5, dba .35
+        ("score", ["dab", "ba", "dbb", "dba"], "9"),
+        # the first 4 to finish: ba, bb, then the last iteration in slot order (da, db, da, db
+        # once the 2 survivors are repeated to n = 4): daa, dba; dab (.95) finished too late
+        ("finish", ["ba", "bb", "daa", "dba"], "5"),
+    ],
+)
+async def test_finished_order_keeps_the_best_or_the_first_to_finish(
+    order: str, kept: list[str], answer: str
+) -> None:
+    gen = ScriptedGenerator(steps=named_script(ORDER_ANSWERS))
+    out = await Beam(n=4, width=2, max_steps=3, finished_order=order).run(
+        PROBLEM, ctx_for(gen, named(ORDER_SCORES))
+    )
+    assert out.details["finished"] == 6 and out.stopped_by is None
+    assert names(out.chains) == kept and out.answer == answer
+    assert_paths(out)
+    assert_ledger_matches_tree(out)
+
+
+async def test_lookahead_ranking_false_ranks_by_the_step_and_still_pays_for_the_rollouts() -> None:
+    # the scores of test_lookahead_ranks_by_the_rollout_and_drops_it: by the rollout b (.9) and
+    # c (.8) survive; by the step itself a (.9) and c (.5), as without lookahead
+    scores = {"a": 0.9, "b": 0.1, "c": 0.5, "d": 0.2, "ag": 0.1, "bg": 0.9, "cg": 0.8, "dg": 0.0}
+    answers = {x + y: "1" for x in "abcd" for y in "ab"}
+    gen = ScriptedGenerator(steps=named_script(answers))
+    out = await Beam(n=4, width=2, max_steps=2, lookahead=1, lookahead_ranking=False).run(
+        PROBLEM, ctx_for(gen, named(scores))
+    )
+    greedy = [(p.removeprefix(HEAD), s.n) for p, s in gen.calls if s.temperature == 0]
+    assert greedy == [("a\n\n", 1), ("b\n\n", 1), ("c\n\n", 1), ("d\n\n", 1)]  # still generated
+    assert [p.removeprefix(HEAD) for p, s in gen.calls[5:]] == ["a\n\n", "c\n\n"]
+    st_ = status(out)
+    assert [st_[x] for x in "abcd"] == ["selected", "pruned", "selected", "pruned"]
+    assert sorted(x for x, v in st_.items() if v == "lookahead") == ["ag", "bg", "cg", "dg"]
+    g = out.tree.graph
+    b = next(n for n in g if g.nodes[n]["step"] == "b")
+    assert "lookahead_score" not in g.nodes[b]  # the rollouts were never scored
+    # one verifier call per candidate (the step, not its rollout), as with lookahead_ranking
+    assert out.ledger.verifier_calls == 4 + 4
+    assert out.ledger.samples == 4 + 4 + 4  # iteration 0, its 4 rollouts, the last iteration
+    assert all(len(c.scores) == len(c.steps) == 2 for c in out.chains)
+    assert_paths(out)
+    assert_ledger_matches_tree(out)
+
+
+def test_the_reference_choices_are_validated_by_name() -> None:
+    with pytest.raises(ValueError, match="search.finished_order"):
+        Beam(finished_order="first")
+    with pytest.raises(ValueError, match="search.lookahead_ranking"):
+        Beam(lookahead_ranking="no")  # type: ignore[arg-type]
+    assert Beam().finished_order == "score" and Beam().lookahead_ranking is True
+
+
 # --- DVTS: hand-computed -------------------------------------------------------------------
 
 DVTS_SCORES = {
@@ -402,6 +467,42 @@ def test_outcome_chains_are_tree_paths_and_runs_repeat(
         return out.answer, chains, ledger, out.stopped_by, len(out.tree)
 
     assert summary(first) == summary(second)  # same seed, same outcome (also when concurrent)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.sampled_from([2, 4, 8]),
+    width=st.sampled_from([1, 2]),
+    lookahead=st.integers(1, 2),
+    order=st.sampled_from(["score", "finish"]),
+    ranking=st.booleans(),
+    tokens=st.none() | st.integers(1, 80),
+    seed=st.integers(0, 3),
+)
+def test_the_reference_choices_keep_the_budget_bound_paths_and_determinism(
+    n: int, width: int, lookahead: int, order: str, ranking: bool, tokens: int | None, seed: int
+) -> None:
+    search = Beam(
+        n=n,
+        width=width,
+        max_steps=4,
+        lookahead=lookahead,
+        max_step_tokens=4,
+        finished_order=order,
+        lookahead_ranking=ranking,
+    )
+    budget = Budget(generated_tokens=tokens)
+    out = run_search(search, budget, seed, concurrent=True)
+    if tokens is not None:
+        assert out.ledger.generated_tokens <= tokens - 1 + n * search.max_step_tokens
+    assert_paths(out)
+    assert_ledger_matches_tree(out)
+    if out.stopped_by is None:
+        assert len(out.chains) == n and all(c.finished for c in out.chains)
+        assert all(len(c.scores) == len(c.steps) for c in out.chains)
+    again = run_search(search, budget, seed, concurrent=True)  # same seed, same outcome
+    assert [c.steps for c in again.chains] == [c.steps for c in out.chains]
+    assert again.answer == out.answer and again.ledger.samples == out.ledger.samples
 
 
 # --- the real engine -------------------------------------------------------------------------

@@ -18,13 +18,15 @@ from evals.grading import Grader
 from reasoning import Budget, Context, Outcome, Problem, Sampling
 from reasoning.types import STEP_DELIMITER
 from search.particle_filter import (
+    REFERENCE_EPS,
     ParticleFilter,
+    bfloat16,
     effective_sample_size,
     particle_weights,
     resample_indices,
 )
 from search.particle_gibbs import ParticleGibbs
-from tests.fakes import ConstantVerifier, ScriptedGenerator
+from tests.fakes import ConstantVerifier, ScriptedGenerator, StepScript
 
 PROBLEM = Problem("pf", "What is 2 + 5?", "7")
 HEAD = f"Q: {PROBLEM.question}\nA: "
@@ -217,6 +219,165 @@ async def test_budget_stop_returns_the_best_scored_answer_so_far() -> None:
     assert_paths_in_tree(out)
 
 
+# --- where the references disagree: reward precision, PG's answer pool and reference reward ---
+
+
+def test_bfloat16_rounds_to_eight_bits_and_the_reference_clip_is_machine_epsilon() -> None:
+    # between 0.5 and 1 bfloat16 values are 1/256 apart; the midpoint 0.998046875 ties to even
+    assert bfloat16(0.998) == 0.99609375 and bfloat16(0.998046875) == 1.0
+    assert bfloat16(0.9985) == bfloat16(0.9999) == 1.0
+    assert bfloat16(0.99) == 0.98828125 and bfloat16(0.5) == 0.5 and bfloat16(0.0) == 0.0
+    # r = 1 clipped to 1 - 2.2e-16 has logit ln((1 - eps) / eps) = 36.04 (13.8 at our 1e-6)
+    w = particle_weights([1.0, 0.98828125], eps=REFERENCE_EPS)
+    odds = (1 - REFERENCE_EPS) / REFERENCE_EPS
+    assert w[1] == pytest.approx((253 / 3) / (odds + 253 / 3), rel=1e-9)  # odds of 0.98828125
+    w = particle_weights([1.0, 0.98828125])  # our clip: odds 999999 for r = 1
+    assert w[1] == pytest.approx((253 / 3) / (999999 + 253 / 3), rel=1e-9)
+
+
+NEAR_ONE = {"\\boxed{1}": 0.9985, "\\boxed{2}": 0.9999, "\\boxed{3}": 0.99}
+
+
+@pytest.mark.parametrize("precision", ["float", "bf16"])
+async def test_bf16_rewards_tie_near_one_and_change_the_weights_and_the_pick(
+    precision: str,
+) -> None:
+    gen = ScriptedGenerator(steps=list(NEAR_ONE))
+    search = ParticleFilter(n=3, max_steps=1, step_reduction="last", reward_precision=precision)
+    out = await search.run(PROBLEM, _ctx(gen, last_step_verifier(NEAR_ONE)))
+    (step,) = out.details["steps"]
+    if precision == "float":
+        # odds 0.9985/0.0015 = 1997/3, 0.9999/0.0001 = 9999, 0.99/0.01 = 99: sum 32291/3
+        assert step["rewards"] == [0.9985, 0.9999, 0.99]
+        assert step["weights"] == pytest.approx([1997 / 32291, 29997 / 32291, 297 / 32291])
+        assert out.answer == "2"  # 0.9999 beats 0.9985
+    else:
+        # both near-1 rewards read as 1.0: equal weights, and the argmax ties to the first
+        assert step["rewards"] == [1.0, 1.0, 0.98828125]
+        odds = (1 - REFERENCE_EPS) / REFERENCE_EPS
+        assert step["weights"][:2] == pytest.approx([0.5, 0.5])
+        assert step["weights"][2] == pytest.approx((253 / 3) / (2 * odds), rel=1e-6)
+        assert out.answer == "1"
+    # the chains keep the verifier's own scores either way
+    assert out.chain is not None and out.chain.scores[-1] == NEAR_ONE[out.chain.steps[-1]]
+
+
+class Draws(random.Random):
+    """`random()` returns the scripted draws first (the resampling and reference draws), then
+    a seeded sequence; generator seeds come from `randrange`, which does not consume them."""
+
+    def __init__(self, draws: list[float]) -> None:
+        super().__init__(0)
+        self.draws = list(draws)
+
+    def random(self) -> float:
+        return self.draws.pop(0) if self.draws else super().random()
+
+
+@pytest.mark.parametrize("final_pool", ["all", "last"])
+async def test_final_pool_all_or_last_pass_picks_a_different_answer(final_pool: str) -> None:
+    # pass 1 (one step, to the end): A "\boxed{1}" 0.75 and B "\boxed{2}" 0.5. Weights ∝ odds
+    # 3 : 1 = 0.75 : 0.25; the draw 0.9 falls past 0.75, so B is the reference of pass 2, whose
+    # one fresh particle C "\boxed{3}" scores 0.25. A is the best overall but not in pass 2.
+    rewards = {"\\boxed{1}": 0.75, "\\boxed{2}": 0.5, "\\boxed{3}": 0.25}
+    gen = ScriptedGenerator(steps=list(rewards))
+    ctx = _ctx(gen, last_step_verifier(rewards))
+    ctx.rng = Draws([0.9])
+    search = ParticleGibbs(passes=2, n=2, max_steps=1, step_reduction="last", final_pool=final_pool)
+    out = await search.run(PROBLEM, ctx)
+    one, two = out.details["passes"]
+    a, b = one["final"]
+    assert two["reference"] == b and two["final"][0] == b and len(gen.calls) == 3
+    (c,) = two["final"][1:]
+    if final_pool == "all":
+        assert [x.id for x in out.chains] == [a, b, c] and out.answer == "1"
+    else:  # the last pass's pool: the reference B (0.5) and C (0.25)
+        assert [x.id for x in out.chains] == [b, c] and out.answer == "2"
+    assert out.tree.graph.nodes[out.chain.id]["status"] == "selected"  # type: ignore[union-attr]
+
+
+def plan(steps: dict[str, list[str]]) -> StepScript:
+    """The i-th step grown from a chain whose last step is named x (first word; "" for the
+    empty chain) is steps[x][i]; an unplanned call fails the test."""
+    used: dict[str, int] = {}
+
+    def script(done: tuple[str, ...], sampling: Sampling, k: int) -> str:
+        parent = done[-1].split(" ")[0] if done else ""
+        i = used[parent] = used.get(parent, -1) + 1
+        return steps[parent][i]
+
+    return script
+
+
+# Pass 1: R = r1 r2 "r3 \boxed{7}" and Q = q1 q2 "q3 \boxed{4}" score 0 at steps 1 and 2
+# (uniform weights: ESS = 2, no resampling under resample=ess, ess_threshold=1), then R ends
+# on 1.0 and Q on 0.0, so R is the reference (weight 1 - 1e-12). Pass 2: one fresh slot.
+REF_STEPS = {
+    "": ["r1", "q1", "f1"],
+    "r1": ["r2", "t2"],
+    "q1": ["q2"],
+    "r2": ["r3 \\boxed{7}", "s3 \\boxed{8}"],
+    "q2": ["q3 \\boxed{4}"],
+    "f1": ["f2"],
+    "f2": ["f3 \\boxed{5}"],
+}
+REF_REWARDS = dict.fromkeys(["r1", "q1", "r2", "q2", "q3"], 0.0) | {"r3": 1.0}
+REF_REWARDS |= dict.fromkeys(["f1", "f2", "f3", "t2", "s3"], 0.5)
+
+
+@pytest.mark.parametrize(
+    ("how", "slot0_rewards", "picks", "survivor"),
+    [
+        # its own prefix: r1 = 0, r2 = 0 against f (0.5): the fresh line survives twice
+        ("prefix", [0.0, 0.0, 1.0], [[0, 1], [0, 1], None], "f3"),
+        # one step ahead: r2 = 0 at depth 1, then r3 = 1: the reference is forked at depth 2
+        ("ahead", [0.0, 1.0, 1.0], [[0, 1], [0, 0], None], "s3"),
+        # its final reward, 1.0, from the start: forked at depth 1 (t2) and again at depth 2
+        ("final", [1.0, 1.0, 1.0], [[0, 0], [0, 0], None], "s3"),
+    ],
+)
+async def test_reference_reward_prefix_ahead_or_final_changes_the_survivor(
+    how: str, slot0_rewards: list[float], picks: list[list[int] | None], survivor: str
+) -> None:
+    gen = ScriptedGenerator(steps=plan(REF_STEPS))
+    verifier = ConstantVerifier(lambda text: REF_REWARDS[text.split("\n\n")[-1].split(" ")[0]])
+    search = ParticleGibbs(
+        passes=2,
+        n=2,
+        max_steps=3,
+        resample="ess",
+        ess_threshold=1.0,
+        step_reduction="last",
+        reference_reward=how,
+    )
+    out = await search.run(PROBLEM, _ctx(gen, verifier))
+    one, two = out.details["passes"]
+    assert [s["resampled"] for s in one["steps"]] == [False, False, False]
+    ref = two["reference"]
+    assert out.tree.graph.nodes[ref]["step"] == "r3 \\boxed{7}"
+    assert [s["rewards"][0] for s in two["steps"]] == slot0_rewards
+    assert [s["picks"] for s in two["steps"]] == picks
+    assert two["final"][0] == ref  # replayed to its end, never replaced
+    assert out.tree.graph.nodes[two["final"][1]]["step"].split(" ")[0] == survivor
+    # the reference's own scores are untouched: the best final reward is still R's 1.0
+    assert out.answer == "7" and out.chain is not None and out.chain.id == ref
+    assert_paths_in_tree(out)
+
+
+def test_the_reference_choices_are_validated_by_name() -> None:
+    for cls, kwargs, key in [
+        (ParticleFilter, {"reward_precision": "fp16"}, "search.reward_precision"),
+        (ParticleGibbs, {"reward_precision": "half"}, "search.reward_precision"),
+        (ParticleGibbs, {"final_pool": "best"}, "search.final_pool"),
+        (ParticleGibbs, {"reference_reward": "next"}, "search.reference_reward"),
+    ]:
+        with pytest.raises(ValueError, match=key):
+            cls(**kwargs)
+    # the defaults: full precision, every pass, the reference's own prefix
+    assert ParticleGibbs().reward_precision == "float" and ParticleGibbs().final_pool == "all"
+    assert ParticleGibbs().reference_reward == "prefix"
+
+
 def test_settings_are_validated_by_name() -> None:
     for kwargs, key in [
         ({"n": 0}, "search.n"),
@@ -361,6 +522,52 @@ def test_unfinished_particles_run_to_max_steps_without_a_budget() -> None:
     out = _run(ParticleFilter(n=3, max_steps=3), 1, Budget(), 0.0)
     assert out.stopped_by is None and out.chains
     assert all(c.finished and 1 <= len(c.steps) <= 3 for c in out.chains)
+
+
+def _reference_search(
+    gibbs: bool, n: int, iterations: int, precision: str, pool: str, how: str, **kw: object
+) -> ParticleFilter:
+    if gibbs:
+        return ParticleGibbs(
+            passes=iterations,
+            n=max(n, 2),
+            reward_precision=precision,
+            final_pool=pool,
+            reference_reward=how,
+            **kw,  # type: ignore[arg-type]
+        )
+    return ParticleFilter(n=n, reward_precision=precision, **kw)  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    search=st.builds(
+        _reference_search,
+        gibbs=st.booleans(),
+        n=st.integers(1, 4),
+        iterations=st.integers(1, 3),
+        precision=st.sampled_from(["float", "bf16"]),
+        pool=st.sampled_from(["all", "last"]),
+        how=st.sampled_from(["prefix", "ahead", "final"]),
+        max_steps=st.integers(1, 4),
+        max_step_tokens=st.integers(1, 6),
+        resample=st.sampled_from(["always", "ess"]),
+    ),
+    seed=st.integers(0, 10_000),
+    tokens=st.none() | st.integers(1, 60),
+)
+def test_the_reference_choices_keep_the_budget_bound_paths_and_determinism(
+    search: ParticleFilter, seed: int, tokens: int | None
+) -> None:
+    budget = Budget(generated_tokens=tokens)
+    out = _run(search, seed, budget, 0.0)
+    if tokens is not None:
+        bound = tokens - 1 + search.n * min(search.max_step_tokens, tokens)
+        assert out.ledger.generated_tokens <= bound
+    assert_paths_in_tree(out)
+    if out.chain is not None:
+        assert out.chain in out.chains and out.chain.scores
+    assert _fingerprint(_run(search, seed, budget, 0.0)) == _fingerprint(out)
 
 
 # --- the real engine --------------------------------------------------------------------------
