@@ -3,11 +3,12 @@
 One function decides equivalence for both voting clusters and final grading, so a vote can never
 be counted as "the same answer" by one rule and graded by another.
 
-The cascade is cheap first: normalise both answers and compare strings and plain numbers
-in-process (`evals.normalization`); only what that cannot decide goes to math-verify in a
-sandboxed worker process (`evals.verify_workers`). Answers come from `evals.extraction`. Decided
-results are cached here. Scripts that grade need the usual `if __name__ == "__main__":` guard
-(workers are spawned).
+The cascade is cheap first: two bare answers (`3/4`, `x \\geq 5`, not prose) are normalised and
+compared as strings and plain numbers in-process (`evals.normalization`). Texts that hold an answer
+(`so $y \\le 4$ holds`, a whole solution with boxes) and what the fast path cannot decide go to a
+sandboxed worker process (`evals.verify_workers`), where math-verify extracts and compares.
+Decided results are cached here. Workers are spawned without the caller's `__main__`, so scripts
+and notebooks grade without an `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from evals.extraction import extract_answer, extract_answer_with_rule
+from evals.extraction import extract_answer, extract_answer_with_rule, is_bare_answer
 from evals.normalization import fast_path, normalize_answer
 from evals.verify_workers import (
     OUTER_GRACE_S,
@@ -28,7 +29,7 @@ from evals.verify_workers import (
 )
 
 GRADER_NAME = "reasoning-grader"
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"  # 2: texts graded by their answer, boxes joined, decimal commas
 
 __all__ = [
     "GRADER_NAME",
@@ -80,27 +81,31 @@ def _cache_put(key: tuple[str, str], value: bool) -> None:
             _cache.popitem(last=False)
 
 
-def _local(prediction: str | None, gold: str) -> tuple[bool | None, tuple[str, str, str, str]]:
+def _local(prediction: str | None, gold: str) -> bool | None:
+    """The verdict without a worker: cached, or two bare answers the fast path decides."""
     if prediction is None:
-        return False, ("", "", "", "")
+        return False
     cached = _cache_get((prediction, gold))
     if cached is not None:
-        return cached, ("", "", "", "")
-    decided, forms = fast_path(prediction, gold)
+        return cached
+    if not (is_bare_answer(prediction) and is_bare_answer(gold)):
+        return None if prediction.strip() else False
+    decided, _ = fast_path(prediction, gold)
     if decided is not None:
         _cache_put((prediction, gold), decided)
-    return decided, forms
+    return decided
 
 
 def is_equivalent(prediction: str | None, gold: str, timeout_s: float = 5.0) -> bool | None:
     """Whether `prediction` is the same answer as `gold`; None when undecided within `timeout_s`.
 
+    Either may be a bare answer or a text holding one (a sentence, a solution with boxes).
     Asymmetric like math-verify: `gold` is the reference (e.g. `x = 5` gold accepts `5`).
     """
-    decided, forms = _local(prediction, gold)
+    decided = _local(prediction, gold)
     if decided is not None or prediction is None:
         return bool(decided)
-    result = run_guarded(mv_worker, (forms, timeout_s), timeout_s + OUTER_GRACE_S)
+    result = run_guarded(mv_worker, (prediction, gold, timeout_s), timeout_s + OUTER_GRACE_S)
     if result is not None:
         _cache_put((prediction, gold), bool(result))
     return result
@@ -110,10 +115,12 @@ async def is_equivalent_async(
     prediction: str | None, gold: str, timeout_s: float = 5.0
 ) -> bool | None:
     """`is_equivalent` for event loops: the sympy work never blocks the loop."""
-    decided, forms = _local(prediction, gold)
+    decided = _local(prediction, gold)
     if decided is not None or prediction is None:
         return bool(decided)
-    result = await run_guarded_async(mv_worker, (forms, timeout_s), timeout_s + OUTER_GRACE_S)
+    result = await run_guarded_async(
+        mv_worker, (prediction, gold, timeout_s), timeout_s + OUTER_GRACE_S
+    )
     if result is not None:
         _cache_put((prediction, gold), bool(result))
     return result

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import NamedTuple
 
-from evals.extraction import last_boxed, match_brace, strip_answer
+from evals.extraction import boxed_answer, match_brace, strip_answer
 
-__all__ = ["fast_path", "normalize_answer"]
+__all__ = ["Forms", "fast_path", "normalize_answer"]
 
 _TEXT_CMDS = ("text", "textbf", "textit", "textrm", "textnormal", "mathrm", "mathbf", "mbox")
 _TEXT_CMD_RE = re.compile(r"\\(?:" + "|".join(_TEXT_CMDS) + r")\s*(?=\{)")
@@ -32,9 +33,24 @@ _UNIT_RE = re.compile(
     r"|ml|gallons?|percent"
 )
 _MATH_WORDS = {"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "mod"}
-_THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS_RE = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _ASSIGN_RE = re.compile(r"^(?P<lhs>[A-Za-z](?:_\{?\w+\}?)?)\s*(?:=|\\in\b)\s*(?P<rhs>[^=]+)$")
 _CHOICE_RE = re.compile(r"^\(\s*([A-Ea-e])\s*\)$")
+# One spelling per relation, so `x \\geq 5` and `x >= 5` are equal strings.
+_RELATIONS = {
+    "\\geqslant": "\\geq", "\\geq": "\\geq", ">=": "\\geq", "≥": "\\geq", "\\ge": "\\geq",
+    "\\leqslant": "\\leq", "\\leq": "\\leq", "<=": "\\leq", "≤": "\\leq", "\\le": "\\leq",
+    "\\neq": "\\neq", "!=": "\\neq", "≠": "\\neq", "\\ne": "\\neq", "\\gt": ">", "\\lt": "<",
+}  # fmt: skip
+_RELATION_RE = re.compile(
+    "|".join(re.escape(k) + ("(?![A-Za-z])" if k[-1].isalpha() else "") for k in _RELATIONS)
+)
+_MIXED_RE = re.compile(
+    r"(?P<sign>[-+]?)(?P<whole>\d+)\s*(?:\\frac\{(?P<n1>\d+)\}\{(?P<d1>\d+)\}"
+    r"|\s(?P<n2>\d+)\s*/\s*(?P<d2>\d+))(?P<pct>\\%)?"
+)
+_POWER_RE = re.compile(r"(?<=[\w)\]}])\s*\*\*\s*(?=[\w({\[-])")  # `x**2`, not **bold**
+_DECIMAL_COMMA_RE = re.compile(r"[-+]?\d+,\d+")
 _COLVEC_RE = re.compile(r"\\begin\{([pb]matrix)\}(?P<body>[^&]*?)\\end\{\1\}", re.DOTALL)
 
 
@@ -74,6 +90,21 @@ def _canonical_fracs(s: str) -> str:
     return re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
 
 
+def _improper(s: str) -> str:
+    """A mixed number (`4 4/9`, `1\\frac{4}{5}`) as one fraction, so `4 4/9` is never `44/9`."""
+    m = _MIXED_RE.fullmatch(s)
+    if m is None:
+        return s
+    num, den = (m.group("n1"), m.group("d1")) if m.group("n1") else (m.group("n2"), m.group("d2"))
+    if int(den) == 0:
+        return s
+    value = int(m.group("whole")) + Fraction(int(num), int(den))
+    sign = "-" if m.group("sign") == "-" else ""
+    if value.denominator == 1:
+        return f"{sign}{value.numerator}{m.group('pct') or ''}"
+    return f"{sign}\\frac{{{value.numerator}}}{{{value.denominator}}}{m.group('pct') or ''}"
+
+
 def _colvec_to_tuple(m: re.Match[str]) -> str:
     entries = [e.strip() for e in m.group("body").split("\\\\") if e.strip()]
     return "(" + ", ".join(entries) + ")"
@@ -88,12 +119,13 @@ def normalize_answer(answer: str) -> str:
     return _normalize(answer)[0]
 
 
-def _normalize(answer: str) -> tuple[str, str | None]:
-    """`normalize_answer` plus the variable of a stripped `x = ...` (None when there was none)."""
+def _normalize(answer: str) -> tuple[str, str | None, str]:
+    """`normalize_answer`, the variable of a stripped `x = ...` (or None), and the form that
+    keeps it (for math-verify, which compares `2x+4y-3=0` with `y = ...` itself)."""
     s = strip_answer(answer)
     if s.startswith(("\\boxed", "\\fbox")):
-        s = last_boxed(s) or s
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+        s = boxed_answer(s) or s
+    s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", _POWER_RE.sub("^", s))
     s = re.sub(r"\\left\s*\.|\\right\s*\.", "", s)
     s = re.sub(r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])", "", s)
     s = re.sub(r",\s*\\!\s*", ",", s).replace("\\!", "").replace("{,}", ",")
@@ -107,10 +139,11 @@ def _normalize(answer: str) -> tuple[str, str | None]:
         s = trailing.group("head")
     s = _unwrap_text_cmds(s)
     s = _COLVEC_RE.sub(_colvec_to_tuple, s)
+    s = _RELATION_RE.sub(lambda m: _RELATIONS[m.group(0)], s)
     s = re.sub(r"\s+", " ", s).strip()
     s = strip_answer(s)
     s = _strip_unit_words(s)
-    lhs = None
+    full, lhs = s, None
     assign = _ASSIGN_RE.match(s)
     if assign:
         s, lhs = assign.group("rhs").strip(), assign.group("lhs")
@@ -119,8 +152,12 @@ def _normalize(answer: str) -> tuple[str, str | None]:
         s = choice.group(1).upper()
     if _THOUSANDS_RE.fullmatch(s):
         s = s.replace(",", "")
-    s = _canonical_fracs(s)
-    return re.sub(r"\s+", " ", s).replace(" \\%", "\\%").strip(), lhs
+    s = _improper(_tidy(_canonical_fracs(s)))
+    return s, lhs, (_improper(_tidy(_canonical_fracs(full))) if lhs else s)
+
+
+def _tidy(s: str) -> str:
+    return re.sub(r"\s+", " ", s).replace(" \\%", "\\%").strip()
 
 
 def _key(clean: str) -> str:
@@ -158,15 +195,37 @@ def _is_word_answer(raw: str, clean: str) -> bool:
     return bool(_TEXT_CMD_RE.search(raw)) or (len(clean) >= 4 and "\\" not in raw)
 
 
-def fast_path(prediction: str, gold: str) -> tuple[bool | None, tuple[str, str, str, str]]:
-    """Decide without sympy when possible; else return the forms math-verify should compare."""
-    (pred_clean, pred_var), (gold_clean, gold_var) = _normalize(prediction), _normalize(gold)
-    if pred_var and gold_var and pred_var != gold_var:  # `y = 5` does not answer `x = 5`
-        pred_clean, gold_clean = f"{pred_var}={pred_clean}", f"{gold_var}={gold_clean}"
-    forms = (pred_clean, gold_clean, strip_answer(prediction), strip_answer(gold))
+class Forms(NamedTuple):
+    """What math-verify compares when the fast path cannot decide: normalised, then as written."""
+
+    pred: str
+    gold: str
+    pred_raw: str
+    gold_raw: str
+
+
+def _decimal_comma(key: str) -> Fraction | None:
+    """`2,5` read as 2.5; never `2, 5` (a list) nor a thousands group such as `1,500`."""
+    if _DECIMAL_COMMA_RE.fullmatch(key) and not _THOUSANDS_RE.fullmatch(key):
+        return Fraction(key.replace(",", "."))
+    return None
+
+
+def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
+    """Decide without sympy when possible; else return the forms math-verify should compare.
+
+    Both sides are bare answers (see `evals.extraction.is_bare_answer`).
+    """
+    (pred_clean, pred_var, pred_full), (gold_clean, gold_var, gold_full) = (
+        _normalize(prediction),
+        _normalize(gold),
+    )
+    forms = Forms(pred_full, gold_full, strip_answer(prediction), strip_answer(gold))
     pred_key, gold_key = _key(pred_clean), _key(gold_clean)
     if not pred_key:
         return False, forms
+    if pred_var and gold_var and pred_var != gold_var:
+        return None, forms  # `y = 5` does not answer `x = 5`; math-verify compares equations
     if pred_key == gold_key:
         return True, forms
     if re.fullmatch(r"[A-E]", gold_key):
@@ -185,4 +244,14 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, tuple[str, str, 
             return pct / 100 == other, forms
         if pred_num[1] and gold_num[1]:
             return False, forms
+    # A decimal comma against one value (`2,74` vs `2.74`); as a list it could not match that.
+    pred_dec, gold_dec = _decimal_comma(pred_clean), _decimal_comma(gold_clean)
+    if pred_dec is not None and "," not in gold_key:
+        if gold_num is not None:
+            return pred_dec == gold_num[0], forms
+        forms = forms._replace(pred=forms.pred.replace(",", "."))
+    if gold_dec is not None and "," not in pred_key:
+        if pred_num is not None:
+            return gold_dec == pred_num[0], forms
+        forms = forms._replace(gold=forms.gold.replace(",", "."))
     return None, forms

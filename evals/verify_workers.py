@@ -1,11 +1,15 @@
-"""Sandboxed math-verify: worker processes that compare what the fast path cannot decide.
+"""Sandboxed grading: worker processes that grade what the in-process fast path cannot.
 
 Its own module because math-verify (sympy) can hang on pathological input, so it runs in a spawned
 worker process under a SIGALRM deadline, with an outer `future.result(timeout=...)` guard that
 kills the pool when a worker is stuck in C code where the signal cannot fire. Workers are spawned,
-never forked (the parent hosts a multithreaded vLLM engine), so scripts that grade need the usual
-`if __name__ == "__main__":` guard. Functions the workers run stay at module top level: spawned
-pools pickle them by qualified name.
+never forked (the parent hosts a multithreaded vLLM engine), and they start without the parent's
+`__main__`, so a script or notebook that grades needs no `if __name__ == "__main__":` guard.
+Functions the workers run stay at module top level: spawned pools pickle them by qualified name.
+
+A worker reads the answer out of a text (an explicit one first: boxes, the math after `the answer
+is`, read by `evals.extraction`, which knows drafts and `</think>`; else math-verify's own
+extraction), then compares the two answers: the fast path first, math-verify's `verify` after.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -21,11 +24,24 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from multiprocessing import context, popen_spawn_posix, spawn
+from typing import Any, NamedTuple
+
+from evals.extraction import (
+    explicit_answer,
+    extract_answer,
+    is_bare_answer,
+    last_boxes,
+    list_size,
+    strip_answer,
+)
+from evals.normalization import fast_path
 
 __all__ = ["OUTER_GRACE_S", "mv_worker", "run_guarded", "run_guarded_async", "shutdown"]
 
 logger = logging.getLogger(__name__)
+
+_THINK_END = "</think>"
 
 
 class _Deadline(BaseException):
@@ -37,38 +53,103 @@ def _alarm(signum: int, frame: Any) -> None:
     raise _Deadline
 
 
+def _is_parsed(value: Any) -> bool:
+    from sympy import Basic, MatrixBase
+
+    return isinstance(value, (Basic, MatrixBase))
+
+
+class _Answer(NamedTuple):
+    """An answer as text, with math-verify's parse of it when math-verify extracted it."""
+
+    text: str
+    parsed: list[Any]
+
+
 def _mv_parse(candidates: tuple[str, ...]) -> list[Any]:
     """Parse the first candidate form that yields a sympy object (math-verify needs delimiters)."""
     from math_verify import parse
-    from sympy import Basic, MatrixBase
 
     first: list[Any] = []
     for text in candidates:
         if not text:
             continue
         parsed = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
-        if any(isinstance(p, (Basic, MatrixBase)) for p in parsed):
+        if any(_is_parsed(p) for p in parsed):
             return parsed
         first = first or parsed
     return first
 
 
-def _mv_compare(forms: tuple[str, str, str, str]) -> bool:
+def _mv_extract(text: str) -> _Answer | None:
+    """math-verify's own extraction (LaTeX, then plain expressions; rightmost match wins)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    found = parse(text, config, parsing_timeout=None)  # type: ignore[arg-type]
+    strings = [f for f in found if isinstance(f, str) and f.strip()]
+    parsed = [f for f in found if _is_parsed(f)]
+    if not strings and not parsed:
+        return None
+    return _Answer(strings[0] if strings else str(parsed[0]), parsed)
+
+
+def _answer(text: str) -> _Answer | None:
+    """The answer a prediction or gold holds: itself when bare; else its boxes or the math right
+    after `the answer is` (see `evals.extraction`: drafts, boxes in parts), then math-verify's
+    extraction, the hand-written rules last. After `</think>` first, the whole text second."""
+    if is_bare_answer(text):
+        return _Answer(strip_answer(text), [])
+    parts = [text.rsplit(_THINK_END, 1)[1], text] if _THINK_END in text else [text]
+    for part in parts:
+        explicit = explicit_answer(part)
+        if explicit is not None:
+            return _Answer(explicit[0], [])
+        extracted = _mv_extract(part)
+        if extracted is not None:
+            return extracted
+    fallback = extract_answer(text)
+    return _Answer(fallback, []) if fallback else None
+
+
+def _compare(pred: _Answer, ref: _Answer) -> bool:
+    """The fast path on the two answers, then math-verify's `verify`."""
     from math_verify import verify
 
-    pred_clean, gold_clean, pred_raw, gold_raw = forms
+    decided, forms = fast_path(pred.text, ref.text)
+    if decided is not None:
+        return decided
+    gold_parsed = ref.parsed or _mv_parse((forms.gold, forms.gold_raw))
+    pred_parsed = pred.parsed or _mv_parse((forms.pred, forms.pred_raw))
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))  # type: ignore[arg-type]
+
+
+def _judge(prediction: str, gold: str) -> bool:
+    """Extract both answers and compare them. A gold that lists k values is also compared with
+    the last k boxes of the prediction when the model boxed them sentences apart."""
+    pred, ref = _answer(prediction), _answer(gold)
+    if pred is None or ref is None:
+        return False
+    if _compare(pred, ref):
+        return True
+    if is_bare_answer(prediction):
+        return False
+    part = prediction.rsplit(_THINK_END, 1)[-1]
+    spread = last_boxes(part, list_size(ref.text))
+    return spread is not None and spread != pred.text and _compare(_Answer(spread, []), ref)
+
+
+def _mv_compare(prediction: str, gold: str) -> bool:
     try:
-        gold = _mv_parse((gold_clean, gold_raw))
-        pred = _mv_parse((pred_clean, pred_raw))
-        if not gold or not pred:
-            return False
-        return bool(verify(gold, pred, timeout_seconds=None))  # type: ignore[arg-type]
+        return _judge(prediction, gold)
     except Exception:  # a sympy failure on odd input is a mismatch, not a crash
-        logger.debug("math-verify failed on %r", forms, exc_info=True)
+        logger.debug("math-verify failed on %r vs %r", prediction, gold, exc_info=True)
         return False
 
 
-def mv_worker(forms: tuple[str, str, str, str], timeout_s: float) -> bool | None:
+def mv_worker(prediction: str, gold: str, timeout_s: float) -> bool | None:
     """Run in a worker's main thread: math-verify under a SIGALRM deadline; None when it fires.
 
     The alarm is disarmed inside the outer `try`, so one firing during cleanup is still caught.
@@ -78,7 +159,7 @@ def mv_worker(forms: tuple[str, str, str, str], timeout_s: float) -> bool | None
     try:
         signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 1e-4))
         try:
-            return _mv_compare(forms)
+            return _mv_compare(prediction, gold)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _Deadline:
@@ -102,25 +183,56 @@ OUTER_GRACE_S = 2.0  # the in-worker alarm should win; the outer guard is for st
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
+# Spawned children normally re-run the parent's `__main__` (as `__mp_main__`) before they work:
+# an unguarded script would then grade again inside each worker and fail to start a pool there.
+# Grading workers need nothing from `__main__`, so their launch drops it; other processes keep it.
+_launching_worker = threading.local()
+_stock_preparation_data = spawn.get_preparation_data
+
+
+def _preparation_data(name: str) -> dict[str, Any]:
+    data = _stock_preparation_data(name)
+    if getattr(_launching_worker, "active", False):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+class _WorkerPopen(popen_spawn_posix.Popen):
+    def _launch(self, process_obj: Any) -> None:
+        _launching_worker.active = True
+        try:
+            super()._launch(process_obj)
+        finally:
+            _launching_worker.active = False
+
+
+class _WorkerProcess(context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _WorkerPopen:
+        return _WorkerPopen(process_obj)
+
+
+class _WorkerContext(context.SpawnContext):
+    """The spawn context, with children that never import the parent's `__main__`."""
+
+    Process = _WorkerProcess
+
 
 def _get_pool() -> ProcessPoolExecutor:
     """The shared worker pool, created on first use with spawned (never forked) warm workers."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            pool = ProcessPoolExecutor(
-                max_workers=_WORKERS, mp_context=multiprocessing.get_context("spawn")
-            )
+            spawn.get_preparation_data = _preparation_data  # idempotent, see above
+            pool = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=_WorkerContext())
             try:
                 warm = [pool.submit(_warmup) for _ in range(_WORKERS)]
                 for f in warm:
                     f.result(timeout=_WARMUP_TIMEOUT_S)
             except (BrokenProcessPool, TimeoutError) as e:
                 _kill(pool)
-                raise RuntimeError(
-                    "grading workers failed to start; a script that grades must guard its entry "
-                    "point with `if __name__ == '__main__':` (workers are spawned)"
-                ) from e
+                raise RuntimeError("grading workers failed to start") from e
             _pool = pool
         return _pool
 
