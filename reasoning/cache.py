@@ -53,7 +53,9 @@ from reasoning.types import Chain, Completion, Generator, Problem, Sampling, Ste
 Mode = Literal["off", "record", "replay", "auto"]
 MODES: tuple[str, ...] = get_args(Mode)
 CACHE_FILE = "cache.sqlite"
-KEY_VERSION = 1  # part of every key: bump when what a key covers changes
+# Part of every key: bump when what a key covers changes. 2: Sampling.logprob_token_ids (the
+# judge's and generative PRM's scores changed with it, so their recorded calls must miss too).
+KEY_VERSION = 2
 
 # Record fields that legitimately differ between a recorded run and its replay.
 VOLATILE_FIELDS = ("finished_at",)
@@ -224,10 +226,15 @@ def _completion_to_json(c: Completion) -> dict[str, Any]:
 def _completion_from_json(data: Mapping[str, Any]) -> Completion:
     logprobs = data.get("logprobs")
     top = data.get("top_logprobs")
+    by_id = data.get("token_id_logprobs")  # JSON made its int keys strings
+    special = ("logprobs", "top_logprobs", "token_id_logprobs", "cached")
     return Completion(
-        **{k: v for k, v in data.items() if k not in ("logprobs", "top_logprobs", "cached")},
+        **{k: v for k, v in data.items() if k not in special},
         logprobs=None if logprobs is None else tuple(logprobs),
         top_logprobs=None if top is None else tuple(dict(d) for d in top),
+        token_id_logprobs=(
+            None if by_id is None else tuple({int(k): v for k, v in d.items()} for d in by_id)
+        ),
         cached=True,
     )
 

@@ -107,6 +107,9 @@ class Sampling:
     n: int = 1
     seed: int | None = None
     logprobs: int | None = None  # None: off; 0: sampled token only; k: plus top-k alternatives
+    # the logprobs of exactly these token ids at every generated position, whatever their rank
+    # (a judge's or PRM's label tokens); when set, backends return no top-k alternatives
+    logprob_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class Completion:
     logprobs: tuple[float, ...] | None = None
     # per generated token: {token text: logprob} of the top-k alternatives (Sampling.logprobs=k)
     top_logprobs: tuple[dict[str, float], ...] | None = None
+    # per generated token: {token id: logprob} of each id in Sampling.logprob_token_ids
+    token_id_logprobs: tuple[dict[int, float], ...] | None = None
     cached: bool = False  # replayed from the record/replay cache, no engine work
 
     @property

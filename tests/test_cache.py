@@ -52,6 +52,7 @@ class RichGenerator(ScriptedGenerator):
                 cached_prompt_tokens=4,
                 logprobs=(-0.5, -1.25, float("-inf")),
                 top_logprobs=({"a": -0.1, "b": -2.0}, {"ü": -0.3}, {}),
+                token_id_logprobs=({5: -0.25, 70000: float("-inf")}, {}, {5: -3.5}),
             )
             for i in range(sampling.n)
         ]
@@ -92,6 +93,8 @@ async def test_record_then_replay_gives_identical_completions_without_inner_call
     assert all(
         isinstance(c.logprobs, tuple) and isinstance(c.top_logprobs, tuple) for c in replayed
     )
+    # JSON turns the int token ids into strings: they come back as ints
+    assert replayed[0].token_id_logprobs == ({5: -0.25, 70000: float("-inf")}, {}, {5: -3.5})
     assert len(inner.calls) == 1
     player.start()  # a no-op in replay: building the inner would raise
 
@@ -137,6 +140,7 @@ async def test_every_sampling_field_prompt_and_name_are_part_of_the_key(cache: C
         "n": 2,
         "seed": 2,
         "logprobs": 0,
+        "logprob_token_ids": (5, 7),
     }
     assert set(variants) == {f.name for f in fields(Sampling)}, "a new Sampling field: add it"
     inner = ScriptedGenerator()

@@ -96,6 +96,37 @@ async def test_logprobs_one_per_sampled_token(gen: OpenAIGenerator) -> None:
 
 
 @pytest.mark.server
+async def test_label_token_logprobs_whatever_their_rank(gen: OpenAIGenerator) -> None:
+    """`logprob_token_ids` gives exact logprobs of tokens far outside the top k: the same the
+    server computes for them as the last token of a prompt (`prompt_logprobs`, another path)."""
+    prompt = gen.render(PROBLEM)
+    (top,) = await gen.complete(prompt, Sampling(temperature=0.0, max_tokens=1, logprobs=20))
+    assert top.top_logprobs is not None
+    rare = [t for t in ("+", "-", "~", "@", "|", "^") if t not in top.top_logprobs[0]][:2]
+    assert len(rare) == 2
+    ids = tuple(gen.tokenizer.encode(t, add_special_tokens=False)[0] for t in rare)
+    sampling = Sampling(temperature=0.0, max_tokens=1, logprob_token_ids=ids)
+    (c,) = await gen.complete(prompt, sampling)
+    assert c.tokens == 1 and c.logprobs is None and c.top_logprobs is None
+    assert c.token_id_logprobs is not None and set(c.token_id_logprobs[0]) == set(ids)
+    model = await gen.model()
+    for tid, label in zip(ids, rare, strict=True):
+        response = await gen._request(
+            lambda client, label=label: client.completions.create(
+                model=model,
+                prompt=prompt + label,
+                max_tokens=1,
+                temperature=0.0,
+                extra_body={"prompt_logprobs": 0, "return_token_ids": True},
+            )
+        )
+        extra = response.choices[0].model_extra
+        assert extra["prompt_token_ids"][-1] == tid
+        (scored,) = extra["prompt_logprobs"][-1].values()
+        assert c.token_id_logprobs[0][tid] == pytest.approx(scored["logprob"], abs=1e-5)
+
+
+@pytest.mark.server
 async def test_shared_prefix_is_served_from_cache(gen: OpenAIGenerator) -> None:
     chain = _long_chain()
     first = gen.render(PROBLEM, chain.extend("## Step 2: First branch"))

@@ -15,6 +15,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from reasoning.prompts import SYSTEM_PROMPTS
 from reasoning.steps import collapse_steps, whole_prefix
 from reasoning.types import Chain, Problem, StepScores, Verifier
 from tests.servers import ServerHandle, start_vllm_server
@@ -119,9 +120,19 @@ def test_qwen_format_uses_the_prm_tokenizer_template(tiny_prm_dir: Path) -> None
 
 
 def test_math_shepherd_format_renders_plain_text() -> None:
+    # The layout of HF search-and-learn's `MathShepherd.score` (src/sal/models/reward_models.py):
+    # prompt = system_prompt + "\n" + question + "\n"; the solution (steps joined by "\n\n")
+    # gets " ки" before every "\n\n" and at its end; the input is f"{prompt} {solution}".
+    # The system prompt is search-and-learn's default `Config.system_prompt` (== "steps").
     rendered = MathShepherdFormat().render("What is 3 + 4?", ["3 + 4 = 7", "The answer is 7"])
-    assert rendered.text == "What is 3 + 4?\n3 + 4 = 7 ки\nThe answer is 7 ки"
-    assert rendered.head == "What is 3 + 4?\n"
+    assert rendered.text == (
+        f"{SYSTEM_PROMPTS['steps']}\nWhat is 3 + 4?\n 3 + 4 = 7 ки\n\nThe answer is 7 ки"
+    )
+    assert rendered.head == f"{SYSTEM_PROMPTS['steps']}\nWhat is 3 + 4?\n "
+    assert rendered.solution == "3 + 4 = 7 ки\n\nThe answer is 7 ки"
+    # a tag inside a step would add a score: dropped
+    plain = MathShepherdFormat(system_prompt="S").render("Q", ["a ки", "b"])
+    assert plain.text == "S\nQ\n a  ки\n\nb ки" and plain.n_steps == 2
 
 
 def test_whole_prefix_collapses_the_chain_into_one_step() -> None:

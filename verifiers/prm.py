@@ -7,7 +7,8 @@ forward pass gives one two-class row per step:
 
 - Qwen2.5-Math-PRM (`format="qwen"`): chat prompt, steps joined by `<extra_0>`, a native
   two-label head (`Qwen2ForProcessRewardModel`); reward = softmax(row)[1].
-- Math-Shepherd (`format="math_shepherd"`): plain text, every step ends in " ки"; a causal LM
+- Math-Shepherd (`format="math_shepherd"`): plain text laid out as search-and-learn writes it
+  (system prompt, question, steps separated by blank lines, each ending in " ки"); a causal LM
   whose reward is P(+) among the `+`/`-` logits at each tag. vLLM 0.32's `returned_token_ids`
   slices the rows *before* the classifier (hidden states, not vocabulary logits), so it cannot
   do this; instead the LM is converted with `convert="classify"` and
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
 from reasoning.models import resolve_model_path
+from reasoning.prompts import SYSTEM_PROMPTS
 from reasoning.types import Chain, Problem, StepScores
 
 QWEN_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -102,13 +104,20 @@ class QwenPRMFormat:
 
 
 class MathShepherdFormat:
-    """Math-Shepherd: "question\\nstep 1 ки\\nstep 2 ки", P(+) among `+`/`-` at each tag."""
+    """Math-Shepherd as search-and-learn queries it (`MathShepherd.score` in its
+    src/sal/models/reward_models.py): `system_prompt + "\\n" + question + "\\n"`, a space, then
+    the steps joined by blank lines, each followed by the tag " ки":
+    "SYSTEM\\nquestion\\n step 1 ки\\n\\nstep 2 ки". P(+) among `+`/`-` at each tag."""
 
     name = "math_shepherd"
     step_token = "ки"
     step_tag = " ки"
+    step_separator = "\n\n"  # search-and-learn tags the solution text's blank lines
     positive_index = 0  # rows are [logit(+), logit(-)]
     add_special_tokens = True  # BOS, as in the Math-Shepherd reference code
+
+    def __init__(self, system_prompt: str = SYSTEM_PROMPTS["steps"]) -> None:
+        self.system_prompt = system_prompt  # search-and-learn's default `Config.system_prompt`
 
     def label_tokens(self, tokenizer: Any) -> tuple[str, str]:
         """The vocabulary entries of "+" and "-" as they follow a space (the tag position):
@@ -129,10 +138,10 @@ class MathShepherdFormat:
         self, question: str, steps: Sequence[str], tokenizer: Any | None = None
     ) -> RenderedPrompt:
         clean = [s.replace(self.step_token, "") for s in steps]
-        solution = "\n".join(s + self.step_tag for s in clean)
-        return RenderedPrompt(
-            question.replace(self.step_token, "") + "\n", solution, "", len(clean)
-        )
+        solution = self.step_separator.join(s + self.step_tag for s in clean)
+        question = question.replace(self.step_token, "")
+        head = f"{self.system_prompt}\n{question}\n "
+        return RenderedPrompt(head, solution, "", len(clean))
 
 
 FORMATS: dict[str, Callable[[], QwenPRMFormat | MathShepherdFormat]] = {

@@ -73,6 +73,20 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+def _requested_logprobs(lp: Any, token_ids: tuple[int, ...]) -> tuple[dict[int, float], ...]:
+    """Per position, {token id: logprob} of the asked-for ids, from top_logprobs keyed
+    "token_id:N" (a server that ignored `logprob_token_ids` leaves ids out: the caller sees)."""
+    out = []
+    for pos in getattr(lp, "top_logprobs", None) or ():
+        scored: dict[int, float] = {}
+        for key, value in (pos or {}).items():
+            head, _, tid = key.rpartition(":")
+            if head == "token_id" and tid.isdigit() and int(tid) in token_ids:
+                scored[int(tid)] = float(value)
+        out.append(scored)
+    return tuple(out)
+
+
 @dataclass
 class _Endpoint:
     """One server as seen from one event loop: its client, its concurrency bound, its load."""
@@ -240,17 +254,27 @@ class OpenAIGenerator:
             kwargs["seed"] = sampling.seed
         if sampling.logprobs is not None:
             kwargs["logprobs"] = sampling.logprobs
+        if sampling.logprob_token_ids:
+            # vLLM extension: the logprobs of these ids replace the top-k (vLLM wants `logprobs`
+            # set alongside); keyed "token_id:N" rather than by text, which can be ambiguous.
+            kwargs.setdefault("logprobs", 0)
+            kwargs["extra_body"] |= {
+                "logprob_token_ids": list(sampling.logprob_token_ids),
+                "return_tokens_as_token_ids": True,
+            }
         response = await self._request(lambda client: client.completions.create(**kwargs))
         usage = response.usage
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         details = getattr(usage, "prompt_tokens_details", None)
         cached = int(getattr(details, "cached_tokens", 0) or 0)
         return [
-            self._completion(choice, prompt_tokens, cached)
+            self._completion(choice, prompt_tokens, cached, sampling)
             for choice in sorted(response.choices, key=lambda c: c.index)
         ]
 
-    def _completion(self, choice: Any, prompt_tokens: int, cached: int) -> Completion:
+    def _completion(
+        self, choice: Any, prompt_tokens: int, cached: int, sampling: Sampling
+    ) -> Completion:
         extra = getattr(choice, "model_extra", None) or {}
         # vLLM: `stop_reason` is the stop string, or a token id, or None for EOS; SGLang
         # calls it `matched_stop`. Token-id stops count as EOS, as in the in-process backend.
@@ -260,9 +284,12 @@ class OpenAIGenerator:
         logprobs = None
         lp = getattr(choice, "logprobs", None)
         top = None
-        if lp is not None and lp.token_logprobs is not None:
+        by_id = None
+        if sampling.logprobs is not None and lp is not None and lp.token_logprobs is not None:
             logprobs = tuple(math.nan if x is None else float(x) for x in lp.token_logprobs)
-        if lp is not None and getattr(lp, "top_logprobs", None):
+        if sampling.logprob_token_ids:
+            by_id = _requested_logprobs(lp, sampling.logprob_token_ids)
+        elif lp is not None and getattr(lp, "top_logprobs", None):
             top = tuple(dict(pos or {}) for pos in lp.top_logprobs)
         token_ids = extra.get("token_ids")
         if token_ids is not None:
@@ -283,6 +310,7 @@ class OpenAIGenerator:
             cached_prompt_tokens=cached,
             logprobs=logprobs,
             top_logprobs=top,
+            token_id_logprobs=by_id,
         )
 
     # -- lifecycle -------------------------------------------------------------------------

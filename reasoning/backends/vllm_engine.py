@@ -61,6 +61,17 @@ def top_alternatives(
     return tuple(out)
 
 
+def requested_logprobs(
+    logprobs: Any, token_ids: tuple[int, ...] | None
+) -> tuple[dict[int, float], ...] | None:
+    """Per position, {token id: logprob} of the ids asked for with `logprob_token_ids`."""
+    if logprobs is None or not token_ids:
+        return None
+    return tuple(
+        {tid: float(pos[tid].logprob) for tid in token_ids if tid in pos} for pos in logprobs
+    )
+
+
 class VLLMGenerator:
     """Generator backed by an in-process vLLM engine (prefix caching on)."""
 
@@ -146,6 +157,7 @@ class VLLMGenerator:
             async with self._start_lock:
                 if self._engine is None:
                     await asyncio.to_thread(self.start)
+        ids = sampling.logprob_token_ids
         params = SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
@@ -153,7 +165,11 @@ class VLLMGenerator:
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
             seed=sampling.seed if self.per_request_seed else None,
-            logprobs=sampling.logprobs,
+            # vLLM returns the asked-for ids *instead of* the top-k (plus the sampled token, so
+            # the sampled logprobs stay available); `logprobs` must then be unset, as vLLM's
+            # own server does it, or it keeps only the first `logprobs` of them.
+            logprobs=None if ids else sampling.logprobs,
+            logprob_token_ids=list(ids) if ids else None,
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
         final = None
@@ -171,8 +187,17 @@ class VLLMGenerator:
                 stop=out.stop_reason if isinstance(out.stop_reason, str) else None,
                 prompt_tokens=prompt_tokens,
                 cached_prompt_tokens=cached,
-                logprobs=sampled_logprobs(out.token_ids, out.logprobs),
-                top_logprobs=top_alternatives(out.token_ids, out.logprobs, sampling.logprobs),
+                logprobs=(
+                    None
+                    if sampling.logprobs is None
+                    else sampled_logprobs(out.token_ids, out.logprobs)
+                ),
+                top_logprobs=(
+                    None
+                    if ids
+                    else top_alternatives(out.token_ids, out.logprobs, sampling.logprobs)
+                ),
+                token_id_logprobs=requested_logprobs(out.logprobs, ids),
             )
             for out in sorted(final.outputs, key=lambda o: o.index)
         ]
