@@ -27,10 +27,9 @@ class GenerativePRM(NextTokenVerifier):
         backend: object | None = None,
         *,
         generator: Generator | None = None,
-        top_k: int | None = None,
         name: str = "rlhflow-prm",
     ) -> None:
-        super().__init__(backend, generator=generator, top_k=top_k)
+        super().__init__(backend, generator=generator)
         self.name = name
         self._checked_position = False
 

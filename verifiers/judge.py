@@ -34,9 +34,8 @@ class GenerativeJudge(NextTokenVerifier):
         generator: Generator | None = None,
         mode: str = "outcome",
         system: str = JUDGE_SYSTEM,
-        top_k: int = 20,
     ) -> None:
-        super().__init__(backend, generator=generator, top_k=top_k)
+        super().__init__(backend, generator=generator)
         if mode not in MODES:
             raise ValueError(f"verifier.mode={mode!r}; valid: {list(MODES)}")
         self.mode = mode

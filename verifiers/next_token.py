@@ -115,15 +115,11 @@ class NextTokenVerifier:
         backend: object | None = None,
         *,
         generator: Generator | None = None,
-        top_k: int | None = None,
     ) -> None:
         if backend is None and generator is None:
             raise ValueError(f"{type(self).__name__} needs a generator or a backend config")
         self._backend = backend
         self._generator = generator
-        # Unused: the label tokens' logprobs are requested by id, whatever their rank. Kept so
-        # that configs written for the former top-k reading still load.
-        self.top_k = top_k
         self._label_ids: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @property
