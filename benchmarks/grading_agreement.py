@@ -84,9 +84,18 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--misses", action="store_true", help="list the rows each grader misses")
     args = parser.parse_args()
-    from evals.grading import shutdown
+    from benchmarks.settings import print_settings
+    from evals.grading import grader_info, shutdown
 
     rows = load_table(args.table)
+    print_settings(
+        {
+            "table": args.table,
+            "rows": len(rows),
+            "ours": grader_info(),
+            "plain_math_verify": "verify(parse(gold), parse(prediction)), 5 s timeouts",
+        }
+    )
     try:
         hits = agreement(rows)
     finally:
