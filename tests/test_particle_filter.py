@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from evals.grading import Grader
 from reasoning import Budget, Context, Outcome, Problem, Sampling
+from reasoning.steps import collapse_steps
 from reasoning.types import STEP_DELIMITER
 from search.particle_filter import (
     REFERENCE_EPS,
@@ -591,7 +592,12 @@ def test_particle_filter_and_gibbs_on_the_real_engine(engine) -> None:  # noqa: 
         assert len(s["weights"]) == 4 and sum(s["weights"]) == pytest.approx(1.0)
     for chain in out.chains:
         assert 1 <= len(chain.steps) <= 3 and chain.finished
-        assert list(chain.scores) == checker.check_steps(chain.steps)
+        # model aggregation (the default): step k carries the checker's score of the whole
+        # prefix up to k, read as one step
+        assert list(chain.scores) == [
+            checker.check_steps(collapse_steps(chain.steps[: k + 1]))[0]
+            for k in range(len(chain.steps))
+        ]
     assert_paths_in_tree(out)
     if out.chain is not None:
         assert out.chain.scores[-1] == max(c.scores[-1] for c in out.chains)
@@ -605,5 +611,8 @@ def test_particle_filter_and_gibbs_on_the_real_engine(engine) -> None:  # noqa: 
     assert len(one["final"]) == len(two["final"]) == 3
     for chain in out.chains:
         assert 1 <= len(chain.steps) <= 2 and chain.finished
-        assert list(chain.scores) == checker.check_steps(chain.steps)
+        assert list(chain.scores) == [
+            checker.check_steps(collapse_steps(chain.steps[: k + 1]))[0]
+            for k in range(len(chain.steps))
+        ]
     assert_paths_in_tree(out)
