@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from omegaconf import OmegaConf
 
 from evals.grading import Grade, Grader
 from evals.runner import (
     RESULTS,
+    RUN_CONFIG,
     RunInterrupted,
     Runner,
     read_results,
+    run_fingerprint,
     trace_filename,
     wilson_interval,
 )
 from reasoning import Problem
+from reasoning.build import compose_config
 from search import BestOfN
 from tests.fakes import ScriptedGenerator
 
@@ -97,8 +102,132 @@ def test_corrupt_line_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
 async def test_rerun_with_other_settings_is_refused(tmp_path: Path) -> None:
     await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(PROBLEMS[:1])
     other = Runner(ScriptedGenerator(), BestOfN(n=4), tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different settings.*search"):
+    with pytest.raises(ValueError, match=r"different settings \(search.n: 2 -> 4\)"):
         await other.run(PROBLEMS[:1])
+
+
+def _config(*overrides: str) -> dict[str, Any]:
+    """The composed config `reason` would run with these overrides, as the runner gets it."""
+    return OmegaConf.to_container(compose_config(overrides), resolve=True)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("dataset.arith.seed=1", "dataset.arith.seed: 0 -> 1"),
+        ("dataset.path=/data/other.jsonl", 'dataset.path: null -> "/data/other.jsonl"'),
+        ("dataset=math500", 'dataset.name: "arith" -> "math500"'),
+        ("model.path=/models/other", "model.path"),
+        ("model.system_prompt=steps", 'model.system_prompt: "short" -> "steps"'),
+        ("model.max_model_len=1024", "model.max_model_len: 2048 -> 1024"),
+        ("backend=openai", "backend._target_"),
+        ("search.temperature=0.5", "search.temperature: 0.8 -> 0.5"),
+        ("search.max_tokens=64", "search.max_tokens"),
+        ("judge.strict=true", "judge.strict: false -> true"),
+        ("seed=3", "seed: 0 -> 3"),
+        ("budget.generated_tokens=100", "budget.generated_tokens: null -> 100"),
+        ("+search.brand_new_key=1", "search.brand_new_key: <absent> -> 1"),
+    ],
+)
+async def test_resume_refuses_a_config_that_changes_results(
+    tmp_path: Path, override: str, key: str
+) -> None:
+    await _runner(tmp_path, ScriptedGenerator(_answer_twice), config=_config()).run(PROBLEMS[:1])
+    other = _runner(tmp_path, ScriptedGenerator(_answer_twice), config=_config(override))
+    with pytest.raises(ValueError, match="different settings") as refused:
+        await other.run(PROBLEMS[:1])
+    assert key in str(refused.value)
+    assert "hydra.run.dir" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["concurrency=3", "progress=false", "verbose=true"],
+        ["cache.mode=record", "cache.path=/tmp/x.sqlite"],
+        ["dataset.limit=1", "dataset.ids=[test/algebra/0.json]"],
+        ["dataset.arith.n=5", "dataset.arith.levels=[1,2]"],
+        ["model.name=renamed", "backend.kv_cache_gib=1", "backend.max_num_seqs=8"],
+        ["backend.gpu_memory_utilization=0.5", "backend.enforce_eager=true"],
+        ["+retry_errors=true"],
+    ],
+    ids=lambda o: " ".join(o),
+)
+async def test_resume_accepts_keys_that_do_not_change_results(
+    tmp_path: Path, overrides: list[str]
+) -> None:
+    await _runner(tmp_path, ScriptedGenerator(_answer_twice), config=_config()).run(PROBLEMS[:2])
+    again = ScriptedGenerator(_answer_twice)
+    summary = await _runner(tmp_path, again, config=_config(*overrides)).run(PROBLEMS[:3])
+    assert len(again.calls) == 1 and summary["problems"] == 3  # only the new problem ran
+
+
+def test_fingerprint_leaves_out_plumbing_and_selection_only() -> None:
+    fp = run_fingerprint(_config("backend=openai"))
+    for kept in ("backend._target_", "backend.served_model", "backend.tokenizer", "model.path"):
+        assert kept in fp
+    for left_out in (
+        "backend.base_urls",
+        "backend.api_key",
+        "backend.timeout_s",
+        "concurrency",
+        "dataset.limit",
+        "cache.mode",
+    ):
+        assert left_out not in fp
+    assert run_fingerprint({"a": {"b": [1, 2], "c": {}}}) == {"a.b": [1, 2], "a.c": {}}
+
+
+async def test_a_selection_can_grow_between_resumes(tmp_path: Path) -> None:
+    first = _runner(tmp_path, ScriptedGenerator(_answer_twice), config=_config("dataset.limit=2"))
+    assert (await first.run(PROBLEMS[:2]))["problems"] == 2
+    gen = ScriptedGenerator(_answer_twice)
+    summary = await _runner(tmp_path, gen, config=_config()).run(PROBLEMS)
+    assert len(gen.calls) == 4 and summary["problems"] == 6  # the summary covers the selection
+    summary = await _runner(tmp_path, gen, config=_config()).run(PROBLEMS[4:])
+    assert summary["problems"] == 2
+
+
+async def test_a_changed_problem_under_the_same_id_is_refused(tmp_path: Path) -> None:
+    await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(PROBLEMS[:2])
+    changed = [PROBLEMS[0], Problem(PROBLEMS[1].id, "What is 7 + 7?", "14")]
+    with pytest.raises(ValueError, match="question or gold answer has changed.*algebra/1"):
+        await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(changed)
+
+
+async def test_a_run_dir_of_the_previous_version_is_refused_clearly(tmp_path: Path) -> None:
+    old = {"search": {"name": "best_of_n", "n": 2}, "generator": "scripted", "seed": 0}
+    (tmp_path / RUN_CONFIG).write_text(json.dumps(old))
+    (tmp_path / RESULTS).write_text('{"id": "test/algebra/0.json"}\n')
+    with pytest.raises(ValueError, match="older version.*cannot be checked.*hydra.run.dir"):
+        await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(PROBLEMS[:1])
+
+
+async def test_results_without_run_json_are_refused(tmp_path: Path) -> None:
+    (tmp_path / RESULTS).write_text('{"id": "test/algebra/0.json"}\n')
+    with pytest.raises(ValueError, match="no run.json"):
+        await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(PROBLEMS[:1])
+
+
+def test_trace_names_are_distinct_readable_and_short() -> None:
+    ids = ["a/b", "a?b", "a__b", "a b", "a/b/", "A/b", "", ".", "..", "x" * 500, "x" * 501]
+    ids += ["\ud800", "\udc80", "ζ", "test/algebra/1.json", trace_filename("a/b")[:-5]]
+    names = [trace_filename(i) for i in ids]
+    assert len(set(names)) == len(ids)
+    assert trace_filename("arith-L1-0003") == "arith-L1-0003.json"  # safe ids stay as they are
+    assert trace_filename("a/b").startswith("a__b~") and trace_filename("a?b").startswith("a__b~")
+    assert trace_filename("test/algebra/1.json").startswith("test__algebra__1.json~")
+    for name in names:
+        assert len(name.encode()) <= 200 and "/" not in name and name.endswith(".json")
+    assert trace_filename("").startswith("~")  # never the bare ".json"
+
+
+async def test_ids_that_slug_alike_keep_their_own_traces(tmp_path: Path) -> None:
+    problems = [Problem(i, "What is 1 + 1?", "2") for i in ("a/b", "a?b", "a__b")]
+    await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(problems)
+    traces = sorted((tmp_path / "traces").glob("*.json"))
+    assert len(traces) == 3
+    assert sorted(json.loads(t.read_text())["id"] for t in traces) == ["a/b", "a?b", "a__b"]
 
 
 class _TimeoutGrader(Grader):
