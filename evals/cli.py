@@ -5,7 +5,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,6 +20,11 @@ from omegaconf import DictConfig
 from evals import console
 
 ENGINE_LOG = "engine.log"
+# After SIGTERM the run stops, the engine shuts down (vLLM gives its processes 5 s) and the
+# process exits; whatever still holds it up then (a thread still starting the engine) is cut
+# short this long after the signal: the children end with it (install_lifeline).
+TERM_GRACE_S = 8.0
+ENGINE_STOP_S = 2.0  # after SIGTERM, vLLM's processes get this long before they are killed
 
 _last_log: list[Path] = []  # the latest multirun job's engine log
 
@@ -27,10 +37,49 @@ def _close_engines_into_last_log() -> None:
         close_generators()
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwinds the run like Ctrl-C, then exits with 128 + 15."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    from reasoning.backends.vllm_engine import VLLMGenerator
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    threading.Thread(target=_exit_after, args=(TERM_GRACE_S,), daemon=True).start()
+    VLLMGenerator.shutdown_timeout_s = ENGINE_STOP_S
+    raise Terminated(128 + signum)
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    os._exit(128 + signal.SIGTERM)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit after the exit hooks, skipping the interpreter's own teardown (seconds of C
+    finalizers once torch and vLLM are loaded) and threads still busy (an engine start)."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _stop_with_the_process() -> None:
+    """SIGTERM stops the run and shuts the engine down; every multiprocessing child (engine
+    core, workers, grading workers) ends when this process ends, also by SIGKILL."""
+    from reasoning.backends.vllm_engine import install_lifeline
+
+    install_lifeline()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """One run (or multirun job); vLLM's output goes to <run dir>/engine.log unless verbose."""
-    verbose = bool(cfg.get("verbose", False))
+    _stop_with_the_process()
+    verbose = cfg.get("verbose", False) is True
     # On the terminal vLLM's INFO lines would drown the progress bar; in engine.log they help.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING" if verbose else "INFO")
     from evals.experiment import format_summary, run_experiment
@@ -39,6 +88,7 @@ def main(cfg: DictConfig) -> float | None:
     out_dir = HydraConfig.get().runtime.output_dir
     log = Path(out_dir) / ENGINE_LOG
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    terminated = False
     try:
         with contextlib.ExitStack() as quiet:
             if not verbose:
@@ -48,9 +98,20 @@ def main(cfg: DictConfig) -> float | None:
                 summary = run_experiment(cfg, out_dir)
                 print(format_summary(summary), file=console.stdout())
                 print(f"run dir   {out_dir}", file=console.stdout(), flush=True)
+            except Terminated:
+                terminated = True
+                raise
             finally:
-                if not multirun:
+                if not multirun or terminated:
                     close_generators()  # here, not at exit, so its kill messages go to the log
+    except Terminated:
+        print(
+            f"reason: stopped by SIGTERM; finished problems are saved in {out_dir} "
+            "(rerun the same command to resume)",
+            file=console.stderr(),
+            flush=True,
+        )
+        _exit_now(128 + signal.SIGTERM)
     finally:
         if multirun and not verbose:
             # The engine outlives the job; re-registered after every job so that it runs

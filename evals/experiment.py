@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from evals import console
-from evals.datasets import load_problems
+from evals.datasets import DatasetUnavailableError, load_problems
 from evals.runner import Runner, search_params
+from evals.validation import validate_config
 from reasoning.build import (
+    ConfigError,
     build_budget,
     build_generator,
     build_judge,
@@ -19,7 +22,7 @@ from reasoning.build import (
     check_verifier,
 )
 from reasoning.controller import Controller, controller_name
-from reasoning.loop import run_sync
+from reasoning.loop import background_loop
 from reasoning.types import Problem, Verifier
 
 
@@ -39,8 +42,17 @@ def load_from_config(cfg: DictConfig) -> list[Problem]:
 
 
 def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Validate everything cheap first (data, search, budget), then start the engine and run."""
-    problems = load_from_config(cfg)
+    """Validate everything cheap first, then start the engine and run.
+
+    In order: the top-level keys (evals/validation.py), the data (a bad file names its line),
+    the search keys (search/settings.py), budget, verifier, judge. All of it fails before the
+    generator and the Runner exist, so a bad value leaves the run directory as it was.
+    """
+    validate_config(cfg, out_dir)
+    try:
+        problems = load_from_config(cfg)
+    except (ValueError, OSError, DatasetUnavailableError) as exc:
+        raise ConfigError(str(exc)) from exc
     search = build_search(cfg)
     budget = build_budget(cfg)
     verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache.py)
@@ -60,7 +72,13 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         progress=cfg.progress,
     )
-    return run_sync(runner.run(problems))
+    future = asyncio.run_coroutine_threadsafe(runner.run(problems), background_loop())
+    try:
+        return future.result()
+    except BaseException:
+        # SIGTERM or Ctrl-C (evals/cli.py): stop the problems in flight before the engine goes
+        future.cancel()
+        raise
 
 
 def what_runs(
@@ -87,9 +105,19 @@ def format_summary(summary: dict[str, Any]) -> str:
     acc = summary["accuracy"]
     lo, hi = summary["ci95"]
     acc_text = "n/a (nothing graded)" if acc is None else f"{acc:.3f}  (95% CI {lo:.3f}-{hi:.3f})"
+    problems = f"on n={summary['n']} graded of {summary['problems']} problems"
+    apart = [
+        f"{summary[key]} {label}"
+        for key, label in (
+            ("errors", "failed with an error (see `error` in results.jsonl)"),
+            ("ungraded", "ungradable"),
+            ("missing_scores", "voted without their verifier scores"),
+        )
+        if summary.get(key)
+    ]
     return "\n".join(
         [
-            f"accuracy  {acc_text}  on n={summary['n']} graded of {summary['problems']} problems",
+            f"accuracy  {acc_text}  {problems}" + (f"; {', '.join(apart)}" if apart else ""),
             f"ledger    generated_tokens={led['generated_tokens']}  "
             f"prompt_tokens={led['prompt_tokens']}  "
             f"cached_prompt_tokens={led['cached_prompt_tokens']}",

@@ -7,12 +7,16 @@ start the engine once.
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import inspect
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.errors import CompactHydraException, InstantiationException
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from reasoning.budget import Budget
@@ -23,6 +27,53 @@ from reasoning.types import AnswerJudge, Generator, Verifier
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 _generators: dict[str, Generator] = {}
+
+
+class ConfigError(CompactHydraException, ValueError):
+    """A config value that cannot run; the message names the key and what it accepts.
+
+    A `ValueError` for API callers; a compact Hydra error, so `reason` prints the message
+    alone instead of a traceback.
+    """
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+def _settings_of(target: Any) -> list[str]:
+    """The keyword arguments a `_target_` takes (a dataclass's fields, else its signature)."""
+    try:
+        obj = get_object(str(target))
+        if dataclasses.is_dataclass(obj):
+            return [f.name for f in dataclasses.fields(obj) if f.init]
+        params = inspect.signature(obj).parameters.values()
+        return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except Exception:  # an unknown target: say nothing rather than something wrong
+        return []
+
+
+def instantiate_group(node: Any, key: str) -> Any:
+    """`instantiate(node)` with the constructor's own error (Hydra wraps it, and its text names
+    no key) as a `ConfigError` that names `key` (the config group, e.g. "search")."""
+    try:
+        return instantiate(node)
+    except InstantiationException as exc:
+        cause: BaseException | None = exc
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, TypeError) and (match := _UNEXPECTED.search(str(cause))):
+            target = node.get("_target_") if hasattr(node, "get") else None
+            valid = [k for k in _settings_of(target) if not k.startswith("_")]
+            also = f"; valid: {', '.join(valid)}" if valid else ""
+            raise ConfigError(f"{key}.{match.group(1)} is not a {key} setting{also}") from cause
+        if isinstance(cause, ValueError | TypeError):
+            text = str(cause)
+            # search/settings.py's errors already start with "search.<key>"
+            message = text if text.startswith(f"{key}.") else f"{key}: {text}"
+            raise ConfigError(message) from cause
+        raise
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -54,24 +105,26 @@ def generator_for(backend: Any) -> Generator:
     node = backend if isinstance(backend, DictConfig) else OmegaConf.create(dict(backend))
     key = json.dumps(_plain(node), sort_keys=True)
     if key not in _generators:
-        _generators[key] = instantiate(node)
+        _generators[key] = instantiate_group(node, "backend")
     return _generators[key]
 
 
 def build_search(cfg: DictConfig) -> Controller:
-    return instantiate(cfg.search)
+    """The controller of `cfg.search`; its settings are checked on construction
+    (search/settings.py), a bad one raising `ConfigError("search.<key> ...")`."""
+    return instantiate_group(cfg.search, "search")
 
 
 def build_judge(cfg: DictConfig) -> AnswerJudge:
     """The answer judge of `cfg.judge` (extraction + equivalence, for voting and grading)."""
-    return instantiate(cfg.judge)
+    return instantiate_group(cfg.judge, "judge")
 
 
 def check_verifier(search: Controller, verifier: Verifier | None) -> None:
     """Refuse a controller that needs a verifier when there is none, saying what for."""
     use = getattr(search, "verifier_use", None)
     if use and verifier is None:
-        raise ValueError(
+        raise ConfigError(
             f"search={controller_name(search)} needs a verifier ({use}): set verifier=<name>, "
             "e.g. verifier=arith (see `reason --help` for the verifier group)"
         )
@@ -82,9 +135,13 @@ def build_verifier(cfg: DictConfig, run_dir: str | Path | None = None) -> Verifi
         return None
     cache = cache_for(cfg, run_dir)
     if cache is None:
-        return instantiate(cfg.verifier)
+        return instantiate_group(cfg.verifier, "verifier")
     mode, calls = cache
-    inner = (lambda: instantiate(cfg.verifier)) if mode == "replay" else instantiate(cfg.verifier)
+    inner = (
+        (lambda: instantiate_group(cfg.verifier, "verifier"))
+        if mode == "replay"
+        else instantiate_group(cfg.verifier, "verifier")
+    )
     # The whole resolved verifier config keys the cache: a changed setting (a judge's model,
     # the checker's neutral score) must never replay the old scores.
     name, kind = cfg.verifier.get("name"), json.dumps(_plain(cfg.verifier), sort_keys=True)
@@ -92,7 +149,19 @@ def build_verifier(cfg: DictConfig, run_dir: str | Path | None = None) -> Verifi
 
 
 def build_budget(cfg: DictConfig) -> Budget:
-    return Budget(**_plain(cfg.budget))
+    """The per-problem limits of `cfg.budget` (Budget checks that each is positive or null)."""
+    limits = _plain(cfg.budget)
+    unknown = sorted(set(limits) - {f.name for f in dataclasses.fields(Budget)})
+    if unknown:
+        valid = ", ".join(f.name for f in dataclasses.fields(Budget))
+        raise ConfigError(f"budget.{unknown[0]} is not a budget limit; valid: {valid}")
+    for name, value in limits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"budget.{name} must be a number > 0 or null, got {value!r}")
+    try:
+        return Budget(**limits)
+    except ValueError as exc:  # "budget.<name> must be positive or null, got ..."
+        raise ConfigError(str(exc)) from exc
 
 
 def close_generators() -> None:

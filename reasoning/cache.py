@@ -89,19 +89,23 @@ class CallCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_cache_file(self.path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives a killed process (not necessarily a power cut)
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            for table in _TABLES:
-                self._db.execute(
-                    f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, owner TEXT, "
-                    "summary TEXT, value TEXT NOT NULL, created REAL)"
-                )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit survives a killed process (not necessarily a power cut)
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA busy_timeout=30000")
+                for table in _TABLES:
+                    self._db.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, owner TEXT, "
+                        "summary TEXT, value TEXT NOT NULL, created REAL)"
+                    )
+        except (OSError, sqlite3.Error) as exc:
+            raise _not_a_cache(self.path, f"{type(exc).__name__}: {exc}") from exc
 
     def get(self, table: str, key: str) -> Any | None:
         """The stored value (decoded JSON), or None."""
@@ -147,6 +151,51 @@ class CallCache:
         self.close()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _not_a_cache(path: Path, why: str) -> ValueError:
+    return ValueError(
+        f"cache.path={path} is not a call cache ({why}); set cache.path to the cache.sqlite of "
+        "a recorded run, or to a new file name (cache.mode=record or auto create it)"
+    )
+
+
+def check_cache_file(path: str | Path) -> None:
+    """Refuse, without creating or changing anything, a path that cannot be a call cache: a
+    directory, a file that is not SQLite, an SQLite database of other tables, a file under a
+    file. A missing file is fine (record and auto create it)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise _not_a_cache(path, "it is a directory")
+    if not path.exists():
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise _not_a_cache(path, f"{parent} is a file, not a directory")
+        return
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise _not_a_cache(path, f"cannot read it: {exc.strerror or exc}") from exc
+    if not header:
+        return  # an empty file: SQLite makes it a database on first write
+    if header != _SQLITE_HEADER:
+        raise _not_a_cache(path, "it is not an SQLite file")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise _not_a_cache(path, f"SQLite cannot read it: {exc}") from exc
+    if tables and not tables & set(_TABLES):
+        raise _not_a_cache(
+            path, f"an SQLite database of other tables: {', '.join(sorted(tables)[:5])}"
+        )
+
+
 _open: dict[Path, CallCache] = {}
 
 
@@ -188,7 +237,7 @@ def cache_for(cfg: Any, run_dir: str | Path | None = None) -> tuple[Mode, CallCa
             f"cache.mode=replay: no cache at {path}; set cache.path to the cache.sqlite of a "
             "recorded run (cache.mode=record or auto)"
         )
-    return cast(Mode, mode), open_cache(path)
+    return cast(Mode, mode), open_cache(path)  # CallCache refuses a file that is no cache
 
 
 def _check_mode(mode: str) -> Mode:

@@ -29,20 +29,28 @@ from search.expand import StepPolicy
 
 
 def _at_least(low: int) -> Callable[[Any], str | None]:
-    return lambda v: None if isinstance(v, int) and v >= low else f"must be an integer >= {low}"
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= low
+        return None if ok else f"must be an integer >= {low}"
+
+    return check
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _non_negative(v: Any) -> str | None:
-    ok = isinstance(v, int | float) and math.isfinite(v) and v >= 0
+    ok = _number(v) and v >= 0
     return None if ok else "must be a finite number >= 0"
 
 
 def _positive(v: Any) -> str | None:
-    return None if isinstance(v, int | float) and math.isfinite(v) and v > 0 else "must be > 0"
+    return None if _number(v) and v > 0 else "must be > 0"
 
 
 def _probability(v: Any) -> str | None:
-    return None if isinstance(v, int | float) and 0 < v <= 1 else "must be in (0, 1]"
+    return None if _number(v) and 0 < v <= 1 else "must be in (0, 1]"
 
 
 def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:

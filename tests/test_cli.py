@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DATA
+from tests.conftest import REPO, TEST_DATA
 
 REASON = [sys.executable, "-m", "evals.cli"]
 FAST = ["search.max_tokens=48", "progress=false"]
@@ -40,6 +42,111 @@ def _records(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _stat(pid: int) -> tuple[str, int, str] | None:
+    """(state, parent pid, start time) of a process, from /proc; None when there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), fields[19]
+
+
+def _descendants(root: int) -> dict[tuple[int, str], str]:
+    """Every process below `root`: (pid, start time) -> its command line."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            children.setdefault(stat[1], []).append(int(entry.name))
+    found: dict[tuple[int, str], str] = {}
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            stat = _stat(pid)
+            if stat is None:
+                continue
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            found[(pid, stat[2])] = cmdline.decode(errors="replace").strip()
+            todo.append(pid)
+    return found
+
+
+def _alive(pid: int, start: str) -> bool:
+    """The same process (not a reused pid) is still running (a zombie has ended)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z" and stat[2] == start
+
+
+def _left_after(procs: dict[tuple[int, str], str], seconds: float) -> dict[int, str]:
+    """Those of `procs` still alive after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_alive(*key) for key in procs):
+        time.sleep(0.2)
+    return {pid: cmd for (pid, start), cmd in procs.items() if _alive(pid, start)}
+
+
+# A parent with children of every kind: forked, spawned (one of them with a forked and a spawned
+# child of its own) and a spawned process pool; it prints its tree and waits to be killed.
+LIFELINE_PARENT = """
+import multiprocessing as mp, time
+from concurrent.futures import ProcessPoolExecutor
+from reasoning.backends.vllm_engine import install_lifeline
+
+def sleep():
+    time.sleep(300)
+
+def parent():
+    mp.get_context("fork").Process(target=sleep).start()
+    mp.get_context("spawn").Process(target=sleep).start()
+    time.sleep(300)
+
+if __name__ == "__main__":
+    install_lifeline()
+    for method, target in (("fork", sleep), ("spawn", parent), ("fork", parent)):
+        mp.get_context(method).Process(target=target).start()
+    pool = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"))
+    for job in [pool.submit(time.sleep, 0.2) for _ in range(4)]:
+        job.result()
+    pool.submit(time.sleep, 300)
+    print("ready", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_children_end_with_a_killed_parent(tmp_path: Path) -> None:
+    """SIGKILL runs no cleanup: the children (here 3, 4 grandchildren, 2 pool workers and the
+    resource tracker) end by themselves within seconds (install_lifeline)."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(LIFELINE_PARENT))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "ready":
+                break
+        deadline = time.monotonic() + 30
+        while len(children := _descendants(proc.pid)) < 10 and time.monotonic() < deadline:
+            time.sleep(0.2)  # a grandchild may still be starting
+        assert len(children) == 10, children
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone: its group would take them all
+        proc.wait()
+        left = _left_after(children, 15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a failure must not leak the processes
+        proc.wait()
+    assert left == {}
 
 
 def test_help_lists_groups() -> None:
@@ -78,8 +185,42 @@ def test_malformed_jsonl_names_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}, line 2" in out.stderr
 
 
+def _stop_mid_run(
+    args: list[str], run_dir: Path, sig: signal.Signals, records: int
+) -> tuple[int, str, float, dict[tuple[int, str], str], dict[int, str]]:
+    """Run `reason`, send `sig` to it alone once `records` problems are done. Returns its exit
+    status, output, seconds from the signal to its exit, its child processes just before the
+    signal, and those of them still alive 20 s after it exited."""
+    proc = subprocess.Popen(
+        [*REASON, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 420
+        while len(_records(run_dir)) < records and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        children = _descendants(proc.pid)
+        sent = time.monotonic()
+        os.kill(proc.pid, sig)  # the process alone: its group would take the children with it
+        output, _ = proc.communicate(timeout=60)
+        exit_s = time.monotonic() - sent
+        left = _left_after(children, 20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a failure must not leak an engine
+        proc.wait()
+    return proc.returncode, output, exit_s, children, left
+
+
 @pytest.mark.engine
 def test_killed_run_resumes_without_losing_results(tmp_path: Path) -> None:
+    """kill -9 mid-run, then SIGTERM mid-run: neither leaves an engine process behind, SIGTERM
+    stops within seconds, and the next run resumes where they stopped."""
     run_dir = tmp_path / "run"
     args = [
         *FAST,
@@ -88,18 +229,25 @@ def test_killed_run_resumes_without_losing_results(tmp_path: Path) -> None:
         "concurrency=1",
         f"hydra.run.dir={run_dir}",
     ]
-    proc = subprocess.Popen(
-        [*REASON, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 420
-        while len(_records(run_dir)) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    code, output, _, children, left = _stop_mid_run(args, run_dir, signal.SIGKILL, records=2)
+    assert code == -signal.SIGKILL, output[-3000:]
+    engine = [cmd for cmd in children.values() if "EngineCore" in cmd or "Worker" in cmd]
+    assert len(engine) >= 2, children  # the engine core and its worker were running
+    assert left == {}, "processes of the killed run outlived it"
     before = _records(run_dir)
     assert 2 <= len(before) < 6, "the run should have been killed part-way"
+
+    code, output, exit_s, children, left = _stop_mid_run(
+        args, run_dir, signal.SIGTERM, records=len(before) + 1
+    )
+    assert code == 128 + signal.SIGTERM, output[-3000:]
+    assert exit_s < 8, f"SIGTERM took {exit_s:.1f} s"
+    assert f"stopped by SIGTERM; finished problems are saved in {run_dir}" in output
+    assert any("EngineCore" in cmd for cmd in children.values()), children
+    assert left == {}, "processes of the stopped run outlived it"
+    middle = _records(run_dir)
+    assert len(before) < len(middle) < 6 and middle[: len(before)] == before
+    before = middle
     logged_before = (run_dir / "engine.log").stat().st_size
 
     out = _run(args)

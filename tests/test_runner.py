@@ -149,7 +149,7 @@ async def test_resume_refuses_a_config_that_changes_results(
         ["dataset.arith.n=5", "dataset.arith.levels=[1,2]"],
         ["model.name=renamed", "backend.kv_cache_gib=1", "backend.max_num_seqs=8"],
         ["backend.gpu_memory_utilization=0.5", "backend.enforce_eager=true"],
-        ["+retry_errors=true"],
+        ["retry_errors=true"],
     ],
     ids=lambda o: " ".join(o),
 )

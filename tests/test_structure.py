@@ -120,6 +120,8 @@ def test_a_key_shared_by_two_controllers_is_a_shared_key() -> None:
         (BestOfN, "max_tokens", 0),
         (BestOfN, "step_reduction", "median"),
         (AStar, "filter_duplicates", "yes"),
+        (BestOfN, "n", True),  # a bool is not a count
+        (Beam, "temperature", False),
     ],
 )
 def test_shared_keys_are_validated_alike(cls: type, key: str, value: object) -> None:

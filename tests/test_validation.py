@@ -1,0 +1,183 @@
+"""Config validation before anything expensive: every bad value names its key and what it takes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from evals import experiment
+from evals.validation import validate_config
+from reasoning.build import (
+    CONF_DIR,
+    ConfigError,
+    build_budget,
+    build_search,
+    check_verifier,
+    compose_config,
+)
+from reasoning.cache import CallCache, check_cache_file
+from tests.fakes import ScriptedGenerator
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["seed=abc"], "seed must be an integer >= 0 and <= 4294967295, got 'abc'"),
+        (["seed=-1"], "seed must be an integer >= 0"),
+        (["seed=true"], "seed must be an integer"),
+        (["concurrency=abc"], "concurrency must be an integer >= 1, got 'abc'"),
+        (["concurrency=0"], "concurrency must be an integer >= 1, got 0"),
+        (["concurrency=2.5"], "concurrency must be an integer >= 1, got 2.5"),
+        (["progress=maybe"], "progress must be true or false, got 'maybe'"),
+        (["verbose=1"], "verbose must be true or false, got 1"),
+        (["retry_errors=yes"], "retry_errors must be true or false, got 'yes'"),
+        (["judge.timeout_s=0"], "judge.timeout_s must be a number > 0, got 0"),
+        (["judge.strict=sometimes"], "judge.strict must be true or false"),
+        (["dataset.ids=x"], "dataset.ids must be a list of problem ids (write dataset.ids=[x])"),
+        (["dataset.ids=[[a]]"], "dataset.ids must be a list of problem ids (['a'] is not one)"),
+        (["dataset.limit=-2"], "dataset.limit must be an integer >= 0 or null, got -2"),
+        (["dataset.limit=ten"], "dataset.limit must be an integer >= 0 or null, got 'ten'"),
+        (["dataset.subjects=Algebra"], "dataset.subjects must be a list of subject names"),
+        (["dataset.levels=3"], "write dataset.levels=[3]"),
+        (["dataset.arith.levels=[9]"], "dataset.arith.levels must be a list of levels 1, 2, 3"),
+        (["dataset.arith.n=many"], "dataset.arith.n must be an integer >= 0, got 'many'"),
+        (["+dataset.arith.count=3"], "dataset.arith.count is not a dataset.arith setting"),
+        (["cache.mode=sometimes"], "cache.mode must be one of off, record, replay, auto"),
+        (["+cache.file=x"], "cache.file is not a cache setting; valid: mode, path"),
+        (["budget.wall_s=abc"], "budget.wall_s must be a number > 0 or null, got 'abc'"),
+        (["budget.samples=[1]"], "budget.samples must be a number > 0 or null, got [1]"),
+        (["budget.generated_tokens=-1"], "budget.generated_tokens must be positive or null"),
+        (["+budget.tokens=5"], "budget.tokens is not a budget limit; valid: generated_tokens"),
+    ],
+)
+def test_bad_top_level_values_name_the_key(overrides: list[str], message: str) -> None:
+    cfg = compose_config(overrides)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert message in str(err.value)
+    assert isinstance(err.value, ValueError)  # API callers catch ValueError
+
+
+def test_defaults_and_every_preset_validate() -> None:
+    validate_config(compose_config([]))
+    for preset in sorted((CONF_DIR / "experiment").glob("*.yaml")):
+        validate_config(compose_config([f"+experiment={preset.stem}"]))
+    ok = ["dataset.ids=[a,7]", "dataset.levels=[1,'Level 2']", "dataset.limit=0", "seed=7"]
+    validate_config(compose_config([*ok, "budget.wall_s=1.5", "cache.mode=off"]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["search.n=abc"], "search.n must be an integer >= 1, got 'abc'"),
+        (["search.max_tokens=-5"], "search.max_tokens must be an integer >= 1, got -5"),
+        (["search.temperature=-1"], "search.temperature must be a finite number >= 0, got -1"),
+        (["search.top_p=7"], "search.top_p must be in (0, 1], got 7"),
+        (["search=beam", "search.max_steps=0"], "search.max_steps must be an integer >= 1"),
+        (["+search.foo=1"], "search.foo is not a search setting; valid: temperature, top_p, n"),
+    ],
+)
+def test_search_errors_come_unwrapped(overrides: list[str], message: str) -> None:
+    """search/settings.py's own message, not Hydra's InstantiationException around it."""
+    with pytest.raises(ConfigError) as err:
+        build_search(compose_config(overrides))
+    assert str(err.value).startswith(message)
+    assert "Error in call to target" not in str(err.value)
+
+
+def test_budget_and_verifier_errors_are_config_errors() -> None:
+    assert build_budget(compose_config(["budget.wall_s=2"])).wall_s == 2
+    with pytest.raises(ConfigError, match=r"budget.wall_s must be positive or null, got -1"):
+        build_budget(compose_config(["budget.wall_s=-1"]))
+    search = build_search(compose_config(["search.aggregate=weighted"]))
+    with pytest.raises(ConfigError, match="needs a verifier"):
+        check_verifier(search, None)
+
+
+def test_cache_path_must_be_a_cache_file(tmp_path: Path) -> None:
+    text = tmp_path / "notes.sqlite"
+    text.write_text("not a database\n")
+    foreign = tmp_path / "other.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE people (name TEXT)")
+    under_a_file = text / "cache.sqlite"
+    for path, why in [
+        (tmp_path, "it is a directory"),
+        (text, "it is not an SQLite file"),
+        (foreign, "an SQLite database of other tables: people"),
+        (under_a_file, "is a file, not a directory"),
+    ]:
+        with pytest.raises(ValueError, match=f"cache.path={path} is not a call cache") as err:
+            check_cache_file(path)
+        assert why in str(err.value)
+        with pytest.raises(ValueError, match="is not a call cache"):
+            CallCache(path)  # the one way a cache file is opened
+        cfg = compose_config(["cache.mode=auto", f"cache.path={path}"])
+        with pytest.raises(ConfigError, match=f"cache.path={path} is not a call cache"):
+            validate_config(cfg, tmp_path)
+
+    # fine: a missing file, an empty one, a recorded cache
+    check_cache_file(tmp_path / "new" / "cache.sqlite")
+    (tmp_path / "empty.sqlite").touch()
+    check_cache_file(tmp_path / "empty.sqlite")
+    with CallCache(tmp_path / "empty.sqlite") as cache:
+        cache.put("renders", "k", "v")
+    check_cache_file(tmp_path / "empty.sqlite")
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+    missing = tmp_path / "missing.sqlite"
+    with pytest.raises(ConfigError, match="cache.mode=replay: no cache at"):
+        validate_config(compose_config(["cache.mode=replay", f"cache.path={missing}"]))
+    with pytest.raises(ConfigError, match=r"no cache at .*run/cache.sqlite"):
+        validate_config(compose_config(["cache.mode=replay"]), tmp_path / "run")
+
+
+FAST = ["dataset.arith.n=2", "search.n=1", "search.max_tokens=8", "progress=false"]
+
+
+def test_a_bad_value_fails_before_the_generator_and_leaves_the_run_dir_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything cheap is checked before the generator (the engine) and the Runner exist, so a
+    corrected config then runs in the same directory."""
+    built: list[object] = []
+
+    def generator(cfg: object, run_dir: object = None) -> ScriptedGenerator:
+        built.append(cfg)
+        return ScriptedGenerator(["The answer is \\boxed{3}"])
+
+    monkeypatch.setattr(experiment, "build_generator", generator)
+    run_dir = tmp_path / "run"
+    bad = [
+        ["concurrency=0"],
+        ["seed=abc"],
+        ["search.temperature=-1"],
+        ["search.max_tokens=-5"],
+        ["search.top_p=7"],
+        ["budget.wall_s=abc"],
+        ["dataset.ids=x"],
+        ["cache.mode=auto", f"cache.path={tmp_path}"],
+        ["search.aggregate=weighted"],
+        ["judge.timeout_s=-1"],
+    ]
+    for overrides in bad:
+        with pytest.raises(ConfigError):
+            experiment.run_experiment(compose_config([*FAST, *overrides]), run_dir)
+    assert built == []
+    assert not run_dir.exists() or not any(run_dir.iterdir())
+
+    summary = experiment.run_experiment(compose_config(FAST), run_dir)
+    assert summary["problems"] == 2 and len(built) == 1
+    records = [json.loads(x) for x in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["prediction"] for r in records] == ["3", "3"]
+
+
+def test_bad_data_file_is_a_config_error_naming_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "oops"\n')
+    cfg = compose_config(["dataset=math500", f"dataset.path={bad}"])
+    with pytest.raises(ConfigError, match=f"{bad}, line 2: invalid JSON"):
+        experiment.run_experiment(cfg, tmp_path / "run")
