@@ -5,14 +5,25 @@ processes) that the grader, normalisation and callers who only need the answer a
 one answer boxed in parts (`\\boxed{-2} and \\boxed{1}`) whole, and tells a bare answer (`3/4`,
 `x \\geq 5`) from a text that holds one (`so $x \\geq 5$ holds`): a bare answer is never mined for
 its last number.
+
+Every function here runs in time linear in its input (one brace table per text, index-based
+stripping, a hand-written scanner for `$...$`, `\\[...\\]` and `\\(...\\)`), and
+`extract_answer_with_rule` reads at most the last `MAX_TEXT_CHARS` characters of a text, so
+extraction stays cheap enough to run inline on every candidate chain. `clean_text` maps unicode
+look-alikes (minus signs, zero-width characters, full-width digits) to what the rules expect; the
+extraction entry points apply it.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 
 __all__ = [
+    "MAX_TEXT_CHARS",
     "boxed_answer",
+    "brace_pairs",
+    "clean_text",
     "extract_answer",
     "extract_answer_with_rule",
     "explicit_answer",
@@ -25,6 +36,10 @@ __all__ = [
 ]
 
 _THINK_END = "</think>"
+# Answers sit at the end of a text; a longer one is read from its last MAX_TEXT_CHARS characters
+# (about 64k tokens), so one absurd chain cannot stall the loop that extracts every chain's answer.
+MAX_TEXT_CHARS = 1 << 18
+_MAX_BOX_DEPTH = 64  # `\boxed{\boxed{...}}` nested deeper is read from its 64 innermost levels
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _FINAL_RE = re.compile(r"final\s+answer\**\s*(?:is\b|:)\s*\**\s*:?\s*", re.IGNORECASE)
 _ANSWER_IS_RE = re.compile(r"the\s+answer\s+is\b\s*:?\s*", re.IGNORECASE)
@@ -34,7 +49,8 @@ _NUMBER_RE = re.compile(
     r"(?<![\w.])(?:-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?(?![\d,])|-?\d+,\d+(?![\d,])"
     r"|-?\d+ \d+/\d+|-?\d+\s*/\s*\d+|-?\d+(?:\.\d+)?|-?\.\d+)"
 )
-# Display math (may span lines) and inline math (may not); `\$5` is money, not math.
+# Display math (may span lines) and inline math (may not); `\$5` is money, not math. The spec of
+# `_math_spans`, which finds the same matches in linear time (tests compare the two).
 _MATH_ENV_RE = re.compile(
     r"(?<!\\)\$\$(?P<d>.+?)(?<!\\)\$\$|\\\[(?P<b>.+?)\\\]|\\\((?P<p>[^\n]+?)\\\)"
     r"|(?<![\\\d])\$(?P<i>(?:\\\$|[^$\n])+?)(?<!\\)\$",
@@ -55,8 +71,14 @@ _REVISION_RE = re.compile(
     r"double-check|reconsider|correction|oops|hmm|not|again)\b",
     re.IGNORECASE,
 )
-_SENTENCE_END_RE = re.compile(r"\.\s|\.$|\s+I hope\b|\n")
-_ELLIPSIS_RE = re.compile(r"(?:\.\.\.|\\[lc]?dots)\s*$")
+# `(?<!\s)`: a run of blanks is tried once, from its start, not from each of its characters.
+_SENTENCE_END_RE = re.compile(r"\.\s|\.$|(?<!\s)\s+I hope\b|\n")
+_ELLIPSIS_ENDS = ("...", "\\dots", "\\ldots", "\\cdots")
+_WORD_AFTER_BOX_RE = re.compile(r"[^\s$]+")
+# What `match_brace` reacts to: braces, and the escapes that hide one (`\{`, `\}`, and `\\`,
+# after which a brace counts again); any other `\x` skips a character that is no brace anyway.
+_BRACE_TOKEN_RE = re.compile(r"\\[\\{}]|[{}]")
+_MATH_START_RE = re.compile(r"\$|\\[\[(]")
 _LHS_RE = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?=[^=]+$)")
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}(?![A-Za-z])")
 _MATH_WORDS = {
@@ -64,6 +86,48 @@ _MATH_WORDS = {
     "and", "infty", "cm", "mm", "km", "ft", "in", "deg",
 }  # fmt: skip
 _STOP_WORDS = {"is", "so", "we", "it", "be", "of", "to", "as", "at", "by", "if", "on", "an"}
+
+
+# Unicode look-alikes of what the rules read: minus signs, zero-width characters (which would
+# split `1\u200b000` into two numbers), full-width digits and operators. NFKC is not used: it
+# also turns `x²` into `x2` and `½` into `1⁄2`.
+_LOOKALIKES = str.maketrans(
+    {
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad"),  # zero-width, soft hyphen
+        **dict.fromkeys("\u2212\ufe63\uff0d\u2796", "-"),  # minus, small/full-width/heavy minus
+        **{chr(0xFF10 + d): str(d) for d in range(10)},  # full-width digits
+        "\uff0b": "+", "\uff0f": "/", "\uff1d": "=", "\uff08": "(", "\uff09": ")",
+        "\u2044": "/", "\u2215": "/",  # fraction slash, division slash
+    }
+)  # fmt: skip
+# An en dash is a minus only where a minus can stand (`is –5`, `(–1, 2)`); `3–5` is a range.
+_EN_DASH_MINUS_RE = re.compile(r"(?<![\w)\]}])(?<![\d)\]}]\s)\u2013(?=\s?[\d.\\(])")
+
+
+def clean_text(text: str) -> str:
+    """`text` with unicode look-alikes made ASCII: U+2212 and other minus signs (an en dash too,
+    where it stands for one) become `-`, zero-width characters go, full-width digits become
+    digits. Idempotent, linear. Lone surrogates stay as they are (two different ones must not
+    become one U+FFFD and then look equal); the grader never calls text holding one equal to
+    anything but the same text."""
+    if text.isascii():
+        return text
+    text = text.translate(_LOOKALIKES)
+    return _EN_DASH_MINUS_RE.sub("-", text) if "\u2013" in text else text
+
+
+def brace_pairs(text: str) -> dict[int, int]:
+    """Index of the `}` closing each balanced `{` of `text`, in one pass: the answers of
+    `match_brace` for every `{` that is not itself escaped (`\\{`), without its rescans."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for m in _BRACE_TOKEN_RE.finditer(text):
+        c = m.group()
+        if c == "{":
+            stack.append(m.start())
+        elif c == "}" and stack:
+            pairs[stack.pop()] = m.start()
+    return pairs
 
 
 def match_brace(s: str, start: int) -> int:
@@ -85,53 +149,88 @@ def match_brace(s: str, start: int) -> int:
     return -1
 
 
+def _strip_blank(s: str, i: int, j: int) -> tuple[int, int]:
+    while i < j and s[i].isspace():
+        i += 1
+    while j > i and s[j - 1].isspace():
+        j -= 1
+    return i, j
+
+
+def _strip_span(s: str, i: int, j: int) -> tuple[int, int]:
+    """`strip_answer` on `s[i:j]`, as the bounds of the result: indices move, nothing is copied,
+    so stripping a thousand nested `$` costs a thousand steps, not a thousand copies."""
+    while True:
+        before = (i, j)
+        i, j = _strip_blank(s, i, j)
+        k = 0  # `$$$...$$$`: all but the last pair of the `$` runs at both ends go at once
+        while i + k < j - 2 - k and s[i + k] == "$" == s[j - 1 - k] == s[j - 2 - k]:
+            k += 1
+        i, j = i + k, j - k
+        if j - i >= 2 and s[i] == "$" and s[j - 1] == "$" and s[j - 2] != "\\":
+            i, j = i + 1, j - 1
+        elif s.startswith(("\\(", "\\["), i, j) and s.endswith(("\\)", "\\]"), i, j) and j - i >= 4:
+            i, j = i + 2, j - 2
+        i, j = _strip_blank(s, i, j)
+        if j > i and s[j - 1] in ".,;" and not s.endswith(_ELLIPSIS_ENDS, i, j):
+            j -= 1
+        if j - i > 4 and s.startswith("**", i, j) and s.endswith("**", i, j):
+            i, j = i + 2, j - 2  # markdown bold
+        if (i, j) == before:
+            return i, j
+
+
 def strip_answer(s: str) -> str:
     """Remove math delimiters, markdown bold, whitespace and sentence punctuation (`.`, `,`, `;`)
     around an extracted answer; an ellipsis (`1, 2, 3, ...`) is part of the answer and stays."""
-    prev = None
-    while prev != s:
-        prev = s
-        s = s.strip()
-        if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
-            s = s[1:-1]
-        elif s.startswith(("\\(", "\\[")) and s.endswith(("\\)", "\\]")):
-            s = s[2:-2]
-        s = s.strip()
-        if s[-1:] in (".", ",", ";") and not _ELLIPSIS_RE.search(s):
-            s = s[:-1]
-        if len(s) > 4 and s.startswith("**") and s.endswith("**"):
-            s = s[2:-2]  # markdown bold
-    return s
+    i, j = _strip_span(s, 0, len(s))
+    return s[i:j]
 
 
 def _boxes(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of each complete, non-empty, outermost box, in order."""
+    if _BOXED_RE.search(text) is None:
+        return []
+    return _boxes_in(text, 0, len(text), brace_pairs(text), 0)
+
+
+def _boxes_in(
+    text: str, lo: int, hi: int, pairs: dict[int, int], depth: int
+) -> list[tuple[int, int, str]]:
+    """`_boxes` of `text[lo:hi]` (positions in `text`); `pairs` is `brace_pairs(text)`.
+
+    A box whose content is boxes again (`\\boxed{\\boxed{7}}`) reads the last of them, at most
+    `_MAX_BOX_DEPTH` levels down. Each search resumes after the previous box, so a text of
+    unclosed `\\boxed{` costs one pass, not one pass per box.
+    """
     found: list[tuple[int, int, str]] = []
-    covered = 0
-    for m in _BOXED_RE.finditer(text):
-        if m.start() < covered:
-            continue  # nested in the previous box
-        j = m.end()
-        while j < len(text) and text[j] in " \t":
+    pos = lo
+    while (m := _BOXED_RE.search(text, pos, hi)) is not None:
+        pos = j = m.end()
+        while j < hi and text[j] in " \t":
             j += 1
-        if j < len(text) and text[j] == "{":
-            end = match_brace(text, j)
-            if end < 0:
+        if j < hi and text[j] == "{":
+            end = pairs.get(j, -1)
+            if end < 0 or end >= hi:
                 continue  # truncated: an earlier, complete box may still hold the answer
-            content, stop = text[j + 1 : end], end + 1
+            start, stop = j + 1, end + 1
         elif j > m.end():
-            word = re.match(r"[^\s$]+", text[j:])
+            word = _WORD_AFTER_BOX_RE.match(text, j, hi)
             if word is None:
                 continue
-            content, stop = word.group(0), j + word.end()
+            start, end = j, word.end()
+            stop = end
         else:
             continue
-        content = strip_answer(content)
-        if content.startswith(("\\boxed", "\\fbox")):
-            content = last_boxed(content) or ""
+        start, end = _strip_span(text, start, end)
+        if text.startswith(("\\boxed", "\\fbox"), start, end):
+            inner = _boxes_in(text, start, end, pairs, depth + 1) if depth < _MAX_BOX_DEPTH else []
+            content = inner[-1][2] if inner else ""
+        else:
+            content = text[start:end]
         if content:
             found.append((m.start(), stop, content))
-            covered = stop
+            pos = stop  # boxes nested in this one are part of it
     return found
 
 
@@ -151,7 +250,7 @@ def _boxed_group(text: str) -> tuple[str, int] | None:
         between = _TEXT_WRAP_RE.sub(r"\1", text[prev[1] : group[0][0]])
         if not _BOX_SEPARATOR_RE.fullmatch(between):
             break
-        if re.search(r",\W*or\b", between) and "=" not in between:
+        if re.search(r",[^\w,]*or\b", between) and "=" not in between:
             break  # `\boxed{15\frac{39}{40}}, or \boxed{\frac{639}{40}}`: one value restated
         group.insert(0, prev)
     if len(group) == 1:
@@ -212,12 +311,14 @@ def is_bare_answer(text: str) -> bool:
 
     Bare: no math delimiters or boxes inside (after stripping the outer ones) and no sentence
     (one word is a name, or a unit after a number: `\\text{Evelyn}`, `36 dollars`; `xy + yz` is
-    a product; `I think 5` is a sentence); so `3/4` or `x^2+3x-4` is compared as written, never
-    reduced to its last number.
+    a product; `I think 5` is a sentence; one token with no blank, `1+__import__('os')`, is no
+    sentence); so `3/4` or `x^2+3x-4` is compared as written, never reduced to its last number.
     """
     s = strip_answer(text)
     if not s or _BOXED_RE.search(s) or re.search(r"(?<!\\)\$|\\[(\[]", s):
         return False
+    if not re.search(r"[\s<>]", s):
+        return True  # one token (`1+__import__('os')`, no `</think>`): no sentence to mine
     s = re.sub(r"\\(?:begin|end|operatorname|mathbf|mathbb|array)\s*\{[^{}]*\}", " ", s)
     words = {w.lower() for w in _WORD_RE.findall(s)} - _MATH_WORDS
     long_words = [w for w in words if len(w) >= 3]
@@ -261,13 +362,65 @@ def _result_of(answer: str) -> str:
     return result
 
 
+class _Positions:
+    """Sorted start positions of one pattern's matches in a text, found once, looked up by
+    bisection: the first one at or after a position."""
+
+    def __init__(self, pattern: str, text: str) -> None:
+        self.at = [m.start() for m in re.finditer(pattern, text)]
+
+    def first(self, pos: int) -> int:
+        k = bisect.bisect_left(self.at, pos)
+        return self.at[k] if k < len(self.at) else -1
+
+
+def _math_spans(text: str) -> list[tuple[int, str]]:
+    """(end, content) of each match of `_MATH_ENV_RE` in `text`, left to right, as `finditer`
+    would give them, in linear time: where an opener has no closer (`\\[` or `\\(` repeated),
+    the regex rescans the rest of the text from every opener; this looks the closer up."""
+    spans: list[tuple[int, str]] = []
+    closers: dict[str, _Positions] = {}
+
+    def first(name: str, pattern: str, pos: int) -> int:
+        if name not in closers:
+            closers[name] = _Positions(pattern, text)
+        return closers[name].first(pos)
+
+    pos = 0
+    while (m := _MATH_START_RE.search(text, pos)) is not None:
+        p = m.start()
+        prev = text[p - 1] if p else ""
+        span: tuple[int, str] | None = None
+        if m.group() == "$":
+            if text.startswith("$$", p) and prev != "\\":  # `$$...$$`, content >= 1 char
+                q = first("dd", r"(?<!\\)(?=\$\$)", p + 3)
+                if q >= 0:
+                    span = (q + 2, text[p + 2 : q])
+            if span is None and prev != "\\" and not prev.isdecimal():  # `$...$`, one line
+                q = first("d", r"(?<!\\)\$", p + 1)
+                if q > p + 1 and not 0 <= first("nl", "\n", p + 1) < q:
+                    span = (q + 1, text[p + 1 : q])
+        else:
+            close = "\\]" if m.group() == "\\[" else "\\)"
+            q = first(close, re.escape(close), p + 3)
+            one_line = close == "\\]" or not 0 <= first("nl", "\n", p + 2) < q
+            if q >= 0 and one_line:
+                span = (q + 2, text[p + 2 : q])
+        if span is None:
+            pos = p + 1
+        else:
+            spans.append(span)
+            pos = span[0]
+    return spans
+
+
 def _last_math_or_number(text: str) -> tuple[str, str] | None:
     """The rightmost inline/display math or plain number: (answer, rule)."""
     best: tuple[int, str, str] | None = None
-    for m in _MATH_ENV_RE.finditer(text):
-        content = strip_answer(next(g for g in m.groups() if g is not None))
-        if content and (best is None or m.end() >= best[0]):
-            best = (m.end(), content, "last_math")
+    for end, raw in _math_spans(text):
+        content = strip_answer(raw)
+        if content and (best is None or end >= best[0]):
+            best = (end, content, "last_math")
     for m in _NUMBER_RE.finditer(text):
         if best is None or m.end() > best[0]:
             best = (m.end(), _number(m.group(0)), "last_number")
@@ -370,6 +523,7 @@ def extract_answer_with_rule(text: str, strict: bool = False) -> tuple[str | Non
     """
     if not text:
         return None, None
+    text = clean_text(text[-MAX_TEXT_CHARS:])
     parts = [text]
     if _THINK_END in text:
         parts.insert(0, text.rsplit(_THINK_END, 1)[1])

@@ -9,6 +9,12 @@ compared as strings and plain numbers in-process (`evals.normalization`). Texts 
 sandboxed worker process (`evals.verify_workers`), where math-verify extracts and compares.
 Decided results are cached here. Workers are spawned without the caller's `__main__`, so scripts
 and notebooks grade without an `if __name__ == "__main__":` guard.
+
+Cost is bounded: only short inputs (`LOCAL_MAX_CHARS`) are graded in the caller's thread, in
+linear time; longer ones go straight to a worker, under its deadline, so an absurd prediction
+never blocks the event loop that drives generation. A verdict is True, False, or None with a
+reason (`grade_answer`): timed out, too long to grade, malformed gold. A malformed prediction
+(`3+`, `1+__import__('os')`) is never equal to anything but itself.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from evals.extraction import extract_answer, extract_answer_with_rule, is_bare_answer
+from evals.extraction import clean_text, extract_answer, extract_answer_with_rule, is_bare_answer
 from evals.normalization import fast_path, normalize_answer
 from evals.verify_workers import (
     OUTER_GRACE_S,
@@ -26,10 +32,15 @@ from evals.verify_workers import (
     run_guarded,
     run_guarded_async,
     shutdown,
+    timed_out,
 )
 
 GRADER_NAME = "reasoning-grader"
-GRADER_VERSION = "2"  # 2: texts graded by their answer, boxes joined, decimal commas
+# 2: texts graded by their answer, boxes joined, decimal commas.
+# 3: malformed answers never equal, unicode minus signs and zero-width characters, bounded cost.
+GRADER_VERSION = "3"
+# Longer inputs skip the in-process fast path (and the cache) and go straight to a worker.
+LOCAL_MAX_CHARS = 4096
 
 __all__ = [
     "GRADER_NAME",
@@ -38,6 +49,8 @@ __all__ = [
     "Grader",
     "extract_answer",
     "extract_answer_with_rule",
+    "grade_answer",
+    "grade_answer_async",
     "grader_info",
     "is_equivalent",
     "is_equivalent_async",
@@ -81,49 +94,78 @@ def _cache_put(key: tuple[str, str], value: bool) -> None:
             _cache.popitem(last=False)
 
 
+def _short(prediction: str, gold: str) -> bool:
+    return len(prediction) <= LOCAL_MAX_CHARS and len(gold) <= LOCAL_MAX_CHARS
+
+
 def _local(prediction: str | None, gold: str) -> bool | None:
-    """The verdict without a worker: cached, or two bare answers the fast path decides."""
-    if prediction is None:
+    """The verdict without a worker: cached, or two short bare answers the fast path decides.
+    None sends the pair to a worker (texts, undecided pairs, anything over `LOCAL_MAX_CHARS`)."""
+    if not prediction or prediction.isspace():
         return False
+    if not _short(prediction, gold):
+        return None
     cached = _cache_get((prediction, gold))
     if cached is not None:
         return cached
-    if not (is_bare_answer(prediction) and is_bare_answer(gold)):
-        return None if prediction.strip() else False
-    decided, _ = fast_path(prediction, gold)
+    pred, ref = clean_text(prediction), clean_text(gold)
+    if not (is_bare_answer(pred) and is_bare_answer(ref)):
+        return None
+    decided, _ = fast_path(pred, ref)
     if decided is not None:
         _cache_put((prediction, gold), decided)
     return decided
 
 
+def _settle(
+    result: tuple[bool | None, str | None] | None, prediction: str, gold: str, timeout_s: float
+) -> Grade:
+    """A worker's answer as a Grade (None: the outer guard stopped it); decided ones cached."""
+    if result is None:
+        return Grade(None, timed_out(timeout_s))
+    verdict, reason = result
+    if verdict is not None and _short(prediction, gold):
+        _cache_put((prediction, gold), verdict)
+    return Grade(verdict, reason)
+
+
+def grade_answer(prediction: str | None, gold: str, timeout_s: float = 5.0) -> Grade:
+    """`is_equivalent` with the reason when there is no verdict (`Grade.reason`): timed out,
+    too long to grade, malformed gold answer. Never raises on odd input."""
+    decided = _local(prediction, gold)
+    if decided is not None or prediction is None:
+        return Grade(bool(decided))
+    result = run_guarded(mv_worker, (prediction, gold, timeout_s), timeout_s + OUTER_GRACE_S)
+    return _settle(result, prediction, gold, timeout_s)
+
+
+async def grade_answer_async(prediction: str | None, gold: str, timeout_s: float = 5.0) -> Grade:
+    """`grade_answer` for event loops: only short inputs are looked at in the loop's thread; the
+    rest, and all sympy work, runs in a worker."""
+    decided = _local(prediction, gold)
+    if decided is not None or prediction is None:
+        return Grade(bool(decided))
+    result = await run_guarded_async(
+        mv_worker, (prediction, gold, timeout_s), timeout_s + OUTER_GRACE_S
+    )
+    return _settle(result, prediction, gold, timeout_s)
+
+
 def is_equivalent(prediction: str | None, gold: str, timeout_s: float = 5.0) -> bool | None:
-    """Whether `prediction` is the same answer as `gold`; None when undecided within `timeout_s`.
+    """Whether `prediction` is the same answer as `gold`; None when it cannot be decided (not
+    within `timeout_s`, or ungradable: see `grade_answer` for the reason).
 
     Either may be a bare answer or a text holding one (a sentence, a solution with boxes).
     Asymmetric like math-verify: `gold` is the reference (e.g. `x = 5` gold accepts `5`).
     """
-    decided = _local(prediction, gold)
-    if decided is not None or prediction is None:
-        return bool(decided)
-    result = run_guarded(mv_worker, (prediction, gold, timeout_s), timeout_s + OUTER_GRACE_S)
-    if result is not None:
-        _cache_put((prediction, gold), bool(result))
-    return result
+    return grade_answer(prediction, gold, timeout_s).correct
 
 
 async def is_equivalent_async(
     prediction: str | None, gold: str, timeout_s: float = 5.0
 ) -> bool | None:
     """`is_equivalent` for event loops: the sympy work never blocks the loop."""
-    decided = _local(prediction, gold)
-    if decided is not None or prediction is None:
-        return bool(decided)
-    result = await run_guarded_async(
-        mv_worker, (prediction, gold, timeout_s), timeout_s + OUTER_GRACE_S
-    )
-    if result is not None:
-        _cache_put((prediction, gold), bool(result))
-    return result
+    return (await grade_answer_async(prediction, gold, timeout_s)).correct
 
 
 # --------------------------------------------------------------------------------------------
@@ -162,10 +204,7 @@ class Grader:
             return Grade(None, "no gold answer")
         if prediction is None:
             return Grade(False, "no answer extracted")
-        result = await self.equivalent(prediction, gold)
-        if result is None:
-            return Grade(None, f"grading timed out after {self.timeout_s:g}s")
-        return Grade(result, None)
+        return await grade_answer_async(prediction, gold, self.timeout_s)
 
     def __repr__(self) -> str:
         return f"Grader(strict={self.strict}, timeout_s={self.timeout_s})"

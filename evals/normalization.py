@@ -3,6 +3,12 @@
 Its own module because it decides, without sympy, every pair that presentation alone separates
 (units, degrees, `\\text{}`, thousands separators, choice letters, plain numbers), and hands the
 rest to math-verify as normalised forms; it never starts a process.
+
+Normalisation runs in linear time (brace tables and forward scans instead of repeated rescans), and
+numbers too long for `int()` are compared digit by digit rather than converted. What must never be
+equal is flagged here too: `malformed` names the structural faults (a dangling operator as in `3+`,
+unbalanced braces, Python-only tokens as in `__import__`, numbers side by side), and `ungradable`
+the answers that are too long to hand to sympy.
 """
 
 from __future__ import annotations
@@ -11,9 +17,17 @@ import re
 from fractions import Fraction
 from typing import NamedTuple
 
-from evals.extraction import boxed_answer, match_brace, strip_answer
+from evals.extraction import boxed_answer, brace_pairs, clean_text, strip_answer
 
-__all__ = ["Forms", "fast_path", "normalize_answer"]
+__all__ = ["MAX_ANSWER_CHARS", "Forms", "fast_path", "malformed", "normalize_answer", "ungradable"]
+
+# Past this an answer is not handed to sympy (it only gets slower, never more right): the longest
+# MATH500/AIME/AMC gold answer has 53 characters. Identical or plainly numeric answers of any length
+# are still decided by the fast path.
+MAX_ANSWER_CHARS = 2000
+# Numbers with more digits are compared as digit strings: `int()` refuses strings past 4300 digits
+# (Python's guard against its quadratic conversion), and is slow well before that.
+_LONG_NUMBER_DIGITS = 1000
 
 _TEXT_CMDS = ("text", "textbf", "textit", "textrm", "textnormal", "mathrm", "mathbf", "mbox")
 _TEXT_CMD_RE = re.compile(r"\\(?:" + "|".join(_TEXT_CMDS) + r")\s*(?=\{)")
@@ -51,7 +65,23 @@ _MIXED_RE = re.compile(
 )
 _POWER_RE = re.compile(r"(?<=[\w)\]}])\s*\*\*\s*(?=[\w({\[-])")  # `x**2`, not **bold**
 _DECIMAL_COMMA_RE = re.compile(r"[-+]?\d+,\d+")
-_COLVEC_RE = re.compile(r"\\begin\{([pb]matrix)\}(?P<body>[^&]*?)\\end\{\1\}", re.DOTALL)
+_BEGIN_MATRIX_RE = re.compile(r"\\begin\{([pb]matrix)\}")
+_PLAIN_NUMBER_RE = re.compile(r"([-+]?)(\d*)(?:\.(\d*))?")
+# Structural faults (besides unbalanced brackets and environments): an operator with nothing after
+# it (`3+`, `x =`, `2\cdot`) or before it (`*3`), Python's dunders (`__import__`), and numbers side
+# by side (`3 5`, which latex2sympy reads as 8); thousands groups (`10 000`) and mixed numbers
+# (`4 4/9`) are numbers, not neighbours.
+_DANGLING_OP_RE = re.compile(
+    r"(?:(?<!\^)[-+]|[*/^_=<>]|\\(?:cdot|times|div|pm|mp|leq|geq|neq|in|cup|cap|setminus|to|frac"
+    r"|sqrt))\s*$|^\s*(?:[*/^_]|\\(?:cdot|times|div)(?![A-Za-z]))"
+)
+_GROUPED_OR_MIXED_RE = re.compile(
+    r"(?<![\d.])(?:\d+\s+\d+\s*/\s*\d+|\d{1,3}(?:\s\d{3})+(?:\.\d+)?)(?![\d.])"
+)
+_SIDE_BY_SIDE_RE = re.compile(r"\d\s+\.?\d")
+# Text that was never valid unicode (lone surrogates), or was decoded with losses (U+FFFD).
+_UNDECODABLE_RE = re.compile("[\ud800-\udfff\ufffd]")
+_BRACKET_TOKEN_RE = re.compile(r"\\.|[{}()\[\]]", re.DOTALL)
 
 
 def _strip_unit_words(s: str) -> str:
@@ -70,16 +100,29 @@ def _spacing(m: re.Match[str]) -> str:
 
 
 def _unwrap_text_cmds(s: str) -> str:
-    """`\\text{abc}` -> `abc` (brace-matched, repeated for nesting)."""
-    while True:
-        m = _TEXT_CMD_RE.search(s)
-        if m is None:
-            return s
-        open_at = m.end()
-        close_at = match_brace(s, open_at)
+    """`\\text{abc}` -> `abc` (brace-matched, nested ones too), left to right up to the first
+    unclosed one; one brace table and one join, so `\\text{a}` repeated costs one pass."""
+    cmds = list(_TEXT_CMD_RE.finditer(s))
+    if not cmds:
+        return s
+    pairs = brace_pairs(s)
+    cuts: list[tuple[int, int]] = []
+    for m in cmds:
+        close_at = pairs.get(m.end(), -1)
         if close_at < 0:
-            return s
-        s = s[: m.start()] + s[open_at + 1 : close_at] + s[close_at + 1 :]
+            break
+        cuts += [(m.start(), m.end() + 1), (close_at, close_at + 1)]
+    return _drop(s, cuts)
+
+
+def _drop(s: str, cuts: list[tuple[int, int]]) -> str:
+    """`s` without the (disjoint) `[start, end)` ranges of `cuts`."""
+    out, pos = [], 0
+    for start, end in sorted(cuts):
+        out.append(s[pos:start])
+        pos = end
+    out.append(s[pos:])
+    return "".join(out)
 
 
 def _canonical_fracs(s: str) -> str:
@@ -96,7 +139,7 @@ def _improper(s: str) -> str:
     if m is None:
         return s
     num, den = (m.group("n1"), m.group("d1")) if m.group("n1") else (m.group("n2"), m.group("d2"))
-    if int(den) == 0:
+    if max(len(num), len(den), len(m.group("whole"))) > _LONG_NUMBER_DIGITS or int(den) == 0:
         return s
     value = int(m.group("whole")) + Fraction(int(num), int(den))
     sign = "-" if m.group("sign") == "-" else ""
@@ -105,9 +148,38 @@ def _improper(s: str) -> str:
     return f"{sign}\\frac{{{value.numerator}}}{{{value.denominator}}}{m.group('pct') or ''}"
 
 
-def _colvec_to_tuple(m: re.Match[str]) -> str:
-    entries = [e.strip() for e in m.group("body").split("\\\\") if e.strip()]
+def _colvec_to_tuple(body: str) -> str:
+    entries = [e.strip() for e in body.split("\\\\") if e.strip()]
     return "(" + ", ".join(entries) + ")"
+
+
+def _colvecs(s: str) -> str:
+    """`\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}` (or bmatrix, one column: no `&`) -> `(1, 2)`.
+
+    What a lazy `\\begin{...}([^&]*?)\\end{...}` regex substitution does, with the next
+    `\\end{...}` and `&` found once for all openers: the regex rescans to the end of the text
+    from every unclosed `\\begin{pmatrix}`.
+    """
+    out: list[str] = []
+    pos = 0
+    next_at: dict[str, int] = {}  # tag -> its first index at or after the last lookup's start
+
+    def find(tag: str, start: int) -> int:
+        at = next_at.get(tag)
+        if at is None or (0 <= at < start):
+            at = next_at[tag] = s.find(tag, start)
+        return at
+
+    for m in _BEGIN_MATRIX_RE.finditer(s):
+        if m.start() < pos:
+            continue  # inside a matrix already replaced
+        end_tag = "\\end{" + m.group(1) + "}"
+        close = find(end_tag, m.end())
+        if close < 0 or 0 <= find("&", m.end()) < close:
+            continue
+        out += [s[pos : m.start()], _colvec_to_tuple(s[m.end() : close])]
+        pos = close + len(end_tag)
+    return "".join(out) + s[pos:] if out else s
 
 
 def normalize_answer(answer: str) -> str:
@@ -122,7 +194,7 @@ def normalize_answer(answer: str) -> str:
 def _normalize(answer: str) -> tuple[str, str | None, str]:
     """`normalize_answer`, the variable of a stripped `x = ...` (or None), and the form that
     keeps it (for math-verify, which compares `2x+4y-3=0` with `y = ...` itself)."""
-    s = strip_answer(answer)
+    s = strip_answer(clean_text(answer))
     if s.startswith(("\\boxed", "\\fbox")):
         s = boxed_answer(s) or s
     s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", _POWER_RE.sub("^", s))
@@ -138,7 +210,7 @@ def _normalize(answer: str) -> tuple[str, str | None, str]:
     if trailing:
         s = trailing.group("head")
     s = _unwrap_text_cmds(s)
-    s = _COLVEC_RE.sub(_colvec_to_tuple, s)
+    s = _colvecs(s)
     s = _RELATION_RE.sub(lambda m: _RELATIONS[m.group(0)], s)
     s = re.sub(r"\s+", " ", s).strip()
     s = strip_answer(s)
@@ -165,8 +237,33 @@ def _key(clean: str) -> str:
     return re.sub(r"\s+", "", clean).replace("\\%", "")
 
 
+def _plain_number(key: str) -> tuple[str, str, str] | None:
+    """(sign, integer digits, fraction digits) of a plain integer or decimal, canonical (no
+    leading or trailing zeros, no sign on zero): equal tuples, equal values, at any length."""
+    m = _PLAIN_NUMBER_RE.fullmatch(key)
+    if m is None or not (m.group(2) or m.group(3)):
+        return None
+    whole, frac = m.group(2).lstrip("0"), (m.group(3) or "").rstrip("0")
+    sign = "-" if m.group(1) == "-" and (whole or frac) else ""
+    return sign, whole, frac
+
+
+def _long_numbers(pred_key: str, gold_key: str, percent: bool) -> bool | None:
+    """Two plain numbers, one of them too long for `int()`: compared digit by digit. None when
+    either is no plain number, or when they differ and a percent sign may still reconcile them."""
+    if max(len(pred_key), len(gold_key)) <= _LONG_NUMBER_DIGITS:
+        return None
+    pred, gold = _plain_number(pred_key), _plain_number(gold_key)
+    if pred is None or gold is None:
+        return None
+    return True if pred == gold else (None if percent else False)
+
+
 def _as_number(key: str) -> tuple[Fraction, bool] | None:
-    """(value, exact) of a plain integer, decimal or simple fraction; decimals are not exact."""
+    """(value, exact) of a plain integer, decimal or simple fraction; decimals are not exact.
+    None for numbers longer than `_LONG_NUMBER_DIGITS` (see `_long_numbers`)."""
+    if len(key) > _LONG_NUMBER_DIGITS:
+        return None
     if re.fullmatch(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)", key):
         return Fraction(key), "." not in key
     m = re.fullmatch(r"([-+]?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))", key)
@@ -206,6 +303,8 @@ class Forms(NamedTuple):
 
 def _decimal_comma(key: str) -> Fraction | None:
     """`2,5` read as 2.5; never `2, 5` (a list) nor a thousands group such as `1,500`."""
+    if len(key) > _LONG_NUMBER_DIGITS:
+        return None
     if _DECIMAL_COMMA_RE.fullmatch(key) and not _THOUSANDS_RE.fullmatch(key):
         return Fraction(key.replace(",", "."))
     return None
@@ -214,8 +313,10 @@ def _decimal_comma(key: str) -> Fraction | None:
 def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
     """Decide without sympy when possible; else return the forms math-verify should compare.
 
-    Both sides are bare answers (see `evals.extraction.is_bare_answer`).
+    Both sides are bare answers (see `evals.extraction.is_bare_answer`). A malformed prediction
+    (see `malformed`) is never equal to another answer.
     """
+    prediction, gold = clean_text(prediction), clean_text(gold)
     (pred_clean, pred_var, pred_full), (gold_clean, gold_var, gold_full) = (
         _normalize(prediction),
         _normalize(gold),
@@ -224,12 +325,20 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
     pred_key, gold_key = _key(pred_clean), _key(gold_clean)
     if not pred_key:
         return False, forms
+    if _UNDECODABLE_RE.search(pred_clean) or _UNDECODABLE_RE.search(gold_clean):
+        return pred_key == gold_key, forms  # damaged text: equal to the same text, nothing else
     if pred_var and gold_var and pred_var != gold_var:
         return None, forms  # `y = 5` does not answer `x = 5`; math-verify compares equations
     if pred_key == gold_key:
         return True, forms
     if re.fullmatch(r"[A-E]", gold_key):
-        return _choice_letter(pred_clean) == gold_key, forms
+        return _choice_letter(pred_clean) == gold_key, forms  # `C)` is a letter, not malformed
+    if _fault(pred_clean) is not None:
+        return False, forms  # `3+` is not `3`, whatever part of it a parser can read
+    percent = ("\\%" in pred_clean) != ("\\%" in gold_clean)
+    long_numbers = _long_numbers(pred_key, gold_key, percent)
+    if long_numbers is not None:
+        return long_numbers, forms
     if _is_word_answer(gold, gold_clean):
         return _letters(pred_key) == _letters(gold_key), forms
     pred_num, gold_num = _as_number(pred_key), _as_number(gold_key)
@@ -255,3 +364,48 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
             return gold_dec == pred_num[0], forms
         forms = forms._replace(gold=forms.gold.replace(",", "."))
     return None, forms
+
+
+def _fault(clean: str) -> str | None:
+    """What makes a normalised answer malformed, or None (see `malformed`)."""
+    if _UNDECODABLE_RE.search(clean):
+        return "an undecodable character"
+    if _DANGLING_OP_RE.search(clean):
+        return "an operator with no operand"
+    if "__" in clean:
+        return "a Python name (`__`)"
+    braces = sets = brackets = 0
+    for m in _BRACKET_TOKEN_RE.finditer(clean):
+        token = m.group()
+        if token in ("{", "}"):
+            braces += 1 if token == "{" else -1
+        elif token in ("\\{", "\\}"):
+            sets += 1 if token == "\\{" else -1
+        elif token in "([)]":
+            brackets += 1 if token in "([" else -1
+        if min(braces, sets, brackets) < 0:
+            return "unbalanced brackets"
+    if braces or sets or brackets:
+        return "unbalanced brackets"
+    if clean.count("\\begin{") != clean.count("\\end{"):
+        return "an environment left open"
+    if _SIDE_BY_SIDE_RE.search(_GROUPED_OR_MIXED_RE.sub("0", clean)):
+        return "numbers side by side"
+    return None
+
+
+def malformed(answer: str) -> str | None:
+    """Why a bare answer is not a well-formed expression (`3+`, `\\frac{1}{2`, `(1, 2`,
+    `1+__import__('os')`, `3 5`), or None. A parser that reads only part of such an answer would
+    grade it by that part, so it never counts as equal to a well-formed one."""
+    return _fault(_normalize(answer)[0])
+
+
+def ungradable(prediction: str, gold: str) -> str | None:
+    """Why two bare answers the fast path left undecided cannot be compared further, or None:
+    one is longer than `MAX_ANSWER_CHARS`, or the gold answer is malformed."""
+    for role, answer in (("gold answer", gold), ("prediction", prediction)):
+        if len(answer) > MAX_ANSWER_CHARS:
+            return f"{role} too long to grade ({len(answer)} > {MAX_ANSWER_CHARS} characters)"
+    fault = malformed(gold)
+    return f"gold answer is malformed: {fault}" if fault is not None else None

@@ -10,6 +10,10 @@ Functions the workers run stay at module top level: spawned pools pickle them by
 A worker reads the answer out of a text (an explicit one first: boxes, the math after `the answer
 is`, read by `evals.extraction`, which knows drafts and `</think>`; else math-verify's own
 extraction), then compares the two answers: the fast path first, math-verify's `verify` after.
+A worker returns a verdict and, when it has none, why: the deadline, or an answer it will not
+grade (`evals.normalization.ungradable`). A bare answer counts as parsed only when its whole text
+parses: math-verify falls back to the first number it can read (`3+` as 3), which would make a
+malformed answer equal to that number.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import atexit
 import logging
 import os
+import re
 import signal
 import threading
 import weakref
@@ -28,6 +33,7 @@ from multiprocessing import context, popen_spawn_posix, spawn
 from typing import Any, NamedTuple
 
 from evals.extraction import (
+    clean_text,
     explicit_answer,
     extract_answer,
     is_bare_answer,
@@ -35,13 +41,28 @@ from evals.extraction import (
     list_size,
     strip_answer,
 )
-from evals.normalization import fast_path
+from evals.normalization import fast_path, ungradable
 
-__all__ = ["OUTER_GRACE_S", "mv_worker", "run_guarded", "run_guarded_async", "shutdown"]
+__all__ = [
+    "OUTER_GRACE_S",
+    "mv_worker",
+    "run_guarded",
+    "run_guarded_async",
+    "shutdown",
+    "timed_out",
+]
 
 logger = logging.getLogger(__name__)
 
 _THINK_END = "</think>"
+# math-verify's own extraction reads at most this much of a text's end: some of its regexes are
+# quadratic (20k characters of `\\(` take it 10 s). Boxes and `the answer is` are read from the
+# whole text before it, and the hand-written rules after it.
+_MV_EXTRACT_MAX_CHARS = 4000
+
+
+class _Ungradable(Exception):
+    """An answer the worker will not hand to sympy; the message says why."""
 
 
 class _Deadline(BaseException):
@@ -67,18 +88,31 @@ class _Answer(NamedTuple):
 
 
 def _mv_parse(candidates: tuple[str, ...]) -> list[Any]:
-    """Parse the first candidate form that yields a sympy object (math-verify needs delimiters)."""
-    from math_verify import parse
+    """Parse the first candidate form that yields a sympy object (math-verify needs delimiters).
+
+    LaTeX first; the plain-expression reader only when what it read is the whole candidate, since
+    it otherwise returns the first number it finds (`3+` and `1+__import__('os')` as 3 and 1).
+    """
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     first: list[Any] = []
     for text in candidates:
         if not text:
             continue
-        parsed = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
+        latex, plain = [LatexExtractionConfig()], [ExprExtractionConfig()]
+        parsed = parse(f"${text}$", latex, parsing_timeout=None)  # type: ignore[arg-type]
         if any(_is_parsed(p) for p in parsed):
             return parsed
+        expr = parse(f"${text}$", plain, parsing_timeout=None)  # type: ignore[arg-type]
+        read = [e for e in expr if isinstance(e, str)]
+        if any(_is_parsed(e) for e in expr) and read and _squeeze(read[0]) == _squeeze(text):
+            return expr
         first = first or parsed
     return first
+
+
+def _squeeze(text: str) -> str:
+    return re.sub(r"\s+", "", text)
 
 
 def _mv_extract(text: str) -> _Answer | None:
@@ -105,7 +139,7 @@ def _answer(text: str) -> _Answer | None:
         explicit = explicit_answer(part)
         if explicit is not None:
             return _Answer(explicit[0], [])
-        extracted = _mv_extract(part)
+        extracted = _mv_extract(part[-_MV_EXTRACT_MAX_CHARS:])
         if extracted is not None:
             return extracted
     fallback = extract_answer(text)
@@ -113,12 +147,16 @@ def _answer(text: str) -> _Answer | None:
 
 
 def _compare(pred: _Answer, ref: _Answer) -> bool:
-    """The fast path on the two answers, then math-verify's `verify`."""
+    """The fast path on the two answers, then math-verify's `verify`; raises `_Ungradable` for
+    answers too long for sympy or a malformed gold."""
     from math_verify import verify
 
     decided, forms = fast_path(pred.text, ref.text)
     if decided is not None:
         return decided
+    reason = ungradable(pred.text, ref.text)
+    if reason is not None:
+        raise _Ungradable(reason)
     gold_parsed = ref.parsed or _mv_parse((forms.gold, forms.gold_raw))
     pred_parsed = pred.parsed or _mv_parse((forms.pred, forms.pred_raw))
     if not gold_parsed or not pred_parsed:
@@ -126,31 +164,43 @@ def _compare(pred: _Answer, ref: _Answer) -> bool:
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))  # type: ignore[arg-type]
 
 
-def _judge(prediction: str, gold: str) -> bool:
-    """Extract both answers and compare them. A gold that lists k values is also compared with
-    the last k boxes of the prediction when the model boxed them sentences apart."""
+def _judge(prediction: str, gold: str) -> tuple[bool | None, str | None]:
+    """Extract both answers and compare them: (verdict, None), or (None, why) when they cannot
+    be compared. A gold that lists k values is also compared with the last k boxes of the
+    prediction when the model boxed them sentences apart."""
+    prediction, gold = clean_text(prediction), clean_text(gold)
     pred, ref = _answer(prediction), _answer(gold)
     if pred is None or ref is None:
-        return False
-    if _compare(pred, ref):
-        return True
-    if is_bare_answer(prediction):
-        return False
-    part = prediction.rsplit(_THINK_END, 1)[-1]
-    spread = last_boxes(part, list_size(ref.text))
-    return spread is not None and spread != pred.text and _compare(_Answer(spread, []), ref)
+        return False, None
+    reason = None
+    try:
+        if _compare(pred, ref):
+            return True, None
+    except _Ungradable as e:
+        reason = str(e)
+    if not is_bare_answer(prediction):
+        part = prediction.rsplit(_THINK_END, 1)[-1]
+        spread = last_boxes(part, list_size(ref.text))
+        if spread is not None and spread != pred.text:
+            try:
+                if _compare(_Answer(spread, []), ref):
+                    return True, None
+            except _Ungradable:
+                pass
+    return (None, reason) if reason is not None else (False, None)
 
 
-def _mv_compare(prediction: str, gold: str) -> bool:
+def _mv_compare(prediction: str, gold: str) -> tuple[bool | None, str | None]:
     try:
         return _judge(prediction, gold)
     except Exception:  # a sympy failure on odd input is a mismatch, not a crash
-        logger.debug("math-verify failed on %r vs %r", prediction, gold, exc_info=True)
-        return False
+        logger.debug("math-verify failed on %.200r vs %.200r", prediction, gold, exc_info=True)
+        return False, None
 
 
-def mv_worker(prediction: str, gold: str, timeout_s: float) -> bool | None:
-    """Run in a worker's main thread: math-verify under a SIGALRM deadline; None when it fires.
+def mv_worker(prediction: str, gold: str, timeout_s: float) -> tuple[bool | None, str | None]:
+    """Run in a worker's main thread: math-verify under a SIGALRM deadline. (verdict, None), or
+    (None, why): the deadline fired, or an answer cannot be graded.
 
     The alarm is disarmed inside the outer `try`, so one firing during cleanup is still caught.
     """
@@ -163,9 +213,14 @@ def mv_worker(prediction: str, gold: str, timeout_s: float) -> bool | None:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _Deadline:
-        return None
+        return None, timed_out(timeout_s)
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+def timed_out(timeout_s: float) -> str:
+    """The reason given for a comparison the deadline stopped."""
+    return f"grading timed out after {timeout_s:g}s"
 
 
 def _warmup() -> int:

@@ -11,28 +11,36 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from evals import grading, verify_workers
+from evals import extraction, grading, normalization, verify_workers
+from evals.extraction import MAX_TEXT_CHARS, brace_pairs, clean_text, match_brace, strip_answer
 from evals.grading import (
     GRADER_NAME,
+    LOCAL_MAX_CHARS,
     Grade,
     Grader,
     extract_answer,
     extract_answer_with_rule,
+    grade_answer,
     grader_info,
     is_bare_answer,
     is_equivalent,
     normalize_answer,
 )
+from evals.normalization import fast_path, malformed
 from reasoning.types import AnswerJudge
 from tests.conftest import REPO, SHARED_DATA
 
@@ -59,6 +67,9 @@ OLD_CATEGORIES = (
     "numbers_fractions",
     "expressions",
 )
+# Answers graded correct by accident before (`3+` as 3, a unicode minus lost, a zero-width space
+# splitting a number), each with well-formed neighbours that must stay equal.
+ROBUSTNESS_CATEGORIES = ("malformed", "unicode")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -183,12 +194,12 @@ def test_category_table_covers_every_category() -> None:
         for row in CATEGORY_ROWS
     )
     counts = Counter(row["category"] for row in CATEGORY_ROWS)
-    assert set(counts) == set(NEW_CATEGORIES) | set(OLD_CATEGORIES)
-    for category in NEW_CATEGORIES:
+    assert set(counts) == set(NEW_CATEGORIES) | set(OLD_CATEGORIES) | set(ROBUSTNESS_CATEGORIES)
+    for category in NEW_CATEGORIES + ROBUSTNESS_CATEGORIES:
         verdicts = Counter(
             row["equivalent"] for row in CATEGORY_ROWS if row["category"] == category
         )
-        assert counts[category] >= 15 and min(verdicts[True], verdicts[False]) >= 6, category
+        assert counts[category] >= 12 and min(verdicts[True], verdicts[False]) >= 5, category
 
 
 def test_agreement_per_category_not_below_plain_math_verify() -> None:
@@ -442,3 +453,319 @@ async def test_equivalent_concurrent_does_not_block_loop() -> None:
     assert results == [True] * len(pairs)
     assert ticks > 0
     assert await grader.equivalent("\\sqrt{8}", "3") is False
+
+
+# --------------------------------------------------------------------------------------------
+# Never equal by accident: malformed answers, unicode look-alikes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("3+", "3", False),  # math-verify reads the 3 and drops the rest
+        ("1+__import__('os').system('true')", "1", False),  # no code runs; nor is it 1
+        ("\\boxed{3+}", "3", False),
+        ("The answer is 3+.", "3", False),
+        ("10^", "10", False),
+        ("2\\cdot", "2", False),
+        ("5 7", "12", False),  # latex2sympy reads numbers side by side as their sum
+        ("\\frac{1}{2", "\\frac{1}{2}", False),  # truncated
+        ("(1, -2", "1,-2", False),
+        ("\\begin{pmatrix} 1 \\\\ 2", "(1, 2)", False),
+        ("3+", "3+", True),  # the very same text
+        ("+3", "3", True),  # a sign, not a dangling operator
+        ("2\\cdot 6", "12", True),
+        ("10\\,000", "10000", True),  # a thousands group, not two numbers
+        ("4 4/9", "\\frac{40}{9}", True),  # a mixed number, not two numbers
+        ("(-\\infty, 3]", "(-\\infty,3]", True),  # brackets of two kinds still balance
+    ],
+)
+def test_malformed_answers_are_never_equal(prediction: str, gold: str, expected: bool) -> None:
+    assert is_equivalent(prediction, gold) is expected
+
+
+def test_malformed_names_the_fault() -> None:
+    assert malformed("3+") == "an operator with no operand"
+    assert malformed("1+__import__('os')") == "a Python name (`__`)"
+    assert malformed("\\frac{1}{2") == "unbalanced brackets"
+    assert malformed("\\begin{pmatrix} 1 & 2") == "an environment left open"
+    assert malformed("3 5") == "numbers side by side"
+    assert malformed("2\ud800") == "an undecodable character"
+    for fine in ("x^2+1", "-3", "[0,1)", "\\{1,2\\}", "10 000", "0^+", "\\text{(C)}", "x \\geq 5"):
+        assert malformed(fine) is None, fine
+
+
+def test_malformed_gold_is_ungradable() -> None:
+    grade = grade_answer("5", "3+")
+    assert grade == Grade(None, "gold answer is malformed: an operator with no operand")
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("\u22125", "-5"),  # minus sign
+        ("\uff0d5 and \ufe635", "-5 and -5"),  # full-width and small hyphen-minus
+        ("1\u200b000", "1000"),  # zero-width space
+        ("\ufeff2\u200c\u200d\u20603", "23"),
+        ("is \u20135", "is -5"),  # an en dash where a minus can stand
+        ("(\u20131, 2)", "(-1, 2)"),
+        ("3\u20135", "3\u20135"),  # a range stays a range
+        ("pages 3 \u2013 5", "pages 3 \u2013 5"),
+        ("\uff11\uff12\uff0b\uff13", "12+3"),  # full-width digits and plus
+        ("\ud800x\udfff", "\ud800x\udfff"),  # lone surrogates stay apart
+        ("x\u00b2 + \u00bd", "x\u00b2 + \u00bd"),  # not NFKC: x² is not x2
+    ],
+)
+def test_clean_text(text: str, cleaned: str) -> None:
+    assert clean_text(text) == cleaned
+    assert clean_text(cleaned) == cleaned
+
+
+def test_clean_text_keeps_ascii_as_is() -> None:
+    text = "The answer is $-5$."
+    assert clean_text(text) is text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The result is \u22125", "-5"),  # was `5`: the sign was lost
+        ("The answer is $\u2212\\frac{1}{2}$.", "-\\frac{1}{2}"),
+        ("so \\boxed{\u22123}", "-3"),
+        ("we got 1\u200b000 apples", "1000"),  # was `000`
+        ("The answer is \uff14\uff12.", "42"),
+        ("we get \u20137 here", "-7"),
+    ],
+)
+def test_extract_unicode_look_alikes(text: str, expected: str) -> None:
+    assert extract_answer(text) == expected
+    assert Grader().extract(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        ("The result is \u22125", "-5", True),
+        ("The result is \u22125", "5", False),
+        ("\u22125", "5", False),
+        ("1\u200b0", "1", False),  # one number, ten
+        ("1\u200b00", "100", True),
+        ("\u20133", "-3", True),
+        ("3\u20135", "-2", False),
+        ("\uff11\uff12", "12", True),
+        ("5", "\u22125", False),
+        ("\u22125", "\u22125", True),
+    ],
+)
+def test_unicode_verdicts(prediction: str, gold: str, expected: bool) -> None:
+    assert is_equivalent(prediction, gold) is expected
+
+
+# --------------------------------------------------------------------------------------------
+# Never an exception: numbers past int()'s 4300 digits, lone surrogates
+# --------------------------------------------------------------------------------------------
+
+HUGE = "1" * 5000
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "expected"),
+    [
+        (HUGE, "5", False),
+        ("5", HUGE, False),
+        (HUGE, HUGE, True),
+        (HUGE + ".000", HUGE, True),  # compared digit by digit
+        ("-" + HUGE, HUGE, False),
+        (HUGE[:-1] + "2", HUGE, False),
+        ("0" * 5000 + "7", "7", True),
+        (f"The answer is {HUGE}.", "5", False),
+        ("5", f"So the answer is \\boxed{{{HUGE}}}.", False),
+        (f"\\boxed{{{HUGE}}}", HUGE, True),
+        (f"\\frac{{{HUGE}}}{{3}}", "5", None),  # too long for sympy: no verdict
+        (HUGE + "\\%", HUGE, True),
+        ("\ud800", "5", False),
+        ("5", "\ud800", False),
+        ("2", "2\ud800", False),  # damaged text equals the same text, nothing else
+        ("\ud800", "\ud800", True),
+        ("The answer is \ud800.", "5", False),
+        ("\\boxed{\udfff}", "\ud800", False),
+        ("\\boxed{\ud800}", "\ud800", True),
+        ("\ufffd", "\ufffd1", False),
+        ("\\boxed{" * 4300, HUGE, False),
+    ],
+)
+def test_never_an_exception(prediction: str, gold: str, expected: bool | None) -> None:
+    grade = grade_answer(prediction, gold)
+    assert grade.correct is expected, grade
+    assert (grade.reason is None) is (grade.correct is not None), grade
+    fast_path(prediction, gold)  # the in-process parts alone do not raise either
+    fast_path(gold, prediction)
+    normalize_answer(prediction)
+    extract_answer_with_rule(prediction)
+    extract_answer_with_rule(prediction, strict=True)
+
+
+async def test_grader_on_huge_numbers() -> None:
+    grader = Grader()
+    assert await grader.grade(HUGE, "5") == Grade(False)
+    assert await grader.grade("5", HUGE) == Grade(False)
+    assert await grader.equivalent(HUGE, HUGE) is True
+    grade = await grader.grade("x^{" + HUGE + "}", "5")
+    assert grade.correct is None and grade.reason is not None
+    assert "too long to grade" in grade.reason
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded cost: the worst cases of the grading issue (timings: benchmarks/grading_worst_cases.py)
+# --------------------------------------------------------------------------------------------
+
+
+def test_worst_case_inputs_are_read() -> None:
+    """Each took seconds to minutes before (quadratic), or raised; results only, no timings."""
+    assert extract_answer("\\boxed{" * 4300) is None  # 16 s before
+    assert extract_answer("\\boxed{" * 3000 + "5" + "}" * 3000) == "5"  # RecursionError before
+    assert extract_answer("\\[" * 20_000) is None
+    assert extract_answer("\\(" * 20_000) is None
+    assert extract_answer("The answer is" + " " * 50_000) is None
+    assert extract_answer("The answer is " + "," * 50_000) is None
+    assert extract_answer("$" * 100_000) == "$"
+    assert normalize_answer("\\begin{pmatrix}" * 2000) == "\\begin{pmatrix}" * 2000  # 9 s at 100 KB
+    assert normalize_answer("$" * 100_000) == ""
+    # the last `\text{a}` reads as a unit after the answer, as any trailing `\text{...}` does
+    assert normalize_answer("\\text{a}" * 10_000) == "a" * 9_999
+    assert is_equivalent("\\begin{pmatrix}" * 2000, "5") is False  # an environment left open
+    assert grade_answer("\\text{a}" * 10_000, "5") == Grade(
+        None, "prediction too long to grade (80000 > 2000 characters)"
+    )
+
+
+def test_extraction_reads_the_end_of_a_very_long_text() -> None:
+    filler = "lorem ipsum " * (MAX_TEXT_CHARS // 12 + 1)
+    assert extract_answer("\\boxed{1} " + filler + "so \\boxed{2}") == "2"
+    assert extract_answer("\\boxed{1} " + filler) is None  # past the last MAX_TEXT_CHARS
+
+
+def test_long_inputs_skip_the_in_process_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past LOCAL_MAX_CHARS nothing is read in the caller's thread: it all runs in a worker."""
+
+    def boom(*args: object) -> None:
+        raise AssertionError("in-process grading of a long input")
+
+    monkeypatch.setattr(grading, "fast_path", boom)
+    monkeypatch.setattr(grading, "is_bare_answer", boom)
+    monkeypatch.setattr(grading, "clean_text", boom)
+    assert is_equivalent("1" * (LOCAL_MAX_CHARS + 1), "5") is False
+    assert is_equivalent("5", "The answer is 5." + " " * LOCAL_MAX_CHARS) is True
+
+
+async def test_event_loop_keeps_ticking_while_a_worst_case_is_graded() -> None:
+    """1 MB of `\\text{a}`: normalising it in the loop took about 35 s before the fix."""
+    grader = Grader()
+    assert await grader.equivalent("\\sqrt{8}", "2\\sqrt{2}") is True  # a warm pool
+    worst = "\\text{a}" * 125_000
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)  # the ticker is running
+    grade = await grader.grade(worst, "5")
+    during = ticks
+    done.set()
+    await task
+    assert grade == Grade(None, "prediction too long to grade (1000000 > 2000 characters)")
+    assert during >= 2  # a loop blocked for the whole grade would not have ticked at all
+
+
+# --------------------------------------------------------------------------------------------
+# The linear rewrites find what the quadratic originals found
+# --------------------------------------------------------------------------------------------
+
+_TOKENS = st.sampled_from(
+    ["$", "$$", "\\$", "\\[", "\\]", "\\(", "\\)", "\\", "\\\\", "{", "}", "\\{", "\\}", " ", "\n"]
+    + [
+        "1",
+        "-2",
+        "x",
+        ",",
+        ".",
+        "...",
+        "**",
+        "\\boxed{",
+        "\\boxed ",
+        "\\fbox{",
+        "\\text{",
+        "\\mbox {",
+    ]
+    + ["\\begin{pmatrix}", "\\end{pmatrix}", "\\begin{bmatrix}", "\\end{bmatrix}", "&"]
+)
+_TEXTS = st.lists(_TOKENS, max_size=24).map("".join)
+
+
+def _strip_answer_reference(s: str) -> str:
+    """strip_answer as it was written before it moved to indices (quadratic on `$` x n)."""
+    prev = None
+    while prev != s:
+        prev = s
+        s = s.strip()
+        if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and s[-2] != "\\":
+            s = s[1:-1]
+        elif s.startswith(("\\(", "\\[")) and s.endswith(("\\)", "\\]")):
+            s = s[2:-2]
+        s = s.strip()
+        if s[-1:] in (".", ",", ";") and not re.search(r"(?:\.\.\.|\\[lc]?dots)\s*$", s):
+            s = s[:-1]
+        if len(s) > 4 and s.startswith("**") and s.endswith("**"):
+            s = s[2:-2]
+    return s
+
+
+def _unwrap_reference(s: str) -> str:
+    """`\\text{...}` unwrapping as it was (one rescan per command)."""
+    while True:
+        m = normalization._TEXT_CMD_RE.search(s)
+        if m is None:
+            return s
+        close_at = match_brace(s, m.end())
+        if close_at < 0:
+            return s
+        s = s[: m.start()] + s[m.end() + 1 : close_at] + s[close_at + 1 :]
+
+
+_COLVEC_REFERENCE = re.compile(r"\\begin\{([pb]matrix)\}(?P<body>[^&]*?)\\end\{\1\}", re.DOTALL)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXTS)
+def test_linear_rewrites_match_the_originals(text: str) -> None:
+    spans = [
+        (m.end(), next(g for g in m.groups() if g is not None))
+        for m in extraction._MATH_ENV_RE.finditer(text)
+    ]
+    assert extraction._math_spans(text) == spans
+    assert strip_answer(text) == _strip_answer_reference(text)
+    pairs = brace_pairs(text)
+    for at, c in enumerate(text):
+        if c == "{" and text[at - 1 : at] != "\\":
+            assert pairs.get(at, -1) == match_brace(text, at)
+    assert normalization._unwrap_text_cmds(text) == _unwrap_reference(text)
+    colvecs = _COLVEC_REFERENCE.sub(lambda m: normalization._colvec_to_tuple(m["body"]), text)
+    assert normalization._colvecs(text) == colvecs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[-+]?[0-9]{0,6}(\.[0-9]{0,6})?", fullmatch=True))
+def test_plain_numbers_compare_like_fractions(key: str) -> None:
+    parsed = normalization._plain_number(key)
+    if parsed is None:
+        return
+    for other in ("0", "1", "-1", "10.5", "007", "1.50", key + "0" if "." in key else key + ".0"):
+        parsed_other = normalization._plain_number(other)
+        assert parsed_other is not None
+        assert (parsed == parsed_other) is (Fraction(key) == Fraction(other)), (key, other)
