@@ -187,12 +187,17 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all (a temporary file, fsynced, then renamed)."""
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -697,14 +702,7 @@ class Runner:
         trace["ledger"] = record["ledger"]
         path = self.out_dir / TRACES / trace_filename(problem.id)
         # ensure_ascii: a lone surrogate in a question or chain is escaped, never unencodable
-        text = json.dumps(trace, indent=1, default=str)
-        tmp = path.with_suffix(".tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+        _write_atomic(path, json.dumps(trace, indent=1, default=str))
 
     @staticmethod
     def _append(path: Path, line: str) -> None:

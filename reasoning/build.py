@@ -137,11 +137,11 @@ def build_verifier(cfg: DictConfig, run_dir: str | Path | None = None) -> Verifi
     if cache is None:
         return instantiate_group(cfg.verifier, "verifier")
     mode, calls = cache
-    inner = (
-        (lambda: instantiate_group(cfg.verifier, "verifier"))
-        if mode == "replay"
-        else instantiate_group(cfg.verifier, "verifier")
-    )
+
+    def build() -> Verifier:
+        return instantiate_group(cfg.verifier, "verifier")
+
+    inner = build if mode == "replay" else build()
     # The whole resolved verifier config keys the cache: a changed setting (a judge's model,
     # the checker's neutral score) must never replay the old scores.
     name, kind = cfg.verifier.get("name"), json.dumps(_plain(cfg.verifier), sort_keys=True)
