@@ -7,14 +7,44 @@ compute the ledger does not see, and every controller stops on the same limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from reasoning.budget import LIMITS, SCORING_LIMITS, Budget, BudgetExhausted, Ledger
 from reasoning.tree import SearchTree
-from reasoning.types import AnswerJudge, Chain, Completion, Generator, Problem, Sampling, Verifier
+from reasoning.types import (
+    AnswerJudge,
+    Chain,
+    Completion,
+    Delta,
+    Generator,
+    Messages,
+    Problem,
+    Prompt,
+    Sampling,
+    StreamingGenerator,
+    TokenPrompt,
+    Verifier,
+)
+
+if TYPE_CHECKING:
+    from reasoning.prompts import ThinkingFormat
+
+
+class Sampler(Protocol):
+    """Takes over a controller's own samples (calls without an explicit prompt): a thought
+    trimmer streams each one, watches it and may cut it (see docs/thought-trimming.md)."""
+
+    name: str
+
+    async def sample(
+        self, ctx: Context, prompt: Prompt, sampling: Sampling
+    ) -> list[Completion]: ...
 
 
 class Context:
@@ -29,6 +59,7 @@ class Context:
         judge: AnswerJudge | None = None,
         budget: Budget | None = None,
         seed: int = 0,
+        sampler: Sampler | None = None,
     ) -> None:
         self.problem = problem
         self.generator = generator
@@ -40,6 +71,9 @@ class Context:
         self.seed = seed
         self.rng = random.Random(f"{seed}:{problem.id}")
         self.stopped_by: str | None = None
+        self.sampler = sampler
+        # what adaptive generation did to this problem's samples (cuts, forks), for the trace
+        self.events: list[dict[str, Any]] = []
         self._started = time.monotonic()
         self._reserved_tokens = 0  # held by generator calls in flight (see _fit)
         self._reserved_samples = 0
@@ -100,8 +134,50 @@ class Context:
     def render(self, chain: Chain | None = None) -> str:
         return self.generator.render(self.problem, chain)
 
-    async def generate(self, sampling: Sampling, chain: Chain | None = None) -> list[Completion]:
-        """Sample continuations of `chain` (or of the bare prompt) and meter them."""
+    # -- what a call continues -------------------------------------------------------------
+
+    @property
+    def thinking(self) -> ThinkingFormat | None:
+        """The model's thinking tags (None: it does not think)."""
+        return cast("ThinkingFormat | None", getattr(self.generator, "thinking", None))
+
+    def _streaming(self) -> StreamingGenerator:
+        if not isinstance(self.generator, StreamingGenerator):
+            name = getattr(self.generator, "name", type(self.generator).__name__)
+            raise TypeError(
+                f"generator {name} cannot stream, tokenize or render chats; adaptive "
+                "generation needs the vllm or openai backend"
+            )
+        return self.generator
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        """Token ids of `text` as prompt material (pure text work: not metered)."""
+        return tuple(self._streaming().tokenize(text))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self._streaming().detokenize(ids)
+
+    def prompt_ids(self, chain: Chain | None = None) -> tuple[int, ...]:
+        """The rendered prompt of `chain` (of the bare problem when None) as token ids, plus
+        the chain's own generated ids when it is a chunked chain (exact continuation)."""
+        if chain is not None and chain.token_ids is not None:
+            return self.tokenize(self.render(None)) + chain.token_ids
+        return self.tokenize(self.render(chain))
+
+    def _prompt(self, chain: Chain | None, prompt: Prompt | Messages | None) -> Prompt:
+        if prompt is None:
+            if chain is not None and chain.token_ids is not None:
+                return TokenPrompt(self.prompt_ids(chain))
+            return self.render(chain)
+        if isinstance(prompt, str | TokenPrompt):
+            return prompt
+        return self._streaming().chat(prompt)
+
+    # -- metered calls ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _reservation(self, sampling: Sampling) -> AsyncIterator[Sampling]:
+        """Wait for room under the budget, hold it while the call runs, hand it back after."""
         while True:
             self.check()
             fitted = self._fit(sampling)
@@ -113,27 +189,106 @@ class Context:
         self._reserved_samples += fitted.n
         self._reserved_tokens += reserved_tokens
         try:
-            completions = await self.generator.complete(self.render(chain), fitted)
+            yield fitted
         finally:
             self._reserved_samples -= fitted.n
             self._reserved_tokens -= reserved_tokens
-            # waiters re-fit at their next turn, after this call's spend is in the ledger below
+            # waiters re-fit at their next turn, after this call's spend is in the ledger
             self._released.set()
+
+    def _meter(
+        self,
+        *,
+        samples: int,
+        tokens: int,
+        prompt_tokens: int,
+        cached_prompt_tokens: int,
+        replayed: bool,
+    ) -> None:
         led = self.ledger
         led.generator_calls += 1
-        led.samples += len(completions)
-        tokens = sum(c.tokens for c in completions)
+        led.samples += samples
         # Replayed calls count toward the budget like fresh ones, so a replay makes exactly the
         # decisions of the recorded run; `replayed_tokens` says how much of that was not computed.
         led.generated_tokens += tokens
-        if completions:
-            led.prompt_tokens += completions[0].prompt_tokens
-            led.cached_prompt_tokens += completions[0].cached_prompt_tokens
-            if all(c.cached for c in completions):
-                led.cache_hits += 1
-                led.replayed_tokens += tokens
+        led.prompt_tokens += prompt_tokens
+        led.cached_prompt_tokens += cached_prompt_tokens
+        if replayed:
+            led.cache_hits += 1
+            led.replayed_tokens += tokens
         self.tick()
+
+    async def generate(
+        self,
+        sampling: Sampling,
+        chain: Chain | None = None,
+        *,
+        prompt: Prompt | Messages | None = None,
+        new_samples: bool | None = None,
+    ) -> list[Completion]:
+        """Sample continuations of `chain` (or of the bare prompt) and meter them.
+
+        `prompt` replaces the rendered one: text, exact token ids (a continuation), or chat
+        messages (a side question). Such calls are metered like any other but, unless
+        `new_samples` says so, do not count toward `samples` (they continue or probe a sample
+        that was counted when it began). A controller wrapped by a trimmer (`sampler`) has its
+        own samples (no `prompt`) streamed and watched by it.
+        """
+        if self.sampler is not None and prompt is None:
+            return await self.sampler.sample(self, self._prompt(chain, None), sampling)
+        resolved = self._prompt(chain, prompt)
+        async with self._reservation(sampling) as fitted:
+            completions = await self.generator.complete(resolved, fitted)
+        counted = (prompt is None) if new_samples is None else new_samples
+        first = completions[0] if completions else None
+        self._meter(
+            samples=len(completions) if counted else 0,
+            tokens=sum(c.tokens for c in completions),
+            prompt_tokens=first.prompt_tokens if first else 0,
+            cached_prompt_tokens=first.cached_prompt_tokens if first else 0,
+            replayed=bool(completions) and all(c.cached for c in completions),
+        )
         return completions
+
+    async def stream(
+        self,
+        sampling: Sampling,
+        chain: Chain | None = None,
+        *,
+        prompt: Prompt | Messages | None = None,
+        new_samples: bool | None = None,
+    ) -> AsyncGenerator[Delta, None]:
+        """One sample, delta by delta (`sampling.n` must be 1), metered like `generate`.
+
+        Consume it inside `contextlib.aclosing(...)` and leave the `async for` to abort: the
+        backend stops the request at once, and the tokens delivered up to then are what the
+        ledger counts.
+        """
+        if sampling.n != 1:
+            raise ValueError(f"a streamed call is one sample; got n={sampling.n}")
+        resolved = self._prompt(chain, prompt)
+        generator = self._streaming()
+        tokens = prompt_tokens = cached = 0
+        replayed = True
+        async with self._reservation(sampling) as fitted:
+            deltas = generator.stream(resolved, fitted)
+            try:
+                async for delta in deltas:
+                    tokens += delta.tokens
+                    prompt_tokens += delta.prompt_tokens
+                    cached += delta.cached_prompt_tokens
+                    replayed = replayed and delta.cached
+                    yield delta
+            finally:
+                await deltas.aclose()  # aborts the request when the caller stopped early
+                counted = (prompt is None) if new_samples is None else new_samples
+                self._meter(
+                    samples=1 if counted else 0,
+                    tokens=tokens,
+                    prompt_tokens=prompt_tokens,
+                    cached_prompt_tokens=cached,
+                    replayed=replayed and tokens > 0,
+                )
 
     async def score(self, chains: list[Chain]) -> list[list[float]]:
         """Per-step verifier scores of `chains`, metered as one verifier call per chain.

@@ -7,6 +7,8 @@ appended verbatim (never re-templated).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -52,19 +54,62 @@ def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ThinkingFormat:
+    """How a model marks its thinking: the tags around it, and whether the prompt must open
+    the block itself (`forced`: for models whose template does not, or that never think on
+    their own: the answer after `close` is what gets graded)."""
+
+    open: str = "<think>"
+    close: str = "</think>"
+    forced: bool = False
+
+    @classmethod
+    def of(cls, spec: ThinkingFormat | Mapping[str, Any] | None) -> ThinkingFormat | None:
+        """From a config mapping (model.thinking), or None for a model that does not think."""
+        if spec is None or isinstance(spec, ThinkingFormat):
+            return spec
+        unknown = set(spec) - {"open", "close", "forced"}
+        if unknown:
+            raise ValueError(
+                f"model.thinking has unknown key(s) {sorted(unknown)}; valid: open, close, forced"
+            )
+        made = cls(**dict(spec))
+        if not made.open or not made.close:
+            raise ValueError("model.thinking.open and .close must be non-empty tags")
+        return made
+
+    def is_open(self, text: str) -> bool:
+        """Whether `text` (prompt and generation so far) ends inside a thinking block."""
+        at = text.rfind(self.open)
+        return at >= 0 and text.find(self.close, at) < 0
+
+
 class ChatRenderer:
     """Turns (problem, chain) into the exact prompt string sent to a completions endpoint."""
 
-    def __init__(self, tokenizer: Any, system: str = "steps") -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        system: str = "steps",
+        thinking: ThinkingFormat | Mapping[str, Any] | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.system = system_prompt(system)
+        self.thinking = ThinkingFormat.of(thinking)
         self._head = lru_cache(maxsize=4096)(self._template)
 
     def _template(self, question: str) -> str:
         messages = [{"role": "user", "content": question}]
         if self.system:
             messages.insert(0, {"role": "system", "content": self.system})
-        return chat_prompt(self.tokenizer, messages)
+        head = chat_prompt(self.tokenizer, messages)
+        if self.thinking is not None and self.thinking.forced:
+            head += self.thinking.open + "\n"
+        return head
+
+    def chat(self, messages: Any) -> str:
+        return chat_prompt(self.tokenizer, [dict(m) for m in messages])
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         head = self._head(problem.question)

@@ -7,7 +7,7 @@ nodes), and sharing a frozen prefix is both cheaper and safer than copying mutab
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -58,10 +58,16 @@ class Chain:
     # per generated token, the logprobs of the top-k alternatives (when sampled with logprobs=k)
     top_logprobs: tuple[tuple[float, ...], ...] | None = None
     id: str = field(default_factory=_next_chain_id)
+    # what joins the steps: "\n\n" for step-level searches; "" for chunked decoding, whose
+    # steps are token chunks that continue each other (see reasoning/streaming.py)
+    delimiter: str = STEP_DELIMITER
+    # the generated token ids of all steps, in order, when known: a chunked chain continues from
+    # them exactly instead of from re-tokenized text
+    token_ids: tuple[int, ...] | None = None
 
     @property
     def text(self) -> str:
-        return STEP_DELIMITER.join(self.steps)
+        return self.delimiter.join(self.steps)
 
     def extend(
         self,
@@ -73,6 +79,7 @@ class Chain:
         finish_reason: FinishReason | None = None,
         logprobs: tuple[float, ...] | None = None,
         top_logprobs: tuple[tuple[float, ...], ...] | None = None,
+        token_ids: tuple[int, ...] | None = None,
     ) -> Chain:
         """A child chain with one more step; the parent stays untouched."""
         merged = None
@@ -81,6 +88,9 @@ class Chain:
         merged_top = None
         if top_logprobs is not None or self.top_logprobs is not None:
             merged_top = (self.top_logprobs or ()) + (top_logprobs or ())
+        merged_ids = None
+        if token_ids is not None and (self.token_ids is not None or not self.steps):
+            merged_ids = (self.token_ids or ()) + token_ids
         return Chain(
             steps=(*self.steps, step),
             scores=self.scores if score is None else (*self.scores, score),
@@ -90,6 +100,8 @@ class Chain:
             parent=self.id,
             logprobs=merged,
             top_logprobs=merged_top,
+            delimiter=self.delimiter,
+            token_ids=merged_ids,
         )
 
     def with_scores(self, scores: tuple[float, ...] | list[float]) -> Chain:
@@ -113,6 +125,26 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class TokenPrompt:
+    """An exact prompt as token ids: sent as they are, never re-tokenized, so a continuation of
+    sampled tokens (plus, perhaps, a forced one) is the same sequence a whole decode would see."""
+
+    ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            raise ValueError("a TokenPrompt needs at least one token id")
+
+
+Prompt = str | TokenPrompt
+"""What a backend is asked to continue: rendered text, or exact token ids."""
+
+Messages = Sequence[Mapping[str, str]]
+"""A chat as role/content messages (a side question, an injected cue); the Context renders it
+with the model's chat template."""
+
+
+@dataclass(frozen=True)
 class Completion:
     """One sample returned by a generator, with the accounting the ledger needs."""
 
@@ -128,10 +160,33 @@ class Completion:
     # per generated token: {token id: logprob} of each id in Sampling.logprob_token_ids
     token_id_logprobs: tuple[dict[int, float], ...] | None = None
     cached: bool = False  # replayed from the record/replay cache, no engine work
+    token_ids: tuple[int, ...] | None = None  # the generated token ids, where the backend says
+    # per generated token, the ids of the top-k alternatives, in the order of `top_logprobs`
+    top_token_ids: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def hit_eos(self) -> bool:
         return self.finish_reason == "stop" and self.stop is None
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What one engine step added to a streamed sample; the last one carries `finish_reason`."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...] | None = None
+    top_logprobs: tuple[dict[str, float], ...] | None = None
+    top_token_ids: tuple[tuple[int, ...], ...] | None = None
+    finish_reason: str | None = None  # "stop", "length" or "abort" on the last delta
+    stop: str | None = None  # the stop string hit (None for EOS)
+    prompt_tokens: int = 0  # on the first delta only
+    cached_prompt_tokens: int = 0  # on the first delta only
+    cached: bool = False  # replayed from the record/replay cache
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
 
 
 @runtime_checkable
@@ -144,7 +199,28 @@ class Generator(Protocol):
         """The prompt for `problem` with `chain`'s steps already written by the assistant."""
         ...
 
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]: ...
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]: ...
+
+
+@runtime_checkable
+class StreamingGenerator(Generator, Protocol):
+    """A generator that also streams, tokenizes and renders chats: what adaptive controllers
+    (thought trimming, HyPER) need. Both backends and the record/replay cache provide it."""
+
+    def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        """One sample (`sampling.n` must be 1), delta by delta. Closing the iterator early
+        (`aclose`, or leaving an `async for`) aborts the request in the engine."""
+        ...
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        """Token ids of `text` as part of a prompt (no special tokens added)."""
+        ...
+
+    def detokenize(self, ids: Sequence[int]) -> str: ...
+
+    def chat(self, messages: Messages) -> str:
+        """`messages` rendered with the model's chat template, the assistant's turn open."""
+        ...
 
 
 class StepScores(list[list[float]]):

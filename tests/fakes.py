@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import replace
 
-from reasoning.types import STEP_DELIMITER, Chain, Completion, Problem, Sampling
+from reasoning.types import (
+    STEP_DELIMITER,
+    Chain,
+    Completion,
+    Delta,
+    Messages,
+    Problem,
+    Prompt,
+    Sampling,
+    TokenPrompt,
+)
 
 StepScript = Callable[[tuple[str, ...], Sampling, int], str]
 """Sample k's text from (the steps already written, the call's sampling, k)."""
@@ -39,6 +51,29 @@ def steps_of(prompt: str) -> tuple[str, ...]:
 def _cycled(texts: Sequence[str]) -> Callable[..., str]:
     it = itertools.cycle(texts)
     return lambda *_: next(it)
+
+
+_PIECE = re.compile(r"\s*\S+|\s+$")
+
+
+class WordVocabulary:
+    """A reversible toy tokenizer: a token is a word with the whitespace before it."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.pieces: list[str] = []
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        out = []
+        for piece in _PIECE.findall(text):
+            if piece not in self.ids:
+                self.ids[piece] = len(self.pieces)
+                self.pieces.append(piece)
+            out.append(self.ids[piece])
+        return tuple(out)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.pieces[i] for i in ids)
 
 
 class ScriptedGenerator:
@@ -74,12 +109,55 @@ class ScriptedGenerator:
         self.fail_on = fail_on
         self.concurrent = concurrent
         self.calls: list[tuple[str, Sampling]] = []
+        self.vocabulary = WordVocabulary()
+        self.thinking = None  # a reasoning.prompts.ThinkingFormat to make it a thinking model
+        self.streams: list[tuple[str, Sampling]] = []  # streamed calls, as (prompt, sampling)
+        self.aborted = 0  # streams the caller closed before their last delta
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         head = f"Q: {problem.question}\nA: "
+        if self.thinking is not None and self.thinking.forced:
+            head += self.thinking.open + "\n"
         return head + (chain.text + STEP_DELIMITER if chain and chain.steps else "")
 
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        return self.vocabulary.encode(text)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.vocabulary.decode(ids)
+
+    def chat(self, messages: Messages) -> str:
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+
+    def _text_of(self, prompt: Prompt) -> str:
+        return self.detokenize(prompt.ids) if isinstance(prompt, TokenPrompt) else prompt
+
+    async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        """The scripted sample for `prompt`, one word-token per delta (ids from `tokenize`)."""
+        text_prompt = self._text_of(prompt)
+        self.streams.append((text_prompt, sampling))
+        whole = self._sample(text_prompt, sampling, 0)
+        pieces = _PIECE.findall(whole.text)
+        finished = False
+        try:
+            for at, piece in enumerate(pieces):
+                await asyncio.sleep(self.delay_s)
+                last = at == len(pieces) - 1
+                yield Delta(
+                    text=piece,
+                    token_ids=self.tokenize(piece),
+                    logprobs=(-0.1,) if sampling.logprobs is not None else None,
+                    finish_reason=whole.finish_reason if last else None,
+                    stop=whole.stop if last else None,
+                    prompt_tokens=whole.prompt_tokens if at == 0 else 0,
+                )
+            finished = True
+        finally:
+            if not finished:
+                self.aborted += 1
+
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        prompt = self._text_of(prompt)
         self.calls.append((prompt, sampling))
         if self.fail_on is not None and self.fail_on(prompt):
             raise ConnectionError("scripted backend failure")
@@ -90,12 +168,13 @@ class ScriptedGenerator:
     def _sample(self, prompt: str, sampling: Sampling, k: int) -> Completion:
         text = self._text(prompt, sampling, k)
         eos = not self.stepwise or not sampling.stop or text.endswith(EOS)
-        return word_completion(
+        completion = word_completion(
             text.removesuffix(EOS),
             sampling.max_tokens,
             stop=None if eos else sampling.stop[0],
             prompt_tokens=len(prompt.split()),
         )
+        return replace(completion, token_ids=self.tokenize(completion.text))
 
 
 class ConstantVerifier:
