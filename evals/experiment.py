@@ -17,6 +17,7 @@ from reasoning.build import (
     build_budget,
     build_generator,
     build_judge,
+    build_sampler,
     build_search,
     build_verifier,
     check_verifier,
@@ -58,6 +59,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache.py)
     check_verifier(search, verifier)
     judge = build_judge(cfg)
+    sampler = build_sampler(cfg)
     print(what_runs(cfg, search, verifier, len(problems), out_dir), file=console.stdout())
     generator = build_generator(cfg, out_dir)
     runner = Runner(
@@ -71,6 +73,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         concurrency=cfg.concurrency,
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
         progress=cfg.progress,
+        sampler=sampler,
     )
     future = asyncio.run_coroutine_threadsafe(runner.run(problems), background_loop())
     try:
@@ -92,6 +95,9 @@ def what_runs(
     params = search_params(search)
     knobs = ", ".join(f"{k}={params[k]}" for k in ("n", "aggregate") if k in params)
     parts = [f"{controller_name(search)}" + (f" ({knobs})" if knobs else "")]
+    trim = OmegaConf.select(cfg, "trim._target_", default=None)
+    if trim is not None:
+        parts[0] += f" + trim {str(trim).rsplit('.', 1)[-1]}"
     parts.append(f"model {OmegaConf.select(cfg, 'model.name', default='?')}")
     if verifier is not None:
         parts.append(f"verifier {getattr(verifier, 'name', type(verifier).__name__)}")

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from evals import console
 from evals.grading import Grader, grader_info
 from reasoning.budget import Budget, Ledger
-from reasoning.context import Context
+from reasoning.context import Context, Sampler
 from reasoning.controller import Controller, controller_name
 from reasoning.outcome import Outcome
 from reasoning.types import Generator, Problem, Verifier
@@ -330,6 +330,17 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[
     return changes
 
 
+def event_counts(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of each adaptive-generation event (trim cuts by reason, forks, ...) a problem
+    had; the events themselves are in its trace (`details.events`)."""
+    return dict(
+        Counter(
+            f"{e.get('event')}:{e['reason']}" if e.get("reason") else str(e.get("event"))
+            for e in events
+        )
+    )
+
+
 def summarize(records: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
     errors = [r for r in records if r.get("error")]
     graded = [r for r in records if r.get("correct") is not None]
@@ -352,6 +363,7 @@ def summarize(records: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict
         "stopped_by_budget": sum(1 for r in records if r.get("stopped_by")),
         # problems whose vote needed verifier scores it could not get (majority instead)
         "missing_scores": sum(1 for r in records if r.get("missing_scores")),
+        "events": dict(sum((Counter(r.get("events") or {}) for r in records), Counter())),
         "ledger": totals.to_dict(),
         "ledger_per_problem": {k: round(v / len(records), 2) for k, v in totals.to_dict().items()}
         if records
@@ -382,8 +394,10 @@ class Runner:
         config: dict[str, Any] | None = None,
         progress: bool = True,
         retry_errors: bool | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.generator = generator
+        self.sampler = sampler  # a thought trimmer wrapping every sample (docs/thought-trimming.md)
         self.search = search
         self.verifier = verifier
         self.grader = grader or Grader()
@@ -577,8 +591,10 @@ class Runner:
                 judge=self.grader,
                 budget=self.budget,
                 seed=self.seed,
+                sampler=self.sampler,
             )
             outcome = await self.search.run(problem, ctx)
+            outcome.details.setdefault("events", ctx.events)
             stage = "grade"
             grade = await self.grader.grade(outcome.answer, problem.answer)
             record = self._record(problem, started, outcome, grade.correct, grade.reason)
@@ -618,6 +634,7 @@ class Runner:
             "grader": grader_info(),
             "votes": details.get("votes", {}),
             "missing_scores": details.get("missing_scores"),
+            "events": event_counts(details.get("events") or ()),
             "chains": len(outcome.chains) if outcome is not None else 0,
             "finished_at": round(started + ledger.wall_s, 3),
             "problem_hash": problem_hash(problem),

@@ -11,12 +11,13 @@ from reasoning.build import (
     build_budget,
     build_generator,
     build_judge,
+    build_sampler,
     build_search,
     build_verifier,
     check_verifier,
     compose_config,
 )
-from reasoning.context import Context
+from reasoning.context import Context, Sampler
 from reasoning.controller import Controller
 from reasoning.loop import run_sync
 from reasoning.outcome import Outcome
@@ -42,8 +43,11 @@ class _Session:
         generator: Generator | None,
         judge: AnswerJudge | None,
         overrides: Sequence[str],
+        trim: str | Sampler | None = None,
     ) -> None:
         groups = [f"model={model}", f"backend={backend}"]
+        if isinstance(trim, str):
+            groups.append(f"+trim={trim}")
         if isinstance(search, str):
             groups.append(f"search={search}")
         if isinstance(verifier, str):
@@ -63,6 +67,7 @@ class _Session:
         check_verifier(self.search, self.verifier)
         self.generator = generator or build_generator(cfg)
         self.judge = judge if judge is not None else build_judge(cfg)
+        self.sampler = build_sampler(cfg) if isinstance(trim, str) else trim
 
     async def solve(self, problem: Problem, seed: int) -> Outcome:
         ctx = Context(
@@ -72,8 +77,11 @@ class _Session:
             judge=self.judge,
             budget=self.budget,
             seed=seed,
+            sampler=self.sampler,
         )
-        return await self.search.run(problem, ctx)
+        outcome = await self.search.run(problem, ctx)
+        outcome.details.setdefault("events", ctx.events)
+        return outcome
 
 
 async def asolve_many(
@@ -88,13 +96,15 @@ async def asolve_many(
     generator: Generator | None = None,
     judge: AnswerJudge | None = None,
     overrides: Sequence[str] = (),
+    trim: str | Sampler | None = None,
 ) -> list[Outcome]:
     """Solve many problems concurrently on one engine (the engine batches across them).
 
     `search`, `model`, `backend` and `verifier` are config names (as on the CLI), or ready
-    objects; `overrides` are CLI-style `key=value` strings, e.g. ["search.n=16"].
+    objects; `overrides` are CLI-style `key=value` strings, e.g. ["search.n=16"]; `trim` a
+    thought trimmer's config name (conf/trim: trimr, sdv, budget) or a ready one.
     """
-    session = _Session(search, model, backend, verifier, budget, generator, judge, overrides)
+    session = _Session(search, model, backend, verifier, budget, generator, judge, overrides, trim)
     problems = [_problem(q, index=i) for i, q in enumerate(questions)]
     return list(await asyncio.gather(*(session.solve(p, seed) for p in problems)))
 

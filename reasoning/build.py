@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.errors import CompactHydraException, InstantiationException
 from hydra.utils import get_object, instantiate
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reasoning.budget import Budget
 from reasoning.cache import CachedGenerator, CachedVerifier, cache_for
+from reasoning.context import Sampler
 from reasoning.controller import Controller, controller_name
 from reasoning.types import AnswerJudge, Generator, Verifier
 
@@ -113,6 +114,15 @@ def build_search(cfg: DictConfig) -> Controller:
     """The controller of `cfg.search`; its settings are checked on construction
     (search/settings.py), a bad one raising `ConfigError("search.<key> ...")`."""
     return instantiate_group(cfg.search, "search")
+
+
+def build_sampler(cfg: DictConfig) -> Sampler | None:
+    """The thought trimmer of `cfg.trim` (`+trim=NAME`), which takes over every sample the
+    controller draws (docs/thought-trimming.md); None when the config has no `trim`."""
+    node = OmegaConf.select(cfg, "trim")
+    if node is None:
+        return None
+    return cast(Sampler, instantiate_group(node, "trim"))
 
 
 def build_judge(cfg: DictConfig) -> AnswerJudge:

@@ -43,12 +43,24 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from reasoning.types import Chain, Completion, Generator, Problem, Sampling, StepScores, Verifier
+from reasoning.types import (
+    Chain,
+    Completion,
+    Delta,
+    Generator,
+    Messages,
+    Problem,
+    Prompt,
+    Sampling,
+    StepScores,
+    TokenPrompt,
+    Verifier,
+)
 
 Mode = Literal["off", "record", "replay", "auto"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -61,7 +73,7 @@ KEY_VERSION = 2
 VOLATILE_FIELDS = ("finished_at",)
 VOLATILE_LEDGER_FIELDS = ("wall_s", "cache_hits", "replayed_tokens")
 
-_TABLES = ("generator_calls", "verifier_calls", "renders")
+_TABLES = ("generator_calls", "verifier_calls", "renders", "streams")
 
 
 class CacheMiss(LookupError):
@@ -268,24 +280,59 @@ class _Lazy:
         return self._built
 
 
-def _completion_to_json(c: Completion) -> dict[str, Any]:
-    return {f.name: getattr(c, f.name) for f in fields(Completion) if f.name != "cached"}
+def _completion_to_json(c: Completion | Delta) -> dict[str, Any]:
+    return {f.name: getattr(c, f.name) for f in fields(c) if f.name != "cached"}
 
 
-def _completion_from_json(data: Mapping[str, Any]) -> Completion:
+def _logprob_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON lists back to the tuples the dataclasses hold (JSON made int keys strings)."""
     logprobs = data.get("logprobs")
     top = data.get("top_logprobs")
-    by_id = data.get("token_id_logprobs")  # JSON made its int keys strings
-    special = ("logprobs", "top_logprobs", "token_id_logprobs", "cached")
-    return Completion(
-        **{k: v for k, v in data.items() if k not in special},
+    by_id = data.get("token_id_logprobs")
+    ids = data.get("token_ids")
+    top_ids = data.get("top_token_ids")
+    return dict(
         logprobs=None if logprobs is None else tuple(logprobs),
         top_logprobs=None if top is None else tuple(dict(d) for d in top),
         token_id_logprobs=(
             None if by_id is None else tuple({int(k): v for k, v in d.items()} for d in by_id)
         ),
-        cached=True,
+        token_ids=None if ids is None else tuple(ids),
+        top_token_ids=None if top_ids is None else tuple(tuple(t) for t in top_ids),
     )
+
+
+_SPECIAL = (
+    "logprobs",
+    "top_logprobs",
+    "token_id_logprobs",
+    "token_ids",
+    "top_token_ids",
+    "cached",
+)
+
+
+def _completion_from_json(data: Mapping[str, Any]) -> Completion:
+    plain = {k: v for k, v in data.items() if k not in _SPECIAL}
+    return Completion(**plain, **_logprob_fields(data), cached=True)
+
+
+def _delta_from_json(data: Mapping[str, Any]) -> Delta:
+    fields_ = _logprob_fields(data)
+    fields_["token_ids"] = fields_["token_ids"] or ()
+    plain = {k: v for k, v in data.items() if k not in _SPECIAL}
+    return Delta(**plain, **fields_, cached=True)
+
+
+def _prompt_json(prompt: Prompt) -> str | dict[str, list[int]]:
+    """A text prompt keys as itself (so keys recorded before token prompts still match)."""
+    return {"ids": list(prompt.ids)} if isinstance(prompt, TokenPrompt) else prompt
+
+
+def _prompt_summary(prompt: Prompt) -> str:
+    if isinstance(prompt, TokenPrompt):
+        return f"<{len(prompt.ids)} token ids, ending {list(prompt.ids[-8:])}>"
+    return prompt
 
 
 def _problem_json(problem: Problem) -> dict[str, str]:
@@ -358,17 +405,78 @@ class CachedGenerator:
             self._rendered.add(key)
         return prompt
 
-    def _key(self, prompt: str, sampling: Sampling) -> str:
+    def _key(self, prompt: Prompt, sampling: Sampling, kind: str = "generate") -> str:
         return cache_key(
             {
-                "kind": "generate",
+                "kind": kind,
                 "generator": self.name,
-                "prompt": prompt,
+                "prompt": _prompt_json(prompt),
                 "sampling": asdict(sampling),
             }
         )
 
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
+    # pure text work of the inner generator: needs its tokenizer, never its engine
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        return tuple(self.inner.tokenize(text))  # type: ignore[attr-defined]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return str(self.inner.detokenize(ids))  # type: ignore[attr-defined]
+
+    def chat(self, messages: Messages) -> str:
+        return str(self.inner.chat(messages))  # type: ignore[attr-defined]
+
+    @property
+    def thinking(self) -> Any:
+        return getattr(self.inner, "thinking", None)
+
+    async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        """Replays a recorded stream delta by delta, or streams live and records what the
+        caller consumed (an aborted stream is recorded up to its abort, marked incomplete).
+
+        A replay that consumes past the end of an incomplete recording is a miss: the recorded
+        run stopped there, so this one asked for something else. In auto mode an incomplete
+        recording is not used at all (the caller may want more than was kept): it streams live.
+        """
+        key = self._key(prompt, sampling, "stream")
+        hit = None if self.mode == "record" else self.cache.get("streams", key)
+        if hit is not None and (hit["complete"] or self.mode == "replay"):
+            for data in hit["deltas"]:
+                yield _delta_from_json(data)
+            if not hit["complete"]:
+                raise CacheMiss(
+                    f"replay: {self.cache.path} recorded the stream of generator "
+                    f"{self.name!r} for prompt {_short(_prompt_summary(prompt))} only up to "
+                    f"an abort after {len(hit['deltas'])} deltas, and this run reads on; "
+                    "record it again with the same config (cache.mode=record or auto)."
+                )
+            return
+        if hit is None and self.mode == "replay":
+            raise CacheMiss(
+                f"replay: {self.cache.path} holds no stream of generator {self.name!r} "
+                f"with prompt {_short(_prompt_summary(prompt))} and {sampling}. Record it "
+                "first (cache.mode=record or auto) with the same config and seed."
+            )
+        deltas: list[dict[str, Any]] = []
+        complete = False
+        inner = self.inner.stream(prompt, sampling)  # type: ignore[attr-defined]
+        try:
+            async for delta in inner:
+                deltas.append(_completion_to_json(delta))
+                complete = delta.finish_reason is not None
+                yield delta
+        finally:
+            await inner.aclose()
+            kept = hit is not None and len(hit["deltas"]) >= len(deltas)
+            if not kept:
+                self.cache.put(
+                    "streams",
+                    key,
+                    {"deltas": deltas, "complete": complete},
+                    owner=self.name,
+                    summary=_prompt_summary(prompt)[-200:],
+                )
+
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
         key = self._key(prompt, sampling)
         if self.mode != "record":
             hit = self.cache.get("generator_calls", key)
@@ -378,7 +486,8 @@ class CachedGenerator:
                 stored = self.cache.count("generator_calls", self.name)
                 raise CacheMiss(
                     f"replay: {self.cache.path} holds no call of generator {self.name!r} "
-                    f"with prompt {_short(prompt)} (ends {prompt[-40:]!r}) and {sampling} "
+                    f"with prompt {_short(_prompt_summary(prompt))} "
+                    f"(ends {_prompt_summary(prompt)[-40:]!r}) and {sampling} "
                     f"({stored} calls of this generator recorded). Record it first "
                     "(cache.mode=record or auto) with the same config and seed."
                 )
@@ -388,7 +497,7 @@ class CachedGenerator:
             key,
             [_completion_to_json(c) for c in completions],
             owner=self.name,
-            summary=prompt[-200:],
+            summary=_prompt_summary(prompt)[-200:],
             overwrite=self.mode == "record",
         )
         return completions

@@ -97,7 +97,7 @@ class Context:
         if limit is not None:
             raise BudgetExhausted(limit)
 
-    def _fit(self, sampling: Sampling) -> Sampling | None:
+    def _fit(self, sampling: Sampling, new_samples: bool = True) -> Sampling | None:
         """Shrink one call so that it cannot overshoot the budget by much; None: wait first.
 
         Calls in flight hold a reservation (their n and n * max_tokens), so concurrent calls of
@@ -107,9 +107,9 @@ class Context:
         ends at its delimiter) and hand back what they did not use. Only a call with nothing
         else in flight is clamped, or refused when nothing is left.
         """
-        in_flight = self._reserved_samples > 0
+        in_flight = self._reserved_samples > 0 or self._reserved_tokens > 0
         n, max_tokens = sampling.n, sampling.max_tokens
-        if self.budget.samples is not None:
+        if self.budget.samples is not None and new_samples:
             left = self.budget.samples - self.ledger.samples - self._reserved_samples
             if left < n and in_flight:
                 return None
@@ -176,22 +176,31 @@ class Context:
     # -- metered calls ---------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _reservation(self, sampling: Sampling) -> AsyncIterator[Sampling]:
-        """Wait for room under the budget, hold it while the call runs, hand it back after."""
+    async def _reservation(
+        self, sampling: Sampling, new_samples: bool = True
+    ) -> AsyncIterator[Sampling]:
+        """Wait for room under the budget, hold it while the call runs, hand it back after.
+
+        A call that starts no new sample (a continuation, a side question) is not held to the
+        `samples` limit: it belongs to a sample that was counted when it began."""
         while True:
-            self.check()
-            fitted = self._fit(sampling)
+            if new_samples:
+                self.check()
+            else:
+                self.check(tuple(lim for lim in LIMITS if lim != "samples"))
+            fitted = self._fit(sampling, new_samples)
             if fitted is not None:
                 break
             self._released.clear()
             await self._released.wait()
         reserved_tokens = fitted.n * fitted.max_tokens
-        self._reserved_samples += fitted.n
+        reserved_samples = fitted.n if new_samples else 0
+        self._reserved_samples += reserved_samples
         self._reserved_tokens += reserved_tokens
         try:
             yield fitted
         finally:
-            self._reserved_samples -= fitted.n
+            self._reserved_samples -= reserved_samples
             self._reserved_tokens -= reserved_tokens
             # waiters re-fit at their next turn, after this call's spend is in the ledger
             self._released.set()
@@ -237,9 +246,9 @@ class Context:
         if self.sampler is not None and prompt is None:
             return await self.sampler.sample(self, self._prompt(chain, None), sampling)
         resolved = self._prompt(chain, prompt)
-        async with self._reservation(sampling) as fitted:
-            completions = await self.generator.complete(resolved, fitted)
         counted = (prompt is None) if new_samples is None else new_samples
+        async with self._reservation(sampling, counted) as fitted:
+            completions = await self.generator.complete(resolved, fitted)
         first = completions[0] if completions else None
         self._meter(
             samples=len(completions) if counted else 0,
@@ -270,7 +279,8 @@ class Context:
         generator = self._streaming()
         tokens = prompt_tokens = cached = 0
         replayed = True
-        async with self._reservation(sampling) as fitted:
+        counted = (prompt is None) if new_samples is None else new_samples
+        async with self._reservation(sampling, counted) as fitted:
             deltas = generator.stream(resolved, fitted)
             try:
                 async for delta in deltas:
@@ -281,7 +291,6 @@ class Context:
                     yield delta
             finally:
                 await deltas.aclose()  # aborts the request when the caller stopped early
-                counted = (prompt is None) if new_samples is None else new_samples
                 self._meter(
                     samples=1 if counted else 0,
                     tokens=tokens,

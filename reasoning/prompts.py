@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reasoning.types import STEP_DELIMITER, Chain, Problem
+from reasoning.types import Chain, Problem
 
 SYSTEM_PROMPTS: dict[str, str] = {
     # Search-and-learn's step-by-step prompt: `## Step k:` blocks separated by blank lines make
@@ -115,4 +115,5 @@ class ChatRenderer:
         head = self._head(problem.question)
         if chain is None or not chain.steps:
             return head
-        return head + chain.text + STEP_DELIMITER
+        # a step chain's next step starts after its delimiter; a chunked chain ("") goes on
+        return head + chain.text + chain.delimiter

@@ -59,7 +59,7 @@ class Chain:
     top_logprobs: tuple[tuple[float, ...], ...] | None = None
     id: str = field(default_factory=_next_chain_id)
     # what joins the steps: "\n\n" for step-level searches; "" for chunked decoding, whose
-    # steps are token chunks that continue each other (see reasoning/streaming.py)
+    # steps are token chunks that continue each other (docs/adaptive-generation.md)
     delimiter: str = STEP_DELIMITER
     # the generated token ids of all steps, in order, when known: a chunked chain continues from
     # them exactly instead of from re-tokenized text
@@ -178,6 +178,7 @@ class Delta:
     logprobs: tuple[float, ...] | None = None
     top_logprobs: tuple[dict[str, float], ...] | None = None
     top_token_ids: tuple[tuple[int, ...], ...] | None = None
+    token_id_logprobs: tuple[dict[int, float], ...] | None = None
     finish_reason: str | None = None  # "stop", "length" or "abort" on the last delta
     stop: str | None = None  # the stop string hit (None for EOS)
     prompt_tokens: int = 0  # on the first delta only

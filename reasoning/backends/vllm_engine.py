@@ -14,12 +14,22 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reasoning.models import resolve_model_path
-from reasoning.prompts import ChatRenderer
-from reasoning.types import Chain, Completion, Problem, Sampling
+from reasoning.prompts import ChatRenderer, ThinkingFormat
+from reasoning.types import (
+    Chain,
+    Completion,
+    Delta,
+    Messages,
+    Problem,
+    Prompt,
+    Sampling,
+    TokenPrompt,
+)
 
 
 def _on_cpu() -> bool:
@@ -46,23 +56,26 @@ def sampled_logprobs(token_ids: Any, logprobs: Any) -> tuple[float, ...] | None:
 
 def top_alternatives(
     token_ids: Any, logprobs: Any, k: int | None
-) -> tuple[dict[str, float], ...] | None:
+) -> tuple[tuple[dict[str, float], ...], tuple[tuple[int, ...], ...]] | None:
     """Per position, {token text: logprob} of the k most likely tokens (sampled one excluded
-    unless it is among them)."""
+    unless it is among them), and their ids in rank order."""
     if logprobs is None or not k:
         return None
-    out = []
+    texts, ids = [], []
     for tid, pos in zip(token_ids, logprobs, strict=False):
         ranked = sorted(pos.items(), key=lambda kv: kv[1].rank if kv[1].rank else 0)
-        top = {}
+        top: dict[str, float] = {}
+        order: list[int] = []
         for other, lp in ranked:
             if other == tid and (lp.rank or 0) > k:
                 continue
             top[lp.decoded_token if lp.decoded_token is not None else str(other)] = float(
                 lp.logprob
             )
-        out.append(top)
-    return tuple(out)
+            order.append(int(other))
+        texts.append(top)
+        ids.append(tuple(order))
+    return tuple(texts), tuple(ids)
 
 
 def requested_logprobs(
@@ -95,6 +108,7 @@ class VLLMGenerator:
         gpu_memory_utilization: float | None = None,
         kv_cache_gib: float = 4.0,
         per_request_seed: bool | None = None,
+        thinking: ThinkingFormat | Mapping[str, Any] | None = None,
         enforce_eager: bool | None = None,
         block_size: int | None = None,
         seed: int = 0,
@@ -108,7 +122,9 @@ class VLLMGenerator:
         # Generator does not use offset"), so by default they are used on GPUs only.
         self.per_request_seed = not _on_cpu() if per_request_seed is None else per_request_seed
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.renderer = ChatRenderer(self.tokenizer, system_prompt)
+        self.renderer = ChatRenderer(self.tokenizer, system_prompt, thinking)
+        self.thinking = self.renderer.thinking
+        self.watch = EngineWatch()  # the scheduler's view, refreshed at every engine step
         self._engine_config = dict(
             model=self.path,
             dtype=dtype,
@@ -127,6 +143,15 @@ class VLLMGenerator:
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         return self.renderer.render(problem, chain)
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    def chat(self, messages: Messages) -> str:
+        return self.renderer.chat(messages)
 
     def start(self) -> None:
         """Build the engine now (it is otherwise built on the first request)."""
@@ -153,36 +178,69 @@ class VLLMGenerator:
         if config["block_size"] is None:
             del config["block_size"]
         install_lifeline()  # the engine core and its workers end with this process
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**config))
+        watch = self.watch
+        self._engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**config), stat_loggers=[lambda *_: _WatchLogger(watch)]
+        )
         # atexit runs last-registered first: registered after vLLM's own exit hooks, this closes
         # the engine cleanly before vLLM kills its processes under a live output handler.
         atexit.register(self.close)
 
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
+    async def _started(self) -> Any:
         if self._engine is None:
             async with self._start_lock:
                 if self._engine is None:
                     await asyncio.to_thread(self.start)
+        return self._engine
+
+    @staticmethod
+    def _params(sampling: Sampling, *, seeded: bool, stream: bool) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
         ids = sampling.logprob_token_ids
-        params = SamplingParams(
+        return SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None,
-            seed=sampling.seed if self.per_request_seed else None,
+            seed=sampling.seed if seeded else None,
             # vLLM returns the asked-for ids *instead of* the top-k (plus the sampled token, so
             # the sampled logprobs stay available); `logprobs` must then be unset, as vLLM's
             # own server does it, or it keeps only the first `logprobs` of them.
             logprobs=None if ids else sampling.logprobs,
             logprob_token_ids=list(ids) if ids else None,
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
         )
+
+    @staticmethod
+    def _engine_prompt(prompt: Prompt) -> Any:
+        if isinstance(prompt, TokenPrompt):
+            from vllm.inputs import TokensPrompt
+
+            return TokensPrompt(prompt_token_ids=list(prompt.ids))
+        return prompt
+
+    @staticmethod
+    def _logprob_fields(out: Any, sampling: Sampling) -> dict[str, Any]:
+        """The logprob fields of a Completion or Delta, from one vLLM sequence output."""
+        ids = sampling.logprob_token_ids
+        top = None if ids else top_alternatives(out.token_ids, out.logprobs, sampling.logprobs)
+        return dict(
+            logprobs=(
+                None if sampling.logprobs is None else sampled_logprobs(out.token_ids, out.logprobs)
+            ),
+            top_logprobs=None if top is None else top[0],
+            top_token_ids=None if top is None else top[1],
+        )
+
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        engine = await self._started()
+        params = self._params(sampling, seeded=self.per_request_seed, stream=False)
         final = None
-        async for output in self._engine.generate(prompt, params, request_id=uuid.uuid4().hex):
+        request = self._engine_prompt(prompt)
+        async for output in engine.generate(request, params, request_id=uuid.uuid4().hex):
             final = output
         if final is None:  # pragma: no cover - the engine always yields a final output
             raise RuntimeError("vLLM returned no output")
@@ -196,20 +254,44 @@ class VLLMGenerator:
                 stop=out.stop_reason if isinstance(out.stop_reason, str) else None,
                 prompt_tokens=prompt_tokens,
                 cached_prompt_tokens=cached,
-                logprobs=(
-                    None
-                    if sampling.logprobs is None
-                    else sampled_logprobs(out.token_ids, out.logprobs)
-                ),
-                top_logprobs=(
-                    None
-                    if ids
-                    else top_alternatives(out.token_ids, out.logprobs, sampling.logprobs)
-                ),
-                token_id_logprobs=requested_logprobs(out.logprobs, ids),
+                token_id_logprobs=requested_logprobs(out.logprobs, sampling.logprob_token_ids),
+                token_ids=tuple(out.token_ids),
+                **self._logprob_fields(out, sampling),
             )
             for out in sorted(final.outputs, key=lambda o: o.index)
         ]
+
+    async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        """One sample as the engine decodes it; closing this generator aborts the request."""
+        if sampling.n != 1:
+            raise ValueError(f"a streamed call is one sample; got n={sampling.n}")
+        engine = await self._started()
+        params = self._params(sampling, seeded=self.per_request_seed, stream=True)
+        request_id = uuid.uuid4().hex
+        outputs = engine.generate(self._engine_prompt(prompt), params, request_id=request_id)
+        first = True
+        finished = False
+        try:
+            async for output in outputs:
+                out = output.outputs[0]
+                finished = output.finished
+                yield Delta(
+                    text=out.text,
+                    token_ids=tuple(out.token_ids),
+                    finish_reason=(out.finish_reason or "abort") if finished else None,
+                    stop=out.stop_reason if isinstance(out.stop_reason, str) else None,
+                    prompt_tokens=len(output.prompt_token_ids or ()) if first else 0,
+                    cached_prompt_tokens=(output.num_cached_tokens or 0) if first else 0,
+                    token_id_logprobs=requested_logprobs(out.logprobs, sampling.logprob_token_ids),
+                    **self._logprob_fields(out, sampling),
+                )
+                first = False
+        finally:
+            # Closing vLLM's generator aborts the request in the output processor and the
+            # engine core (its GeneratorExit handler); abort again in case it had not started.
+            await outputs.aclose()
+            if not finished:
+                await engine.abort(request_id)
 
     @property
     def block_size(self) -> int:
@@ -226,6 +308,42 @@ class VLLMGenerator:
             _cancel_on_its_loop(handler)
         self._engine.shutdown(timeout=self.shutdown_timeout_s)
         self._engine = None
+
+
+class EngineWatch:
+    """What the engine's scheduler reported at its latest step: requests running and waiting,
+    and a step counter. Abort checks and benchmarks read it (vLLM's stat-logger hook)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiting = 0
+        self.steps = 0  # scheduler reports received
+        self.generated_tokens = 0  # tokens the output processor saw generated
+
+    def record(self, scheduler_stats: Any, iteration_stats: Any) -> None:
+        if scheduler_stats is not None:
+            self.running = int(scheduler_stats.num_running_reqs)
+            self.waiting = int(scheduler_stats.num_waiting_reqs)
+            self.steps += 1
+        if iteration_stats is not None:
+            self.generated_tokens += int(iteration_stats.num_generation_tokens)
+
+
+def _WatchLogger(watch: EngineWatch) -> Any:  # noqa: N802 - a class factory
+    """A vLLM stat logger feeding `watch` (built lazily: vLLM is imported only when needed)."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class WatchLogger(StatLoggerBase):
+        def __init__(self, *_: Any) -> None:
+            pass
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, *_: Any, **__: Any) -> None:
+            watch.record(scheduler_stats, iteration_stats)
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return WatchLogger()
 
 
 def _cancel_on_its_loop(task: asyncio.Task[Any]) -> None:

@@ -1,0 +1,551 @@
+"""HyPER: hypothesis path expansion and reduction (Qiu et al., arXiv 2602.06527).
+
+A pool of paths is decoded in control intervals of `interval` tokens (docs/hyper.md). After
+each interval a controller reads cheap per-path statistics (tail and group confidence from the
+top-k logprobs, length, the answer written so far and its agreement with the others) and the
+phase phi = tokens spent / token budget, then EXPANDS (forks the most confident paths) early or
+while the answers disagree, or REDUCES (aborts the least confident fraction rho(phi)) late or once
+they agree. Token-fork refinement re-decodes one uncertain token with its runner-up
+alternatives, and the final answer is a length- and confidence-weighted vote.
+
+Reconstruction: the paper publishes the components, not its thresholds or exact rules. The
+rule above, rho(phi) = max_reduce_fraction * phi, the diversity measure and every default here
+are ours, each a key. The paper's native refinement changes the MoE router for one token;
+stock vLLM cannot steer routing, so refinement here forces the 2nd/3rd most likely token
+instead (an approximation that works on dense models too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from reasoning.budget import BudgetExhausted
+from reasoning.context import Context
+from reasoning.outcome import Outcome
+from reasoning.tree import NodeStatus
+from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
+from search.aggregate import cluster_answers, select
+from search.chunked import Chunk, ChunkPolicy, chunk_finish, decode_chunks, fork_at, start_chain
+from search.expand import BOXED
+from search.settings import Sampled, invalid
+
+ANSWER_CUE = "\n\nFinal answer: $\\boxed{"
+"""Appended to a path still open at the end, so one short call makes it state an answer."""
+
+# --- path statistics --------------------------------------------------------------------------
+
+
+def token_confidence(top: Sequence[float], k: int | None = None) -> float | None:
+    """DeepConf's c_t = -mean of the k largest logprobs at one position (higher: more peaked);
+    None with no finite value."""
+    vals = sorted((v for v in top if math.isfinite(v)), reverse=True)[:k]
+    return -sum(vals) / len(vals) if vals else None
+
+
+def confidences(top_logprobs: Sequence[Sequence[float]], k: int | None = None) -> list[float]:
+    return [c for c in (token_confidence(t, k) for t in top_logprobs) if c is not None]
+
+
+def tail_confidence(
+    top_logprobs: Sequence[Sequence[float]], window: int, k: int | None = None
+) -> float:
+    """Mean token confidence over the last `window` tokens (0 with none)."""
+    tail = confidences(top_logprobs, k)[-window:]
+    return sum(tail) / len(tail) if tail else 0.0
+
+
+def min_group_confidence(
+    top_logprobs: Sequence[Sequence[float]], window: int, k: int | None = None
+) -> float:
+    """The lowest mean token confidence over sliding windows of `window` tokens (one window when
+    shorter; 0 with none): a short stretch of guessing that the tail mean can hide."""
+    cs = confidences(top_logprobs, k)
+    if not cs:
+        return 0.0
+    if len(cs) <= window:
+        return sum(cs) / len(cs)
+    total = sum(cs[:window])
+    lowest = total
+    for i in range(window, len(cs)):
+        total += cs[i] - cs[i - window]
+        lowest = min(lowest, total)
+    return lowest / window
+
+
+def has_closed_box(text: str) -> bool:
+    """Whether the last \\boxed{...} is closed: a chunk may end inside one ("\\boxed{12" of 123)."""
+    at = text.rfind(BOXED + "{")
+    if at < 0:
+        return False
+    depth = 0
+    for ch in text[at + len(BOXED) :]:
+        depth += (ch == "{") - (ch == "}")
+        if depth == 0:
+            return True
+    return False
+
+
+def answer_diversity(clusters: Sequence[int | None]) -> float | None:
+    """1 - (largest answer cluster / answered paths): 0 when all agree; None under 2 answers."""
+    answered = [c for c in clusters if c is not None]
+    if len(answered) < 2:
+        return None
+    return 1.0 - max(answered.count(c) for c in set(answered)) / len(answered)
+
+
+def agreement(clusters: Sequence[int | None], i: int) -> float | None:
+    """Share of the other answered paths that gave path i's answer (None: i has none, or alone)."""
+    others = [c for j, c in enumerate(clusters) if j != i and c is not None]
+    if clusters[i] is None or not others:
+        return None
+    return others.count(clusters[i]) / len(others)
+
+
+def expand_wanted(
+    phase: float, diversity: float | None, explore_until: float, threshold: float
+) -> bool:
+    """Explore while early or while the answers disagree; otherwise exploit (reduce)."""
+    return phase < explore_until or (diversity is not None and diversity > threshold)
+
+
+def reduce_fraction(phase: float, max_fraction: float) -> float:
+    """rho(phi): the share of open paths to abort, rising linearly from 0 to `max_fraction`."""
+    return max_fraction * min(1.0, max(0.0, phase))
+
+
+def top_indices(values: Sequence[float], count: int) -> list[int]:
+    """The `count` largest (ties to the first), in rank order."""
+    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
+    return order[: max(0, count)]
+
+
+def bottom_indices(values: Sequence[float], count: int) -> list[int]:
+    """The `count` smallest (ties: the later one goes first, so the first is kept)."""
+    order = sorted(range(len(values)), key=lambda i: (values[i], -i))
+    return order[: max(0, count)]
+
+
+def path_weights(
+    tails: Sequence[float], lengths: Sequence[int], answered: Sequence[bool], beta: float
+) -> list[float]:
+    """w_i = C_tail,i * (L_min / L_i)^beta over answered paths (L_min among them); 0 otherwise."""
+    lens = [max(1, n) for n, a in zip(lengths, answered, strict=True) if a]
+    if not lens:
+        return [0.0] * len(tails)
+    shortest = min(lens)
+    return [
+        t * (shortest / max(1, n)) ** beta if a else 0.0
+        for t, n, a in zip(tails, lengths, answered, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class RefineSite:
+    """A token to re-decode: its position in the chain's ids, its confidence, and the forced
+    alternatives (id, logprob), most likely first."""
+
+    position: int
+    confidence: float
+    alternatives: tuple[tuple[int, float], ...]
+
+
+def refine_site(chunk: Chunk, threshold: float, k: int, siblings: int) -> RefineSite | None:
+    """The lowest-confidence token of the chunk whose top-1 probability is below `threshold`,
+    with the most likely tokens other than the sampled one (the 2nd and 3rd when the sampled
+    token was the top-1). Positions whose ids and texts do not align are skipped."""
+    c = chunk.completion
+    if c is None or c.top_logprobs is None or c.top_token_ids is None or c.token_ids is None:
+        return None
+    best: RefineSite | None = None
+    for j, (table, ids) in enumerate(zip(c.top_logprobs, c.top_token_ids, strict=False)):
+        values = list(table.values())
+        if len(values) != len(ids) or not values or math.exp(max(values)) >= threshold:
+            continue
+        conf = token_confidence(values, k)
+        if conf is None or (best is not None and conf >= best.confidence):
+            continue
+        ranked = sorted(zip(ids, values, strict=True), key=lambda iv: -iv[1])
+        alternatives = tuple(iv for iv in ranked if iv[0] != c.token_ids[j])[:siblings]
+        if alternatives:
+            best = RefineSite(chunk.start + j, conf, alternatives)
+    return best
+
+
+# --- the controller ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Path:
+    """One slot of the pool. `fresh`: its next call starts a new sample (a new path or fork)."""
+
+    chain: Chain
+    fresh: bool = True
+    last: Chunk | None = None  # this interval's chunk, for refinement
+
+
+@dataclass
+class _Tally:
+    expansions: int = 0  # intervals that forked paths
+    forks: int = 0
+    reductions: int = 0  # intervals that aborted paths
+    aborted: int = 0
+    refinements: int = 0  # refined tokens (each spawns up to refine_siblings paths)
+    refined_paths: int = 0
+    closed: int = 0  # open paths closed by the finisher
+    intervals: int = 0
+
+
+@dataclass
+class HyPER(Sampled):
+    """Dynamic expand/reduce over a pool of chunk-decoded paths; see the module docstring."""
+
+    name: ClassVar[str] = "hyper"
+
+    n: int = 8  # initial pool
+    max_paths: int = 16
+    min_paths: int = 2
+    interval: int = 64  # Delta: tokens per path per control interval
+    top_k: int = 20  # logprobs=k alternatives per token, for confidence and refinement
+    token_budget: int = 4096  # generated tokens over the pool: the phase's denominator
+    tail_window: int = 256
+    group_window: int = 32
+    explore_until: float = 0.3
+    diversity_threshold: float = 0.25
+    expand_top: int = 2
+    max_reduce_fraction: float = 0.5
+    refine_threshold: float = 0.4  # top-1 probability under which a token may be refined
+    refine_siblings: int = 2
+    max_refinements: int = 4
+    length_penalty: float = 1.0  # beta
+    finish_open: bool = True
+    finisher_tokens: int = 32
+
+    def check(self) -> None:
+        counts = {
+            "max_paths": 1,
+            "min_paths": 1,
+            "interval": 1,
+            "top_k": 2,
+            "token_budget": 1,
+            "tail_window": 1,
+            "group_window": 1,
+            "expand_top": 0,
+            "refine_siblings": 0,
+            "max_refinements": 0,
+            "finisher_tokens": 1,
+        }
+        for key, low in counts.items():
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise invalid(key, v, f"must be an integer >= {low}")
+        fractions = {
+            "explore_until": (0.0, 1.0),
+            "diversity_threshold": (0.0, 1.0),
+            "max_reduce_fraction": (0.0, 1.0),
+            "refine_threshold": (0.0, 1.0),
+            "length_penalty": (0.0, math.inf),
+        }
+        for key, (low, high) in fractions.items():
+            v = getattr(self, key)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
+            if not ok or math.isnan(v):
+                raise invalid(key, v, f"must be a number in [{low}, {high}]")
+        if self.max_reduce_fraction >= 1.0:
+            raise invalid("max_reduce_fraction", self.max_reduce_fraction, "must be < 1")
+        if not isinstance(self.finish_open, bool):
+            raise invalid("finish_open", self.finish_open, "must be true or false")
+        first = self.n * (self.interval + self._reserve())
+        if self.token_budget < first:
+            raise invalid(
+                "token_budget",
+                self.token_budget,
+                f"must afford one interval and a finisher call for each of the n paths "
+                f"(n * (interval + finisher_tokens) = {first})",
+            )
+        if not self.min_paths <= self.n <= self.max_paths:
+            span = f"[{self.min_paths}, {self.max_paths}]"
+            raise invalid("n", self.n, f"must lie in [min_paths, max_paths] = {span}")
+
+    @property
+    def policy(self) -> ChunkPolicy:
+        return ChunkPolicy(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            chunk_tokens=self.interval,
+            logprobs=self.top_k,
+        )
+
+    # -- budget ------------------------------------------------------------------------------
+
+    def _reserve(self) -> int:
+        """Tokens kept back per open path for its finisher call."""
+        return self.finisher_tokens if self.finish_open else 0
+
+    def _room(self, spent: int, budget: int, open_paths: int) -> int:
+        """New paths the budget affords: each open path must still be able to decode one more
+        interval and be closed, so a fork is never born only to be cut off."""
+        per_path = self.interval + self._reserve()
+        return max(0, (budget - spent) // per_path - open_paths)
+
+    # -- one interval ------------------------------------------------------------------------
+
+    def _answer(self, ctx: Context, chain: Chain) -> str | None:
+        """Only a finished path, or one that closed a \\boxed{} answer, has answered."""
+        if not (chain.finished or has_closed_box(chain.text)):
+            return None
+        assert ctx.judge is not None
+        return ctx.judge.extract(chain.text)
+
+    def _tail(self, chain: Chain) -> float:
+        return tail_confidence(chain.top_logprobs or (), self.tail_window, self.top_k)
+
+    async def _stats(
+        self, ctx: Context, pool: list[_Path]
+    ) -> tuple[list[dict[str, Any]], list[int | None]]:
+        answers = [self._answer(ctx, p.chain) for p in pool]
+        assert ctx.judge is not None
+        clusters = await cluster_answers(answers, ctx.judge)
+        stats = []
+        for i, p in enumerate(pool):
+            top = p.chain.top_logprobs or ()
+            stats.append(
+                {
+                    "tail_confidence": round(self._tail(p.chain), 6),
+                    "min_group_confidence": round(
+                        min_group_confidence(top, self.group_window, self.top_k), 6
+                    ),
+                    "length": p.chain.tokens,
+                    "answer": answers[i],
+                    "agreement": agreement(clusters, i),
+                }
+            )
+        return stats, clusters
+
+    def _expand(self, ctx: Context, pool: list[_Path], room: int, interval: int) -> int:
+        open_ = [p for p in pool if not p.chain.finished]
+        count = min(self.expand_top, len(open_), self.max_paths - len(pool), room)
+        tails = [self._tail(p.chain) for p in open_]
+        for i in top_indices(tails, count):
+            parent = open_[i].chain
+            ctx.tree.mark(parent.id, NodeStatus.FORKED, forked_at_interval=interval)
+            pool.append(_Path(parent))  # the same prefix; its next call draws a new seed
+        return max(0, count)
+
+    def _reduce(self, ctx: Context, pool: list[_Path], phase: float, interval: int) -> int:
+        open_ = [p for p in pool if not p.chain.finished]
+        rho = reduce_fraction(phase, self.max_reduce_fraction)
+        count = min(math.floor(rho * len(open_)), len(pool) - self.min_paths)
+        tails = [self._tail(p.chain) for p in open_]
+        for i in bottom_indices(tails, count):
+            victim = open_[i]
+            ctx.tree.mark_pruned(
+                victim.chain.id, aborted_at_interval=interval, tail_confidence=tails[i]
+            )
+            pool.remove(victim)  # identity: _Path compares by object
+        return max(0, count)
+
+    def _refine(self, ctx: Context, pool: list[_Path], room: int, interval: int) -> int:
+        """Fork siblings at the pool's least confident uncertain token of this interval."""
+        capacity = min(self.refine_siblings, self.max_paths - len(pool), room)
+        if capacity <= 0:
+            return 0
+        sites = [
+            (site, p)
+            for p in pool
+            if p.last is not None
+            and (site := refine_site(p.last, self.refine_threshold, self.top_k, capacity))
+        ]
+        if not sites:
+            return 0
+        site, path = min(sites, key=lambda sp: sp[0].confidence)  # ties: the first path
+        parent = path.chain
+        for forced, logprob in site.alternatives:
+            kid = fork_at(ctx, parent, site.position, forced, logprob=logprob)
+            ctx.tree.annotate(kid.id, refined_at_interval=interval)
+            pool.append(_Path(kid))
+        ctx.tree.mark(
+            parent.id,
+            NodeStatus.FORKED,
+            refined_at=site.position,
+            refined_confidence=round(site.confidence, 6),
+        )
+        return len(site.alternatives)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def _close(self, ctx: Context, chain: Chain) -> Chain:
+        """One short greedy call after the answer cue; the path as it was if the budget refuses."""
+        cue = ctx.tokenize(ANSWER_CUE)
+        prompt = TokenPrompt(ctx.prompt_ids(chain) + cue)
+        sampling = Sampling(temperature=0.0, max_tokens=self.finisher_tokens, n=1)
+        try:
+            (c,) = await ctx.generate(sampling, prompt=prompt, new_samples=False)
+        except BudgetExhausted:
+            return chain
+        kid = chain.extend(
+            ANSWER_CUE + c.text,
+            tokens=c.tokens,
+            finished=True,
+            finish_reason=chunk_finish(c) or FinishReason.LENGTH,
+            token_ids=None if c.token_ids is None else cue + c.token_ids,
+        )
+        ctx.tree.add(kid, NodeStatus.FINISHED, closed_by="finisher")
+        return kid
+
+    # -- the search --------------------------------------------------------------------------
+
+    async def run(self, problem: Problem, ctx: Context) -> Outcome:
+        if ctx.judge is None:
+            raise ValueError("search=hyper needs an answer judge (it reads answers per interval)")
+        start = ctx.ledger.generated_tokens
+        budget = self.token_budget
+        if ctx.budget.generated_tokens is not None:
+            budget = min(budget, ctx.budget.generated_tokens - start)
+        pool = [_Path(start_chain()) for _ in range(self.n)]
+        tally = _Tally()
+        stop = "finished"
+
+        def spent() -> int:
+            return ctx.ledger.generated_tokens - start
+
+        while True:
+            open_ = [p for p in pool if not p.chain.finished]
+            if not open_:
+                break
+            if spent() + len(open_) * self._reserve() >= budget:
+                stop = "token_budget"
+                break
+            if ctx.exhausted():
+                stop = ctx.stopped_by or "budget"
+                break
+            for p in pool:
+                p.last = None
+            chunks = await decode_chunks(
+                ctx, [p.chain for p in open_], self.policy, new_samples=[p.fresh for p in open_]
+            )
+            for p, chunk in zip(open_, chunks, strict=True):
+                if chunk.completion is None:
+                    if p.fresh and not p.chain.token_ids:
+                        pool.remove(p)  # refused before it began: no path to keep
+                    continue
+                p.chain, p.last, p.fresh = chunk.chain, chunk, False
+            if all(c.completion is None for c in chunks):
+                stop = ctx.stopped_by or "budget"
+                break
+            tally.intervals += 1
+            await self._control(ctx, pool, tally, spent(), budget)
+        if stop == "finished" and ctx.stopped_by:
+            stop = ctx.stopped_by
+        pool = self._drop_unstarted(ctx, pool)
+        # a path never decoded has nothing to close (and its call would break the bound)
+        open_ = [p for p in pool if not p.chain.finished and p.chain.token_ids]
+        if self.finish_open and open_:
+            closed = await asyncio.gather(*(self._close(ctx, p.chain) for p in open_))
+            for p, chain in zip(open_, closed, strict=True):
+                tally.closed += chain is not p.chain
+                p.chain = chain
+        return await self._conclude(ctx, [p.chain for p in pool], tally, stop)
+
+    def _drop_unstarted(self, ctx: Context, pool: list[_Path]) -> list[_Path]:
+        """Forks the search stopped before they decoded anything of their own: a copy would vote
+        twice for its parent's answer, and a refined sibling holds one forced token."""
+        kept = [p for p in pool if not p.fresh]
+        shared = {p.chain.id for p in kept}
+        for p in pool:
+            if p.fresh and p.chain.id not in shared and p.chain.id in ctx.tree:
+                ctx.tree.mark_pruned(p.chain.id, unstarted=True)
+        return kept
+
+    async def _control(
+        self, ctx: Context, pool: list[_Path], tally: _Tally, spent: int, budget: int
+    ) -> None:
+        """Statistics, the phase decision and refinement after one interval."""
+        interval = tally.intervals
+        stats, clusters = await self._stats(ctx, pool)
+        for p, s in zip(pool, stats, strict=True):
+            if p.chain.id in ctx.tree:
+                ctx.tree.annotate(p.chain.id, interval=interval, **s)
+        phase = min(1.0, spent / budget) if budget > 0 else 1.0
+        diversity = answer_diversity(clusters)
+        open_count = sum(not p.chain.finished for p in pool)
+        forked = aborted = refined = 0
+        rule = "reduce"
+        if open_count:
+            # nothing is forked once a Context limit is reached: the fork could never run
+            room = 0 if ctx.exhausted() else self._room(spent, budget, open_count)
+            if expand_wanted(phase, diversity, self.explore_until, self.diversity_threshold):
+                rule = "expand"
+                forked = self._expand(ctx, pool, room, interval)
+                room -= forked
+            else:
+                aborted = self._reduce(ctx, pool, phase, interval)
+            if tally.refinements < self.max_refinements:
+                refined = self._refine(ctx, pool, room, interval)
+        action = "expand" if forked else "reduce" if aborted else "hold"
+        tally.expansions += bool(forked)
+        tally.forks += forked
+        tally.reductions += bool(aborted)
+        tally.aborted += aborted
+        tally.refinements += bool(refined)
+        tally.refined_paths += refined
+        ctx.events.append(
+            {
+                "event": "hyper",
+                "interval": interval,
+                "phase": round(phase, 4),
+                "rule": rule,
+                "action": action,
+                "paths": len(pool),
+                "open": sum(not p.chain.finished for p in pool),
+                "answered": sum(c is not None for c in clusters),
+                "diversity": None if diversity is None else round(diversity, 4),
+                "forked": forked,
+                "aborted": aborted,
+                "refined": refined,
+                "tokens": spent,
+            }
+        )
+
+    async def _conclude(
+        self, ctx: Context, chains: list[Chain], tally: _Tally, stop: str
+    ) -> Outcome:
+        """The length- and confidence-weighted vote over the answered paths of the pool."""
+        answers = [self._answer(ctx, c) for c in chains]
+        assert ctx.judge is not None
+        clusters = await cluster_answers(answers, ctx.judge)
+        tails = [self._tail(c) for c in chains]
+        weights = path_weights(
+            tails, [c.tokens for c in chains], [a is not None for a in answers], self.length_penalty
+        )
+        selection = select(answers, clusters, "weighted", weights)
+        chosen = chains[selection.index] if selection.index is not None else None
+        if chosen is not None:
+            ctx.tree.mark_selected(chosen.id)
+        ctx.tick()
+        details: dict[str, Any] = {
+            "aggregate": "hyper",
+            "votes": selection.votes,  # per answer cluster: summed w_i
+            "weights": [round(w, 6) for w in weights],
+            "expansions": tally.expansions,
+            "forks": tally.forks,
+            "reductions": tally.reductions,
+            "aborted": tally.aborted,
+            "refinements": tally.refinements,
+            "refined_paths": tally.refined_paths,
+            "closed_by_finisher": tally.closed,
+            "intervals": tally.intervals,
+            "stop": stop,
+        }
+        return Outcome(
+            answer=selection.answer,
+            chain=chosen,
+            chains=chains,
+            ledger=ctx.ledger,
+            tree=ctx.tree,
+            stopped_by=ctx.stopped_by,
+            details=details,
+        )

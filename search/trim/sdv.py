@@ -1,0 +1,123 @@
+"""Solve-Detect-Verify's detect step (arXiv 2505.11966): stop thinking once the model itself
+says, with confidence, that it already has the final answer.
+
+At each thought boundary (a paragraph opening with a hesitation cue) a side request continues
+the exact prefix with a yes/no question and reads one token's logprobs:
+P(Yes) = exp(lp_yes) / (exp(lp_yes) + exp(lp_no)). P(Yes) >= `threshold` cuts the thinking back
+to that boundary. The decode does not pause for the probe. The verify and refine steps
+(FlexiVe) are not part of this policy. The probe text, the cues and the 0.8 threshold follow
+the toolkit's reading of the paper, not published code: reconstructions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+from reasoning.budget import BudgetExhausted
+from reasoning.context import Context
+from reasoning.types import Sampling, TokenPrompt
+from search.trim.keys import cue_list, fraction, invalid, nonempty_text, validate
+from search.trim.side import Pending
+from search.trim.thoughts import Thoughts
+from search.trim.transcript import Transcript
+from search.trim.watch import Cut, Trimmer, Watch
+
+HESITATION_CUES: tuple[str, ...] = ("Wait", "Hmm", "Alternatively", "But let me")
+
+
+@dataclass
+class SolveDetect(Trimmer):
+    """The detect step: a yes/no probe at each hesitation, answered by the policy model."""
+
+    name: ClassVar[str] = "sdv"
+
+    conclude_cue: str = "\n"  # before the close tag
+    probe: str = "\n\nHave I already obtained the final answer? Answer Yes or No:"
+    yes: str = "Yes"  # the probe's answer words; their first token is read (with a leading space)
+    no: str = "No"
+    threshold: float = 0.8  # P(Yes) at or above it cuts
+    cues: tuple[str, ...] = HESITATION_CUES  # a paragraph opening with one is probed
+
+    def check(self) -> None:
+        validate(
+            self,
+            {
+                "probe": nonempty_text,
+                "yes": nonempty_text,
+                "no": nonempty_text,
+                "threshold": fraction,
+                "cues": cue_list,
+            },
+        )
+        if self.yes == self.no:
+            raise invalid("no", self.no, "must differ from trim.yes")
+        self.cues = tuple(self.cues)
+
+    def label_ids(self, ctx: Context) -> tuple[int, int]:
+        """The first token of " Yes" and of " No": what the model writes after the colon."""
+        yes, no = ctx.tokenize(" " + self.yes)[0], ctx.tokenize(" " + self.no)[0]
+        if yes == no:
+            raise invalid("no", self.no, "must start with a different token from trim.yes")
+        return yes, no
+
+    def watch(self, ctx: Context, prompt_ids: tuple[int, ...], sampling: Sampling) -> Watch:
+        return DetectWatch(self, ctx, prompt_ids)
+
+
+def p_yes(lp_yes: float, lp_no: float) -> float | None:
+    """exp(lp_yes) / (exp(lp_yes) + exp(lp_no)), computed without underflow; None when both
+    are -inf (or not numbers)."""
+    gap = lp_no - lp_yes
+    if math.isnan(gap):
+        return None
+    return 0.0 if gap > 700 else 1.0 / (1.0 + math.exp(gap))
+
+
+class DetectWatch(Watch):
+    def __init__(self, policy: SolveDetect, ctx: Context, prompt_ids: tuple[int, ...]) -> None:
+        self.policy, self.ctx, self.prompt_ids = policy, ctx, prompt_ids
+        self.labels = policy.label_ids(ctx)
+        self.probe_ids = ctx.tokenize(policy.probe)
+        self.thoughts = Thoughts(policy.cues)
+        self.pending: Pending[int, float | None] = Pending()
+
+    def step(self, transcript: Transcript, tokens: int) -> Cut | None:
+        for at in self.thoughts.update(transcript.text):
+            ids = self.prompt_ids + transcript.prefix_ids(at, self.ctx.tokenize) + self.probe_ids
+            self.pending.spawn(self.thoughts.count - 1, self._p_yes(ids))
+        for k, p_yes in self.pending.ready():
+            if p_yes is None:
+                continue
+            if p_yes >= self.policy.threshold:
+                at = self.thoughts.boundaries[k]
+                details = {"p_yes": p_yes}
+                return Cut("answer_reached", self.policy.conclude_cue, at, k + 1, None, details)
+        return None
+
+    async def _p_yes(self, ids: tuple[int, ...]) -> float | None:
+        """P(Yes) over {Yes, No} for the next token after the probe; None when unreadable."""
+        sampling = Sampling(temperature=0.0, max_tokens=1, n=1, logprob_token_ids=self.labels)
+        try:
+            (reply,) = await self.ctx.generate(sampling, prompt=TokenPrompt(ids))
+        except BudgetExhausted:
+            return None
+        first = reply.token_id_logprobs[0] if reply.token_id_logprobs else {}
+        yes, no = self.labels
+        if yes not in first or no not in first:
+            self._failed(f"no logprobs for token ids {yes} (yes) and {no} (no)")
+            return None
+        p = p_yes(first[yes], first[no])
+        if p is None:
+            self._failed(f"logprobs {first[yes]} (yes) and {first[no]} (no) give no probability")
+        return p
+
+    def _failed(self, why: str) -> None:
+        """Recorded once per problem: a backend that ignores `logprob_token_ids` fails them all."""
+        name = self.policy.name
+        if not any(e.get("event") == "probe_failed" for e in self.ctx.events):
+            self.ctx.events.append({"event": "probe_failed", "policy": name, "reason": why})
+
+    async def close(self) -> None:
+        await self.pending.close()

@@ -1,0 +1,148 @@
+"""TrimR (arXiv 2505.17155): cut thinking that has settled, wanders, or loops.
+
+At each thought boundary the finished thought's answer is read (by the answer judge, or by
+asking the policy model itself) and compared with the previous answer-bearing thought's,
+beside the decode. Three rules, checked in this order:
+
+- overthinking: the last `agree` answer-bearing thoughts give equivalent answers: conclude
+  gently (`conclude_cue`), cutting back to the end of the last agreeing thought;
+- repetition: an `ngram`-token span occurs `repeats` times in the last `window` tokens;
+- underthinking: thinking reached `underthink_share` of the sample's `max_tokens`, or
+  `max_thoughts` thoughts were judged without agreement: force a conclusion (`force_cue`).
+
+The paper's verifier is a separate instruction-tuned ~7B model and its prompts, thresholds and
+cues are not published: `agree`, `underthink_share`, `max_thoughts`, the repetition test, the
+cues and the checker question here are reconstructions (docs/thought-trimming.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import ClassVar
+
+from reasoning.budget import BudgetExhausted
+from reasoning.context import Context
+from reasoning.types import Sampling
+from search.trim.keys import at_least, cue_list, fraction, invalid, text, validate
+from search.trim.repetition import repeats_ngram
+from search.trim.side import Pending
+from search.trim.thoughts import REFLECTION_CUES, Thoughts
+from search.trim.transcript import Transcript
+from search.trim.watch import Cut, Trimmer, Watch
+
+CHECKERS = ("grader", "model")
+CHECKER_QUESTION = (
+    "What final answer does this reasoning reach? Reply with the answer only, or NONE."
+)
+CHECKER_TOKENS = 32
+
+
+@dataclass
+class TrimR(Trimmer):
+    """TrimR's three redundancy rules over thoughts split at reflection cues."""
+
+    name: ClassVar[str] = "trimr"
+
+    conclude_cue: str = "\n\nI have verified the answer enough; it is settled.\n"
+    force_cue: str = "\n\nI have explored enough; I will commit to the best-supported answer.\n"
+    checker: str = "grader"  # grader: the answer judge extracts; model: ask the policy model
+    agree: int = 2  # m: consecutive answer-bearing thoughts that must agree
+    underthink_share: float = 0.6  # of the sample's max_tokens spent thinking
+    max_thoughts: int = 20  # thoughts judged without agreement
+    window: int = 512  # repetition: last generated tokens examined
+    ngram: int = 16  # repetition: span length in tokens
+    repeats: int = 4  # repetition: occurrences that make a loop
+    cues: tuple[str, ...] = REFLECTION_CUES  # a paragraph opening with one starts a thought
+
+    def check(self) -> None:
+        validate(
+            self,
+            {
+                "force_cue": text,
+                "agree": at_least(1),
+                "underthink_share": fraction,
+                "max_thoughts": at_least(1),
+                "window": at_least(2),
+                "ngram": at_least(1),
+                "repeats": at_least(2),
+                "cues": cue_list,
+            },
+        )
+        if self.checker not in CHECKERS:
+            raise invalid("checker", self.checker, f"must be one of {list(CHECKERS)}")
+        if self.ngram > self.window:
+            raise invalid("ngram", self.ngram, f"must be <= trim.window ({self.window})")
+        self.cues = tuple(self.cues)
+
+    def watch(self, ctx: Context, prompt_ids: tuple[int, ...], sampling: Sampling) -> Watch:
+        if ctx.judge is None:
+            raise ValueError("trim=trimr compares answers: it needs an answer judge")
+        return TrimRWatch(self, ctx, sampling)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the thoughts up to one boundary say: the latest answer and how many agree on it."""
+
+    answer: str | None
+    streak: int
+
+
+class TrimRWatch(Watch):
+    def __init__(self, policy: TrimR, ctx: Context, sampling: Sampling) -> None:
+        self.policy, self.ctx, self.sampling = policy, ctx, sampling
+        self.thoughts = Thoughts(policy.cues)
+        self.pending: Pending[int, Verdict] = Pending()
+        self.previous: asyncio.Task[Verdict] | None = None
+
+    def step(self, transcript: Transcript, tokens: int) -> Cut | None:
+        p = self.policy
+        for _ in self.thoughts.update(transcript.text):
+            k = self.thoughts.count - 1
+            start, end = self.thoughts.span(k)
+            thought = transcript.text[start:end]
+            self.previous = self.pending.spawn(k, self._judge(thought, self.previous))
+        for k, verdict in self.pending.ready():
+            at = self.thoughts.boundaries[k]
+            if verdict.streak >= p.agree:
+                return Cut("overthinking", p.conclude_cue, at, k + 1, verdict.answer)
+            if k + 1 >= p.max_thoughts:
+                return Cut("underthinking", p.force_cue, at, k + 1, verdict.answer)
+        recent = transcript.recent_ids(p.window)
+        if repeats_ngram(recent, window=p.window, ngram=p.ngram, repeats=p.repeats):
+            return Cut("repetition", p.force_cue, None, self.thoughts.count)
+        if tokens >= p.underthink_share * self.sampling.max_tokens:
+            return Cut("underthinking", p.force_cue, None, self.thoughts.count)
+        return None
+
+    async def _judge(self, thought: str, previous: asyncio.Task[Verdict] | None) -> Verdict:
+        """This thought's answer, and the agreement streak it extends (in thought order)."""
+        answer = await self._answer(thought)
+        before = await previous if previous is not None else Verdict(None, 0)
+        if answer is None:
+            return before  # a thought without an answer neither breaks nor extends the streak
+        if before.answer is None:
+            return Verdict(answer, 1)
+        assert self.ctx.judge is not None
+        same = await self.ctx.judge.equivalent(answer, before.answer)
+        return Verdict(answer, before.streak + 1 if same else 1)
+
+    async def _answer(self, thought: str) -> str | None:
+        judge = self.ctx.judge
+        assert judge is not None
+        if self.policy.checker == "grader":
+            return judge.extract(thought)
+        question = [{"role": "user", "content": f"{thought}\n\n{CHECKER_QUESTION}"}]
+        sampling = Sampling(temperature=0.0, max_tokens=CHECKER_TOKENS, n=1)
+        try:
+            (reply,) = await self.ctx.generate(sampling, prompt=question)
+        except BudgetExhausted:
+            return None
+        said = reply.text.strip()
+        if not said or said.upper().startswith("NONE"):
+            return None
+        return judge.extract(said) or said.splitlines()[0].strip()
+
+    async def close(self) -> None:
+        await self.pending.close()

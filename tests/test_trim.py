@@ -1,0 +1,402 @@
+"""Thought trimming on the scripted generator: splitting, loops, each policy's rule, the
+returned completion, metering, aborts, events, and a wrapped best-of-N.
+
+Scripted texts put a space before every blank line so that the fake's word count (which caps
+a sample) and its streamed pieces (which meter it) agree: one token per piece.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from evals.grading import Grader
+from reasoning import Context, Problem
+from reasoning.prompts import ThinkingFormat
+from reasoning.types import Completion, Prompt, Sampling
+from search.best_of_n import BestOfN
+from search.trim import BudgetForcing, SolveDetect, Trimmer, TrimR
+from search.trim.repetition import repeats_ngram
+from search.trim.sdv import p_yes
+from search.trim.thoughts import Thoughts, opens_with_cue, thought_boundaries
+from search.trim.watch import thinking_ahead
+from tests.conftest import REPO
+from tests.fakes import ScriptedGenerator
+
+PROBLEM = Problem("p", "What is 2 + 3?", "5")
+THINK = ThinkingFormat(forced=True)
+CUE = "\n\nFinal answer: $\\boxed{"
+ANSWER = "5}$."  # the scripted continuation: one token
+
+
+def script(thinking: str, *, extended: str = "", checker: str = "NONE") -> Callable[..., str]:
+    """The sample's thinking; the answer after a cut; a reply to a side question; what the
+    model writes after an extension cue."""
+
+    def text(prompt: str, sampling: Sampling) -> str:
+        if prompt.endswith(CUE):
+            return ANSWER
+        if prompt.startswith("user: "):
+            return checker(prompt) if callable(checker) else checker
+        if prompt.endswith("Wait"):
+            return extended
+        return thinking
+
+    return text
+
+
+def make(
+    texts: Callable[..., str], trimmer: Trimmer, thinking: ThinkingFormat | None = THINK
+) -> tuple[ScriptedGenerator, Context]:
+    gen = ScriptedGenerator(texts)
+    gen.thinking = thinking
+    return gen, Context(PROBLEM, gen, judge=Grader(), sampler=trimmer)
+
+
+async def one(ctx: Context, max_tokens: int = 100) -> Completion:
+    (completion,) = await ctx.generate(Sampling(max_tokens=max_tokens))
+    return completion
+
+
+def trims(ctx: Context) -> list[dict[str, object]]:
+    return [e for e in ctx.events if e["event"] == "trim"]
+
+
+# --- thought splitting ------------------------------------------------------------------------
+
+
+def test_thoughts_split_at_blank_lines_that_open_with_a_cue() -> None:
+    text = "a = 1. \n\nWait, b. \n\nSo c. \n\nHmm x"
+    assert thought_boundaries(text) == [7, 26]  # "So" opens no thought
+    assert text[7:9] == "\n\n" and text[26:28] == "\n\n"
+    assert thought_boundaries("a.\n\nLet me verify: 2") == [2]
+    assert thought_boundaries("a.\n\n\nBut no") == [2]  # extra blank lines before the cue
+    assert thought_boundaries("a.\n\nSo b", cues=("So",)) == [2]
+
+
+@pytest.mark.parametrize(
+    ("visible", "decided"),
+    [("Wai", None), ("Wait", None), ("Wait,", True), ("Waiting", False), ("Let me", None),
+     ("Let me check", None), ("Let me compute", False), ("We", False)],
+)  # fmt: skip
+def test_a_boundary_waits_for_the_first_words(visible: str, decided: bool | None) -> None:
+    from search.trim.thoughts import REFLECTION_CUES
+
+    assert opens_with_cue(visible, REFLECTION_CUES) is decided
+
+
+def test_the_incremental_splitter_reports_each_boundary_once() -> None:
+    thoughts = Thoughts(("Wait",))
+    assert thoughts.update("x = 1.\n\n") == []
+    assert thoughts.update("x = 1.\n\nWai") == []
+    assert thoughts.update("x = 1.\n\nWait,") == [6]
+    assert thoughts.update("x = 1.\n\nWait, no.") == []
+    assert thoughts.count == 1 and thoughts.span(0) == (0, 6)
+
+
+def test_repetition_detector() -> None:
+    loop = [1, 2, 1, 2, 1, 2]
+    assert repeats_ngram(loop, window=6, ngram=2, repeats=3)  # (1, 2) at 0, 2, 4
+    assert not repeats_ngram(loop, window=6, ngram=2, repeats=4)
+    assert not repeats_ngram(loop, window=4, ngram=2, repeats=3)  # only the last 4 count
+    assert not repeats_ngram([1, 2, 3, 4, 5, 6], window=6, ngram=1, repeats=2)
+    assert repeats_ngram([9] * 5, window=5, ngram=3, repeats=3)  # overlapping spans count
+
+
+def test_p_yes_normalises_over_yes_and_no() -> None:
+    assert p_yes(math.log(0.6), math.log(0.2)) == pytest.approx(0.75)
+    assert p_yes(-1000.0, 0.0) == 0.0
+    assert p_yes(-math.inf, -math.inf) is None
+
+
+def test_only_a_prompt_inside_or_before_thinking_is_watched() -> None:
+    assert thinking_ahead(None, "Q: x\nA: ")
+    assert thinking_ahead(THINK, "Q: x\nA: <think>\n")
+    assert thinking_ahead(ThinkingFormat(), "Q: x\nA: ")  # the model opens it itself
+    assert not thinking_ahead(THINK, "Q: x\nA: <think>\nok </think>")
+
+
+# --- TrimR ------------------------------------------------------------------------------------
+
+AGREEING = (
+    "2 + 3 = 5. \n\nWait, 3 + 2 = 5 too. \n\nHmm, so 5 again. \n\nBut one more look. "
+    "\n\nActually it is fine and I am done thinking now. </think> \\boxed{5}"
+)
+
+
+@pytest.mark.parametrize("agree", [2, 3])
+async def test_trimr_overthinking_cuts_after_the_mth_agreeing_thought(agree: int) -> None:
+    gen, ctx = make(script(AGREEING), TrimR(agree=agree))
+    out = await one(ctx)
+    boundaries = thought_boundaries(AGREEING)
+    kept = AGREEING[: boundaries[agree - 1]]  # thoughts 1..m, the m-th's blank line dropped
+    cue = TrimR.conclude_cue + "</think>" + CUE
+    assert out.text == kept + cue + ANSWER
+    (event,) = trims(ctx)
+    assert event["reason"] == "overthinking" and event["thoughts"] == agree
+    assert event["answer"] == "5" and event["at_char"] == len(kept)
+    assert event["continuation_tokens"] == 1 and gen.aborted == 1
+    streamed = event["at_token"]
+    assert isinstance(streamed, int) and streamed < len(gen.tokenize(AGREEING))
+    assert event["tokens_saved"] == 100 - streamed
+    assert out.tokens == streamed + 1 == ctx.ledger.generated_tokens
+    assert ctx.ledger.samples == 1 and out.finish_reason == "stop"
+    # token_ids: the model's own tokens only, the cue left out
+    assert gen.detokenize(out.token_ids or ()) == kept + ANSWER
+
+
+async def test_trimr_does_not_cut_thoughts_that_disagree() -> None:
+    text = "x is 4. \n\nWait, no, x is 6. \n\nHmm, x is 7. \n\nSo done. </think> \\boxed{7}"
+    gen, ctx = make(script(text), TrimR(agree=2))
+    out = await one(ctx)
+    assert out.text == text and trims(ctx) == [] and gen.aborted == 0
+    assert out.tokens == len(gen.tokenize(text)) == ctx.ledger.generated_tokens
+
+
+async def test_trimr_underthinking_by_thought_count() -> None:
+    text = "x is 4. \n\nWait, 6. \n\nHmm, 7. \n\nBut 8. \n\nAlternatively 9. </think> \\boxed{9}"
+    gen, ctx = make(script(text), TrimR(max_thoughts=3))
+    out = await one(ctx)
+    kept = text[: thought_boundaries(text)[2]]
+    assert out.text == kept + TrimR.force_cue + "</think>" + CUE + ANSWER
+    (event,) = trims(ctx)
+    assert event["reason"] == "underthinking" and event["thoughts"] == 3
+
+
+async def test_trimr_underthinking_by_share_of_max_tokens() -> None:
+    words = " ".join(["step"] * 30) + " </think> \\boxed{5}"
+    gen, ctx = make(script(words), TrimR(underthink_share=0.5))
+    out = await one(ctx, max_tokens=20)
+    kept = " ".join(["step"] * 10)  # 10 = 0.5 * 20 tokens, then the cut
+    assert out.text == kept + TrimR.force_cue + "</think>" + CUE + ANSWER
+    (event,) = trims(ctx)
+    assert (event["reason"], event["at_token"], event["tokens_saved"]) == ("underthinking", 10, 10)
+    assert event["at_char"] == len(kept) and event["thoughts"] == 0
+    assert ctx.ledger.generated_tokens == out.tokens == 11 and gen.aborted == 1
+
+
+async def test_trimr_repetition_forces_a_conclusion() -> None:
+    text = "I" + " think I" * 20 + " </think> \\boxed{5}"
+    _, ctx = make(script(text), TrimR(window=12, ngram=2, repeats=3, underthink_share=1.0))
+    out = await one(ctx)
+    # tokens: "I", " think", " I", ...: (" think", " I") is complete for the 3rd time at 7
+    (event,) = trims(ctx)
+    assert (event["reason"], event["at_token"]) == ("repetition", 7)
+    assert out.text == "I think I think I think I" + TrimR.force_cue + "</think>" + CUE + ANSWER
+
+
+async def test_trimr_model_checker_asks_the_policy_model_and_meters_it() -> None:
+    def reply(prompt: str) -> str:
+        return "5" if "= 5" in prompt or "5 too" in prompt else "NONE"
+
+    gen, ctx = make(script(AGREEING, checker=reply), TrimR(checker="model"))
+    out = await one(ctx)
+    side = [(p, s) for p, s in gen.calls if p.startswith("user: ")]
+    assert len(side) >= 2
+    assert all(s.temperature == 0 and s.max_tokens == 32 and s.n == 1 for _, s in side)
+    assert "What final answer does this reasoning reach?" in side[0][0]
+    assert side[0][0].startswith("user: 2 + 3 = 5. \n\n")
+    (event,) = trims(ctx)
+    assert event["reason"] == "overthinking" and event["thoughts"] == 2
+    side_tokens = sum(1 for _ in side)  # each reply is one word
+    assert ctx.ledger.generated_tokens == out.tokens + side_tokens
+    assert ctx.ledger.samples == 1
+
+
+async def test_trimr_on_a_model_that_does_not_think() -> None:
+    gen, ctx = make(script(AGREEING.replace(" </think>", "")), TrimR(), thinking=None)
+    out = await one(ctx)
+    kept = AGREEING[: thought_boundaries(AGREEING)[1]]
+    assert out.text == kept + TrimR.conclude_cue + CUE + ANSWER  # no close tag
+    assert "<think>" not in gen.streams[0][0]
+
+
+# --- Solve-Detect-Verify's detect step --------------------------------------------------------
+
+
+class ProbedGenerator(ScriptedGenerator):
+    """Answers a yes/no probe with the logprobs of the two label ids: P(Yes) from the prompt."""
+
+    def __init__(self, texts: Callable[..., str], p: Callable[[str], float | None]) -> None:
+        super().__init__(texts)
+        self.p = p
+
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        if not sampling.logprob_token_ids:
+            return await super().complete(prompt, sampling)
+        text = self._text_of(prompt)
+        self.calls.append((text, sampling))
+        yes, no = sampling.logprob_token_ids
+        p = self.p(text)
+        lps = None if p is None else ({yes: math.log(p), no: math.log(1 - p)},)
+        return [Completion(" Yes", 1, "length", token_id_logprobs=lps, token_ids=(yes,))]
+
+
+HESITANT = "x = 5. \n\nWait, is x 5? \n\nHmm, yes x = 5. \n\nWait, sure. </think> \\boxed{5}"
+
+
+def _sdv(threshold: float, p: Callable[[str], float | None]) -> tuple[ProbedGenerator, Context]:
+    gen = ProbedGenerator(script(HESITANT), p)
+    gen.thinking = THINK
+    return gen, Context(PROBLEM, gen, judge=Grader(), sampler=SolveDetect(threshold=threshold))
+
+
+def _second_probe_sure(prompt: str) -> float:
+    return 0.85 if "is x 5?" in prompt else 0.5  # the first boundary: unsure
+
+
+async def test_sdv_cuts_when_p_yes_reaches_the_threshold() -> None:
+    gen, ctx = _sdv(0.8, _second_probe_sure)
+    out = await one(ctx)
+    boundaries = thought_boundaries(HESITANT, cues=SolveDetect.cues)
+    kept = HESITANT[: boundaries[1]]
+    assert out.text == kept + "\n</think>" + CUE + ANSWER
+    (event,) = trims(ctx)
+    assert event["reason"] == "answer_reached" and event["p_yes"] == pytest.approx(0.85)
+    assert event["thoughts"] == 2 and gen.aborted == 1
+    probes = [(p, s) for p, s in gen.calls if s.logprob_token_ids]
+    rendered = gen.render(PROBLEM)
+    probe = SolveDetect.probe
+    assert probes[0][0] == rendered + HESITANT[: boundaries[0]] + probe  # the exact prefix
+    assert probes[1][0] == rendered + kept + probe
+    labels = (gen.tokenize(" Yes")[0], gen.tokenize(" No")[0])
+    assert all(s.logprob_token_ids == labels and s.max_tokens == 1 for _, s in probes)
+    assert ctx.ledger.generated_tokens == out.tokens + len(probes)
+
+
+async def test_sdv_does_not_cut_below_the_threshold() -> None:
+    gen, ctx = _sdv(0.9, _second_probe_sure)
+    out = await one(ctx)
+    assert out.text == HESITANT and trims(ctx) == [] and gen.aborted == 0
+
+
+async def test_sdv_missing_logprobs_never_cut_and_are_recorded_once() -> None:
+    gen, ctx = _sdv(0.8, lambda prompt: None)
+    out = await one(ctx)
+    assert out.text == HESITANT and trims(ctx) == []
+    failed = [e for e in ctx.events if e["event"] == "probe_failed"]
+    assert len(failed) == 1 and failed[0]["policy"] == "sdv"
+    assert sum(1 for _, s in gen.calls if s.logprob_token_ids) == 3  # every boundary probed
+
+
+# --- budget forcing ---------------------------------------------------------------------------
+
+
+async def test_budget_cuts_at_exactly_max_think_tokens() -> None:
+    thinking = " ".join(f"w{i}" for i in range(20)) + " </think> \\boxed{5}"
+    gen, ctx = make(script(thinking), BudgetForcing(max_think_tokens=5))
+    out = await one(ctx)
+    assert out.text == "w0 w1 w2 w3 w4" + "\n</think>" + CUE + ANSWER
+    (event,) = trims(ctx)
+    assert (event["reason"], event["at_token"], event["tokens_saved"]) == ("budget", 5, 95)
+    assert gen.aborted == 1 and ctx.ledger.generated_tokens == out.tokens == 6
+    # the continuation continues the exact ids: prompt + kept + cue
+    (prompt, sampling), *_ = [(p, s) for p, s in gen.calls if p.endswith(CUE)]
+    assert prompt == gen.render(PROBLEM) + "w0 w1 w2 w3 w4\n</think>" + CUE
+    assert sampling.max_tokens == BudgetForcing.answer_tokens and sampling.n == 1
+
+
+async def test_budget_extends_thinking_that_ends_too_early() -> None:
+    first = "a b </think> \\boxed{3}"
+    more = " more thinking here ok </think> \\boxed{5}"
+    gen, ctx = make(script(first, extended=more), BudgetForcing(min_think_tokens=6))
+    out = await one(ctx)
+    assert out.text == "a b Wait" + more  # the close tag and the early answer dropped
+    (extend,) = [e for e in ctx.events if e["event"] == "extend"]
+    assert (extend["at_token"], extend["at_char"], extend["cue"]) == (3, 4, "Wait")
+    assert trims(ctx) == [] and gen.aborted == 1  # the first stream left at its close tag
+    assert gen.streams[1][0] == gen.render(PROBLEM) + "a b Wait"
+    assert gen.streams[1][1].max_tokens == 100 - 3  # what the sample's cap has left
+    assert out.tokens == 3 + 6 == ctx.ledger.generated_tokens
+    assert ctx.ledger.samples == 1
+
+
+async def test_budget_extends_at_eos_at_most_max_extensions_times() -> None:
+    policy = BudgetForcing(min_think_tokens=50, max_extensions=1, extend_cue="\nWait")
+    gen = ScriptedGenerator(lambda p, s: " still 4" if p.endswith("Wait") else "x is 4")
+    ctx = Context(PROBLEM, gen, judge=Grader(), sampler=policy)  # a model that does not think
+    out = await one(ctx)
+    assert out.text == "x is 4\nWait still 4"
+    assert len([e for e in ctx.events if e["event"] == "extend"]) == 1
+    assert len(gen.streams) == 2 and out.tokens == 5 == ctx.ledger.generated_tokens
+
+
+async def test_a_closed_thinking_block_is_not_watched() -> None:
+    gen, ctx = make(script("w1 w2 w3 w4 w5"), BudgetForcing(max_think_tokens=2))
+    prompt = "Q: x\nA: <think>\nok </think>"
+    (out,) = await BudgetForcing(max_think_tokens=2).sample(ctx, prompt, Sampling(max_tokens=9))
+    assert out.text == "w1 w2 w3 w4 w5" and trims(ctx) == [] and gen.aborted == 0
+
+
+# --- sampling, validation, config -------------------------------------------------------------
+
+
+async def test_each_sample_streams_alone_with_its_own_seed() -> None:
+    gen, ctx = make(script("w0 w1 w2 w3 </think> \\boxed{5}"), BudgetForcing(max_think_tokens=2))
+    outs = await ctx.generate(Sampling(max_tokens=50, n=3, seed=7))
+    assert [s.seed for _, s in gen.streams] == [7, 8, 9]
+    assert all(s.n == 1 and s.max_tokens == 50 for _, s in gen.streams)
+    assert [e["sample"] for e in trims(ctx)] == [0, 1, 2] and len(outs) == 3
+    continuations = [s for p, s in gen.calls if p.endswith(CUE)]
+    assert sorted(s.seed for s in continuations) == [7, 8, 9]  # the sample's own seed
+
+
+async def test_best_of_n_wrapped_by_a_trimmer_end_to_end() -> None:
+    thinking = "so 2 + 3 = 6 ? hmm maybe more to say here </think> \\boxed{6}"
+    gen, ctx = make(script(thinking), BudgetForcing(max_think_tokens=4))
+    out = await BestOfN(n=3, max_tokens=40).run(PROBLEM, ctx)
+    assert out.answer == "5"  # every sample cut before its wrong answer, then answered
+    assert len(out.chains) == 3 and len(gen.streams) == 3 and gen.aborted == 3
+    assert len(trims(ctx)) == 3 and out.ledger.samples == 3
+    assert out.ledger.generated_tokens == 3 * (4 + 1)
+    assert out.ledger.generator_calls == 6  # 3 streams, 3 continuations
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "key"),
+    [
+        (lambda: TrimR(agree=0), "trim.agree "),
+        (lambda: TrimR(checker="judge"), "trim.checker "),
+        (lambda: TrimR(underthink_share=1.5), "trim.underthink_share "),
+        (lambda: TrimR(cues="Wait"), "trim.cues "),  # type: ignore[arg-type]
+        (lambda: TrimR(ngram=20, window=10), "trim.ngram "),
+        (lambda: SolveDetect(threshold=0), "trim.threshold "),
+        (lambda: SolveDetect(yes="No"), "trim.no "),
+        (lambda: BudgetForcing(min_think_tokens=9, max_think_tokens=5), "trim.min_think_tokens"),
+        (lambda: BudgetForcing(answer_tokens=0), "trim.answer_tokens "),
+    ],
+)
+def test_bad_keys_name_the_trim_key(make_bad: Callable[[], object], key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        make_bad()
+
+
+CONFIGS = sorted((REPO / "conf" / "trim").glob("*.yaml"))
+
+
+def test_there_is_one_config_per_policy() -> None:
+    assert {p.stem for p in CONFIGS} == {"trimr", "sdv", "budget"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_trim_config_lists_each_key_with_its_default(path: Path) -> None:
+    keys = yaml.safe_load(path.read_text())
+    target = keys.pop("_target_")
+    built = instantiate(OmegaConf.load(path))  # as Hydra builds it (lists as ListConfig)
+    assert f"{type(built).__module__}.{type(built).__name__}" == target
+    assert built.name == path.stem
+    defaults = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        for f in fields(built)
+    }
+    assert set(keys) == set(defaults)
+    plain = {k: tuple(v) if isinstance(v, list) else v for k, v in keys.items()}
+    assert plain == defaults
+    assert type(built)() == built
