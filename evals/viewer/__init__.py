@@ -1,0 +1,9 @@
+"""The trace viewer: static, offline HTML pages drawing each problem's search tree.
+
+`write_viewer(run_dir)` writes `<run_dir>/viewer/index.html` and a page per problem;
+`python -m evals.viewer RUN_DIR` does the same from the shell. See docs/trace-viewer.md.
+"""
+
+from evals.viewer.page import trace_page, write_viewer
+
+__all__ = ["trace_page", "write_viewer"]
