@@ -6,7 +6,6 @@ import json
 import math
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -18,14 +17,13 @@ from evals.runner import TRACES, Runner, trace_filename
 from evals.viewer import trace_page, write_viewer
 from evals.viewer.__main__ import main as viewer_main
 from evals.viewer.page import STATUS_MEANING, view_data
+from evals.viewer.screenshot import chromium, have_chromium
 from reasoning import Problem
 from reasoning.tree import ROOT, NodeStatus, SearchTree
 from reasoning.types import Chain, FinishReason
 from search import Beam
 from tests.fakes import ConstantVerifier, ScriptedGenerator
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 NASTY = "Check: 4 < 5 </script><b>bold</b> & done"  # must show as text, never as markup
 
 
@@ -220,29 +218,14 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+    pytest.importorskip("selenium.webdriver")
+    if not have_chromium():
         message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
+    with chromium(1400, 1000) as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
