@@ -295,3 +295,37 @@ async def test_chunks_of_exact_token_ids_equal_the_whole_decode(gen: OpenAIGener
         streamed.extend(delta.token_ids)
     assert tuple(streamed) == whole.token_ids
     assert gen.detokenize(ids[:80]) == whole.text
+
+
+def _served(server: ServerHandle) -> float:
+    """Requests the server has finished (its Prometheus counter, over finish reasons)."""
+    root = server.base_url.removesuffix("/v1")
+    with urllib.request.urlopen(f"{root}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counter = r"^vllm:request_success_total\{[^}]*\} (\S+)$"
+    return sum(float(m) for m in re.findall(counter, text, re.M))
+
+
+@pytest.mark.server
+async def test_requests_spread_over_two_live_servers(server: ServerHandle) -> None:
+    """`backend.base_urls=[A, B]`: concurrent requests go to both servers (least loaded
+    first), and every one is answered."""
+    second = await asyncio.to_thread(
+        start_vllm_server, str(embedded_checkpoint("smollm2-135m")), timeout_s=300
+    )
+    both = OpenAIGenerator(
+        MODEL, base_urls=[server.base_url, second.base_url], served_model=server.model_dir
+    )
+    try:
+        before = [await asyncio.to_thread(_served, s) for s in (server, second)]
+        prompt = both.render(PROBLEM)
+        results = await asyncio.gather(
+            *(both.complete(prompt, Sampling(max_tokens=8)) for _ in range(12))
+        )
+        after = [await asyncio.to_thread(_served, s) for s in (server, second)]
+    finally:
+        await both.aclose()
+        second.stop()
+    assert all(len(r) == 1 and r[0].tokens > 0 for r in results)
+    served = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(served) == 12 and min(served) >= 3, served  # both took a fair share
