@@ -246,7 +246,7 @@ class Context:
         if self.sampler is not None and prompt is None:
             return await self.sampler.sample(self, self._prompt(chain, None), sampling)
         resolved = self._prompt(chain, prompt)
-        counted = (prompt is None) if new_samples is None else new_samples
+        counted = _counts_as_sample(prompt, new_samples)
         async with self._reservation(sampling, counted) as fitted:
             completions = await self.generator.complete(resolved, fitted)
         first = completions[0] if completions else None
@@ -279,7 +279,7 @@ class Context:
         generator = self._streaming()
         tokens = prompt_tokens = cached = 0
         replayed = True
-        counted = (prompt is None) if new_samples is None else new_samples
+        counted = _counts_as_sample(prompt, new_samples)
         async with self._reservation(sampling, counted) as fitted:
             deltas = generator.stream(resolved, fitted)
             try:
@@ -338,3 +338,9 @@ class Context:
         if self.judge is None:
             raise ValueError("no answer judge configured")
         return self.judge.extract(text)
+
+
+def _counts_as_sample(prompt: object, new_samples: bool | None) -> bool:
+    """A call with the rendered prompt starts a sample; one with an explicit prompt continues
+    or probes one, unless the caller says otherwise."""
+    return (prompt is None) if new_samples is None else new_samples

@@ -7,7 +7,7 @@ appended verbatim (never re-templated).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -110,6 +110,14 @@ class ChatRenderer:
 
     def chat(self, messages: Any) -> str:
         return chat_prompt(self.tokenizer, [dict(m) for m in messages])
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        """Token ids of `text` as prompt material: no special tokens added."""
+        return tuple(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Text of `ids` as the engines detokenize generated text (special tokens skipped)."""
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
         head = self._head(problem.question)

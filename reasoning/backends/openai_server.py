@@ -161,10 +161,10 @@ class OpenAIGenerator:
         return self.renderer.render(problem, chain)
 
     def tokenize(self, text: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        return self.renderer.tokenize(text)
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+        return self.renderer.detokenize(ids)
 
     def chat(self, messages: Messages) -> str:
         return self.renderer.chat(messages)
