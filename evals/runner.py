@@ -594,9 +594,9 @@ class Runner:
                 sampler=self.sampler,
             )
             outcome = await self.search.run(problem, ctx)
-            outcome.details.setdefault("events", ctx.events)
+            ctx.settle(outcome)
             stage = "grade"
-            grade = await self.grader.grade(outcome.answer, problem.answer)
+            grade = await self.grader.grade(outcome.answer, problem.answer, problem)
             record = self._record(problem, started, outcome, grade.correct, grade.reason)
             stage = "trace"
             self._write_trace(problem, outcome, record)
@@ -654,6 +654,7 @@ class Runner:
         ledger = None
         if outcome is None and ctx is not None:
             ctx.tick()
+            ctx.settle()
             ledger = ctx.ledger
         elif outcome is None and record is not None:
             ledger = Ledger.from_dict(record.get("ledger") or {})

@@ -80,7 +80,7 @@ class _Session:
             sampler=self.sampler,
         )
         outcome = await self.search.run(problem, ctx)
-        outcome.details.setdefault("events", ctx.events)
+        ctx.settle(outcome)
         return outcome
 
 

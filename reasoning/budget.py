@@ -48,6 +48,9 @@ class Ledger:
     verifier_tokens: int = 0
     cache_hits: int = 0  # generator/verifier calls served by the record/replay cache
     replayed_tokens: int = 0  # generated tokens of those hits (counted above, not computed)
+    # generated tokens on the longest dependency chain of the search tree: the latency of the
+    # search had every independent request run at once (reasoning.tree, docs/threads.md)
+    critical_path_tokens: int = 0
     wall_s: float = 0.0
 
     def add(self, other: Ledger) -> None:

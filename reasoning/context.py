@@ -33,6 +33,7 @@ from reasoning.types import (
 )
 
 if TYPE_CHECKING:
+    from reasoning.outcome import Outcome
     from reasoning.prompts import ThinkingFormat
 
 
@@ -133,6 +134,11 @@ class Context:
 
     def render(self, chain: Chain | None = None) -> str:
         return self.generator.render(self.problem, chain)
+
+    def render_question(self, question: str) -> str:
+        """The prompt of another question in this problem's template (a child thread's own
+        short context, a question wrapped in collaboration rules): pure text work."""
+        return self.generator.render(replace(self.problem, question=question))
 
     # -- what a call continues -------------------------------------------------------------
 
@@ -333,6 +339,16 @@ class Context:
                     f"{len(chain.steps)} steps (problem {self.problem.id}); a verifier scores "
                     "every step (search.step_reduction=model asks for the whole prefix as one)"
                 )
+
+    def settle(self, outcome: Outcome | None = None) -> Outcome | None:
+        """What every finished (or failed) search owes its record: the events of its samples
+        and the critical-path tokens of its tree, put in one place for the runner and the API."""
+        tree = outcome.tree if outcome is not None else self.tree
+        ledger = outcome.ledger if outcome is not None else self.ledger
+        ledger.critical_path_tokens = tree.critical_path_tokens()
+        if outcome is not None:
+            outcome.details.setdefault("events", self.events)
+        return outcome
 
     def extract(self, text: str) -> str | None:
         if self.judge is None:

@@ -52,14 +52,23 @@ class SearchTree:
         status: NodeStatus | str = NodeStatus.EXPANDED,
         *,
         parents: Sequence[str] | None = None,
+        generated: int | None = None,
         **data: Any,
     ) -> None:
-        """Record `chain` under its parent, or under each of `parents` (a join)."""
+        """Record `chain` under its parent, or under each of `parents` (a join).
+
+        `generated` is what the node itself decoded, beyond what it continues: by default the
+        chain's tokens less its first parent's. A join must say it (its chain holds every
+        thread's tokens, but only its own continuation was decoded after them).
+        """
         if parents is None:
             parents = [chain.parent if chain.parent in self._graph else ROOT]
         missing = [p for p in parents if p not in self._graph]
         if missing or not parents:
             raise KeyError(f"cannot add {chain.id}: unknown parents {missing or '[]'}")
+        if generated is None:
+            first = self._graph.nodes[parents[0]]
+            generated = chain.tokens - int(first.get("tokens", 0))
         self._graph.add_node(
             chain.id,
             step=chain.steps[-1] if chain.steps else "",
@@ -69,6 +78,7 @@ class SearchTree:
             finished=chain.finished,
             finish_reason=chain.finish_reason,
             status=NodeStatus(status),
+            generated=generated,
             **data,
         )
         for parent in parents:
@@ -109,6 +119,22 @@ class SearchTree:
     def path(self, chain_id: str) -> list[str]:
         """Node ids from the root to `chain_id` (through the first parent of a join)."""
         return nx.shortest_path(self._graph, ROOT, chain_id)
+
+    def critical_path_tokens(self) -> int:
+        """Tokens on the longest chain of decoding that had to happen one after another.
+
+        Each node is decoded after all its parents: a join waits for its longest thread, so a
+        fork-join block costs its longest thread, not the sum (the latency measure of parallel
+        reasoning, docs/threads.md). Only data dependencies count: a search that waits for a
+        whole round before choosing (beam, particles) is not charged for the waiting.
+        """
+        done: dict[str, int] = {}
+        for node in nx.topological_sort(self._graph):
+            starts = [done[p] for p in self._graph.predecessors(node)]
+            own = int(self._graph.nodes[node].get("generated") or 0)
+            # a fork inside a parent (HyPER's token forks) gives back the tokens it cut
+            done[node] = max(0, max(starts, default=0) + own)
+        return max(done.values(), default=0)
 
     def __contains__(self, chain_id: object) -> bool:
         return chain_id in self._graph
