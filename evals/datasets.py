@@ -1,4 +1,5 @@
-"""Benchmark loaders: one entry point, `load_problems`, for local JSONL, the hub, and `arith`.
+"""Benchmark loaders: one entry point, `load_problems`, for local JSONL, the hub, and the
+generated sets (`arith`, `countdown`).
 
 Local files come first because evaluation machines are often offline and because a fixed file
 makes scores reproducible; the Hugging Face hub is only the fallback, and its `datasets` package
@@ -8,21 +9,29 @@ ends in the same `Problem` shape: string answers, string ids, and metadata witho
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from evals.arith import generate_arith
+from evals.countdown import generate_countdown
 from reasoning.types import Problem
 
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "REASONING_DATA_DIR"
-ARITH_KWARGS = frozenset({"n", "levels", "seed"})
+
+# The datasets generated in-process (no files, no network), each from its own options block
+# (`dataset.arith`, `dataset.countdown`); the generator's keyword arguments are its options.
+GENERATORS: dict[str, Callable[..., list[Problem]]] = {
+    "arith": generate_arith,
+    "countdown": generate_countdown,
+}
 
 # Fields that are never copied into metadata: the problem, its answers and its worked solution.
 _TEXT_FIELDS = frozenset({"problem", "question", "answer", "answer_raw", "solution"})
@@ -90,6 +99,10 @@ DATASETS: dict[str, DatasetSpec] = {
     "arith": DatasetSpec(
         name="arith",
         description="built-in seeded arithmetic in 5 levels (evals.arith); no files, no network",
+    ),
+    "countdown": DatasetSpec(
+        name="countdown",
+        description="APR's Countdown, seeded (evals.countdown); graded by an expression checker",
     ),
 }
 
@@ -282,17 +295,27 @@ def _load_hub(spec: DatasetSpec, looked_in: str | None) -> list[Problem]:
     return problems
 
 
+def _generate(name: str, options: Mapping[str, Any] | None) -> list[Problem]:
+    """A generated dataset from its options block; an unknown option is named, not ignored."""
+    generate = GENERATORS[name]
+    valid = sorted(inspect.signature(generate).parameters)
+    kwargs = dict(options or {})
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"{name}: unknown options {unknown}; valid: {valid}")
+    return generate(**kwargs)
+
+
 def _resolve(
-    spec: DatasetSpec, path: str | None, data_dir: str | None, arith: Mapping[str, Any] | None
+    spec: DatasetSpec,
+    path: str | None,
+    data_dir: str | None,
+    options: Mapping[str, Any] | None,
 ) -> list[Problem]:
     if path is not None:
         return load_jsonl(os.path.expanduser(path), spec)
-    if spec.name == "arith":
-        kwargs = dict(arith or {})
-        unknown = sorted(set(kwargs) - ARITH_KWARGS)
-        if unknown:
-            raise ValueError(f"arith: unknown options {unknown}; valid: {sorted(ARITH_KWARGS)}")
-        return generate_arith(**kwargs)
+    if spec.name in GENERATORS:
+        return _generate(spec.name, options)
     folder = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if folder is not None and spec.local_file is not None:
         folder = os.path.expanduser(folder)
@@ -372,18 +395,21 @@ def load_problems(
     subjects: list[str] | None = None,
     levels: list[int] | None = None,
     arith: dict[str, Any] | None = None,
+    countdown: dict[str, Any] | None = None,
 ) -> list[Problem]:
     """The problems of benchmark `name`, filtered.
 
     Source: `path` (a JSONL file) if given; else `<data_dir or $REASONING_DATA_DIR>/<local
-    file>` if it exists; else the hub. `arith` is generated from the `arith` options (n,
-    levels, seed) and ignores `data_dir`. Filters run in the order subjects, levels, ids,
-    limit, and never reorder: the result is in dataset order.
+    file>` if it exists; else the hub. The generated sets ignore `data_dir`: `arith` is made
+    from the `arith` options (n, levels, seed), `countdown` from the `countdown` options (n,
+    numbers, seed, max_number, min_target, max_target). Filters run in the order subjects,
+    levels, ids, limit, and never reorder: the result is in dataset order.
     """
     spec = DATASETS.get(name)
     if spec is None:
         if path is None:
             raise ValueError(f"unknown dataset {name!r}; valid names: {sorted(DATASETS)}")
         spec = DatasetSpec(name=name)  # a user's own file: the name only labels ids
-    problems = _resolve(spec, path, data_dir, arith)
+    options = {"arith": arith, "countdown": countdown}.get(name)
+    problems = _resolve(spec, path, data_dir, options)
     return _filter(name, problems, subjects, levels, ids, limit)

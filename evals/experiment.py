@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from evals import console
-from evals.datasets import DatasetUnavailableError, load_problems
+from evals.datasets import GENERATORS, DatasetUnavailableError, load_problems
 from evals.runner import Runner, search_params
 from evals.validation import validate_config
 from reasoning.build import (
@@ -29,7 +29,8 @@ from reasoning.types import Problem, Verifier
 
 def load_from_config(cfg: DictConfig) -> list[Problem]:
     d = cfg.dataset
-    arith = OmegaConf.to_container(d.arith, resolve=True) if d.get("arith") else None
+    # the options block of a generated dataset (dataset.arith, dataset.countdown)
+    generated = {k: OmegaConf.to_container(d[k], resolve=True) for k in GENERATORS if d.get(k)}
     return load_problems(
         d.name,
         path=d.get("path"),
@@ -38,7 +39,7 @@ def load_from_config(cfg: DictConfig) -> list[Problem]:
         ids=list(d.ids) if d.get("ids") else None,
         subjects=list(d.subjects) if d.get("subjects") else None,
         levels=list(d.levels) if d.get("levels") else None,
-        arith=arith,  # type: ignore[arg-type]
+        **generated,  # type: ignore[arg-type]
     )
 
 

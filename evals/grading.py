@@ -15,6 +15,10 @@ linear time; longer ones go straight to a worker, under its deadline, so an absu
 never blocks the event loop that drives generation. A verdict is True, False, or None with a
 reason (`grade_answer`): timed out, too long to grade, malformed gold. A malformed prediction
 (`3+`, `1+__import__('os')`) is never equal to anything but itself.
+
+Tasks with many right answers are not graded by equivalence to the gold: `Grader.grade` sends a
+problem whose metadata says `task: countdown` to the exact expression checker of
+`evals.countdown`, where any expression that reaches the target with the given numbers is right.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import importlib.metadata
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from evals.countdown import TASK as COUNTDOWN
+from evals.countdown import check_expression, countdown_spec
 from evals.extraction import clean_text, extract_answer, extract_answer_with_rule, is_bare_answer
 from evals.normalization import fast_path, normalize_answer
 from evals.verify_workers import (
@@ -34,6 +41,9 @@ from evals.verify_workers import (
     shutdown,
     timed_out,
 )
+
+if TYPE_CHECKING:
+    from reasoning.types import Problem
 
 GRADER_NAME = "reasoning-grader"
 # 2: texts graded by their answer, boxes joined, decimal commas.
@@ -199,7 +209,13 @@ class Grader:
             return False
         return await is_equivalent_async(a, b, self.timeout_s)
 
-    async def grade(self, prediction: str | None, gold: str | None) -> Grade:
+    async def grade(
+        self, prediction: str | None, gold: str | None, problem: Problem | None = None
+    ) -> Grade:
+        """The verdict on `prediction`; pass `problem` so that a task with its own checker
+        (countdown) is graded by it rather than by equivalence with `gold`."""
+        if problem is not None and problem.metadata.get("task") == COUNTDOWN:
+            return _grade_countdown(prediction, problem)
         if gold is None:
             return Grade(None, "no gold answer")
         if prediction is None:
@@ -208,3 +224,15 @@ class Grader:
 
     def __repr__(self) -> str:
         return f"Grader(strict={self.strict}, timeout_s={self.timeout_s})"
+
+
+def _grade_countdown(prediction: str | None, problem: Problem) -> Grade:
+    """Any expression that uses the numbers once each and reaches the target is right; the
+    reference solution is only one of them. Reasons are kept for wrong answers."""
+    spec = countdown_spec(problem.metadata)
+    if spec is None:
+        return Grade(None, "countdown problem without integer 'numbers' and 'target' metadata")
+    if prediction is None:
+        return Grade(False, "no answer extracted")
+    verdict = check_expression(prediction, *spec)
+    return Grade(verdict.correct, None if verdict.correct else verdict.reason)

@@ -68,7 +68,7 @@ def write_jsonl(path: Path, rows: list[Any], raw_lines: dict[int, str] | None = 
 
 
 def test_registry() -> None:
-    assert set(DATASETS) == {"math500", "aime24", "aime25", "amc23", "arith"}
+    assert set(DATASETS) == {"math500", "aime24", "aime25", "amc23", "arith", "countdown"}
     assert DATASETS["math500"].hub_id == "HuggingFaceH4/MATH-500"
     assert DATASETS["math500"].split == "test" and DATASETS["math500"].id_field == "unique_id"
     assert (DATASETS["aime24"].hub_id, DATASETS["aime24"].split) == (

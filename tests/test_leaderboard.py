@@ -397,7 +397,13 @@ def test_build_leaderboard_writes_every_file(tmp_path: Path) -> None:
     assert interp["accuracy"].isna().all()  # below its first point: never extrapolated
 
     assert board.audit is not None and board.audit.empty
-    assert board.audit_counts == {"checked": 45, "agree": 45, "disagree": 0, "undecided": 0}
+    assert board.audit_counts == {
+        "checked": 45,
+        "agree": 45,
+        "disagree": 0,
+        "undecided": 0,
+        "skipped": 0,
+    }
 
 
 def test_html_is_offline_sortable_filterable_with_a_linked_matrix(tmp_path: Path) -> None:

@@ -231,7 +231,9 @@ async def test_ids_that_slug_alike_keep_their_own_traces(tmp_path: Path) -> None
 
 
 class _TimeoutGrader(Grader):
-    async def grade(self, prediction: str | None, gold: str | None) -> Grade:
+    async def grade(
+        self, prediction: str | None, gold: str | None, problem: Problem | None = None
+    ) -> Grade:
         return Grade(None, "grading timed out after 5.0s")
 
 

@@ -160,10 +160,12 @@ async def test_ten_megabyte_problem_fails_alone(tmp_path: Path) -> None:
 
 
 class _CrashingGrader(Grader):
-    async def grade(self, prediction: str | None, gold: str | None) -> Grade:
+    async def grade(
+        self, prediction: str | None, gold: str | None, problem: Problem | None = None
+    ) -> Grade:
         if gold == "4":
             raise RuntimeError("grader exploded")
-        return await super().grade(prediction, gold)
+        return await super().grade(prediction, gold, problem)
 
 
 async def test_a_grader_crash_ends_only_that_problem(tmp_path: Path) -> None:

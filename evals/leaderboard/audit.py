@@ -6,6 +6,11 @@ simpler judge, math-verify's own `parse` + `verify` of the gold against the raw 
 selected chain, and lists every result where the two verdicts differ. It never changes a
 score: a disagreement is a row for a person to look at.
 
+Results of datasets graded by their own exact checker rather than by equivalence with a gold
+answer (`countdown`: any expression that reaches the target is right, evals.countdown) are
+skipped and counted as such: math-verify would compare the model's expression with the one
+reference solution and call every other valid expression wrong.
+
 math-verify can hang on adversarial input, so each check runs in the grader's sandboxed worker
 pool (evals.verify_workers.run_guarded) under a SIGALRM deadline, with the pool's outer guard
 for C code the signal cannot interrupt.
@@ -28,6 +33,8 @@ from evals.runner import TRACES, trace_filename
 from evals.verify_workers import OUTER_GRACE_S, run_guarded, timed_out
 
 TIMEOUT_S = 5.0
+# dataset name -> why plain math-verify cannot judge its results (they are skipped, and counted)
+NOT_AUDITED = {"countdown": "graded by the exact expression checker of evals.countdown"}
 WORKERS = 4  # threads feeding the pool (run_guarded bounds jobs in flight to its workers)
 EXCERPT_CHARS = 160
 AUDIT_COLUMNS = [
@@ -72,10 +79,15 @@ def audit_runs(
     """(the disagreements, counts): every result without an error checked again; a row
     whenever the two verdicts differ, also when only one of the two has a verdict.
 
-    `rows` maps a run's path to its leaderboard row number, for the report.
+    `rows` maps a run's path to its leaderboard row number, for the report. Results of the
+    datasets in `NOT_AUDITED` are counted as `skipped`, never checked.
     """
     items = []
+    skipped = 0
     for run in runs:
+        if run.dataset in NOT_AUDITED:
+            skipped += sum(1 for r in run.records if not r.get("error"))
+            continue
         for record in run.records:
             gold = record.get("answer")
             if record.get("error") or not isinstance(gold, str):
@@ -86,7 +98,13 @@ def audit_runs(
     with ThreadPoolExecutor(WORKERS) as pool:
         verdicts = iter(list(pool.map(_check, jobs)))
     out = []
-    counts = {"checked": len(items), "agree": 0, "disagree": 0, "undecided": 0}
+    counts = {
+        "checked": len(items),
+        "agree": 0,
+        "disagree": 0,
+        "undecided": 0,
+        "skipped": skipped,
+    }
     for run, record, text, source in items:
         second, reason = next(verdicts) if text is not None else (False, "no output")
         first = record.get("correct")
@@ -130,10 +148,18 @@ def write_audit(disagreements: pd.DataFrame, counts: dict[str, int], out_dir: Pa
         "below is a result to look at.\n\n"
         f"checked {counts['checked']}, agree {counts['agree']}, "
         f"disagree {counts['disagree']}, neither has a verdict {counts['undecided']}\n\n"
+        + _skipped_note(counts.get("skipped", 0))
         + (markdown_table(shown, AUDIT_COLUMNS) if len(shown) else "No disagreements.\n"),
         encoding="utf-8",
     )
     return [md_path, csv_path]
+
+
+def _skipped_note(skipped: int) -> str:
+    if not skipped:
+        return ""
+    why = "; ".join(f"{name}: {reason}" for name, reason in NOT_AUDITED.items())
+    return f"skipped {skipped} results that math-verify cannot judge ({why})\n\n"
 
 
 def _verdict(value: Any) -> str:
