@@ -127,7 +127,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"accuracy  {acc_text}  {problems}" + (f"; {', '.join(apart)}" if apart else ""),
             f"ledger    generated_tokens={led['generated_tokens']}  "
             f"prompt_tokens={led['prompt_tokens']}  "
-            f"cached_prompt_tokens={led['cached_prompt_tokens']}",
+            f"cached_prompt_tokens={led['cached_prompt_tokens']}  "
+            f"critical_path_tokens={led.get('critical_path_tokens', 0)}",
             f"          generator_calls={led['generator_calls']}  samples={led['samples']}  "
             f"verifier_calls={led['verifier_calls']}  "
             f"wall_s={led['wall_s']} (summed over problems; elapsed {summary['elapsed_s']}s)",

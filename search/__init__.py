@@ -11,6 +11,7 @@ from search.greedy import Greedy
 from search.hyper import HyPER
 from search.particle_filter import ParticleFilter
 from search.particle_gibbs import ParticleGibbs
+from search.threads import Threads
 
 __all__ = [
     "DVTS",
@@ -21,4 +22,5 @@ __all__ = [
     "HyPER",
     "ParticleFilter",
     "ParticleGibbs",
+    "Threads",
 ]

@@ -82,6 +82,13 @@ def test_every_search_config_matches_its_controller(path: Path) -> None:
     fixed = set(getattr(cls, "fixed_keys", ()))
     assert set(keys) == {f.name for f in fields(cls)} - fixed, "YAML keys vs controller fields"
     defaults = {f.name: f.default for f in fields(cls) if f.name not in fixed}
+    # a block of settings per policy (search=threads): the YAML block lists that policy's own
+    # defaults, and the controller's field is empty (meaning those defaults)
+    for name, policy in getattr(cls, "policies", {}).items():
+        own = {f.name: f.default for f in fields(policy) if f.init}
+        own = {k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}
+        assert MISSING not in own.values() and keys.get(name) == own, f"search.{name} defaults"
+        defaults[name] = keys[name]
     assert MISSING not in defaults.values() and keys == defaults, (
         "the YAML and the class must agree on defaults (CLI == API)"
     )
@@ -105,7 +112,8 @@ def test_a_key_shared_by_two_controllers_is_a_shared_key() -> None:
     assert owners["resample_temperature"] == {"particle_filter"}
     assert "passes" in classes["particle_gibbs"][1]
     assert owners["filter_duplicates"] == {"beam", "astar"}
-    assert "max_tokens" in owners and owners["max_tokens"] == {"best_of_n"}
+    # tokens of one whole sample: a best-of-N sample, a thread policy's rollout
+    assert "max_tokens" in owners and owners["max_tokens"] == {"best_of_n", "threads"}
     assert not {"iterations", "sampling_temperature", "dedupe"} & set(owners)
 
 

@@ -1,0 +1,152 @@
+"""ThreadWeaver's fork-join blocks (Lian et al., arXiv 2512.07843), as its evaluator runs them.
+
+The model writes `<Parallel><Outlines><Outline>1: ...</Outline>...</Outlines>`; decoding stops at
+`</Outlines>`, every outline id becomes one concurrent request that continues the same context
+with `\\n<Thread>\\n{id}:` and stops at `</Thread>`, and the threads are appended in outline order
+before sequential decoding resumes (docs/threads.md has the exact join text and where we differ).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from reasoning.context import Context
+from reasoning.types import FinishReason, Sampling
+from search.threads.runtime import (
+    Branch,
+    Rollout,
+    RolloutResult,
+    Thread,
+    bad_setting,
+    continuation,
+    finish_reason,
+    fork,
+    join,
+)
+
+OUTLINES_OPEN = "<Outlines>"
+OUTLINES_CLOSE = "</Outlines>"
+THREAD_OPEN = "<Thread>"
+THREAD_CLOSE = "</Thread>"
+OUTLINE_ID = re.compile(r"<Outline>\s*([0-9]+(?:\.[0-9]+)*)\s*:")
+
+# Control text for a model not trained on the format: a block of two generic outlines, so real
+# requests fork and join (a ThreadWeaver-trained model writes its own: set prefix to "").
+DEFAULT_PREFIX = (
+    "<Parallel>\n<Outlines>\n"
+    "<Outline>1: Solve the problem step by step.</Outline>\n"
+    "<Outline>2: Solve it again another way to check the result.</Outline>\n"
+    "</Outlines>"
+)
+
+
+def outline_ids(segment: str) -> list[str]:
+    """The outline ids of the last `<Outlines>` block of `segment`, in order, duplicates kept
+    (the evaluator reads only the text written since the last join)."""
+    at = segment.rfind(OUTLINES_OPEN)
+    scope = segment if at < 0 else segment[at:]
+    return OUTLINE_ID.findall(scope)
+
+
+def thread_opening(outline_id: str) -> str:
+    """What a thread's request adds to the shared context before the model writes."""
+    return f"\n{THREAD_OPEN}\n{outline_id}:"
+
+
+def closed(text: str) -> str:
+    """A thread's text closed with `</Thread>` (the evaluator closes one cut by EOS or length)."""
+    return text if text.endswith(THREAD_CLOSE) else text + THREAD_CLOSE
+
+
+def joined_text(ids: list[str], texts: dict[str, str]) -> str:
+    """The threads as the evaluator appends them: a newline, `<Thread>\\n{id}:{text}</Thread>`
+    per outline id in outline order with nothing between, then a newline (no `</Parallel>`:
+    the model writes it)."""
+    if not ids:
+        return ""
+    return "\n" + "".join(f"{THREAD_OPEN}\n{i}:{closed(texts[i])}" for i in ids) + "\n"
+
+
+@dataclass
+class ThreadWeaver:
+    """`search.policy=threadweaver`."""
+
+    name: ClassVar[str] = "threadweaver"
+
+    # control text the answer starts with, as if the model wrote it ("": none, for a model
+    # trained on the format; null: DEFAULT_PREFIX, two generic outlines)
+    prefix: str | None = None
+    # tokens per thread; null: what is left of the rollout's context (the evaluator's one cap)
+    max_thread_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        t = self.max_thread_tokens
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise bad_setting(self.name, "max_thread_tokens", t, "must be an integer >= 1 or null")
+        if self.prefix is not None and not isinstance(self.prefix, str):
+            raise bad_setting(self.name, "prefix", self.prefix, "must be text or null")
+
+    async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
+        run = Rollout.start(ctx, ctx.render(None), sampling.max_tokens, label=label)
+        segment = DEFAULT_PREFIX if self.prefix is None else self.prefix  # since the last join
+        run.force(segment)
+        blocks: list[dict[str, Any]] = []
+        fallbacks = 0
+        while run.ended is None:
+            if not segment.endswith(OUTLINES_CLOSE):
+                step = await run.decode(
+                    continuation(sampling, sampling.max_tokens, (OUTLINES_CLOSE,))
+                )
+                segment += step.text
+                if step.stop != OUTLINES_CLOSE:  # EOS, the cap or the budget: the trajectory ends
+                    run.end(finish_reason(step))
+                    break
+            ids = outline_ids(segment)
+            if not ids:
+                # a block with no readable outline: keep decoding sequentially, and say so
+                fallbacks += 1
+                ctx.events.append(
+                    {"event": "fallback", "policy": self.name, "reason": "no outline ids"}
+                )
+                segment = ""
+                continue
+            threads = await self._threads(ctx, run, ids, sampling)
+            texts = {t.label: t.text for t in threads}
+            join(run, threads, joined_text(ids, texts), policy=self.name, outline_ids=ids)
+            blocks.append(
+                {
+                    "ids": ids,
+                    "thread_tokens": [t.result.tokens for t in threads],
+                    "finish": [t.result.finish for t in threads],
+                }
+            )
+            segment = ""
+            if any(t.result.truncated for t in threads):
+                # a thread cut by its cap ends the rollout, as it does in the evaluator
+                run.end(FinishReason.LENGTH, "a thread reached its token cap")
+        return RolloutResult(
+            run.chain,
+            {"label": label, "blocks": blocks, "fallbacks": fallbacks, "notes": run.notes},
+        )
+
+    async def _threads(
+        self, ctx: Context, run: Rollout, ids: list[str], sampling: Sampling
+    ) -> list[Thread]:
+        """One request per distinct id (a repeated id reuses its thread's text, as the
+        evaluator's dictionary of threads does)."""
+        cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
+        unique = list(dict.fromkeys(ids))
+        if len(unique) < len(ids):
+            ctx.events.append({"event": "duplicate_outline_ids", "policy": self.name})
+        branches = [Branch(i, run.prompt + thread_opening(i), thread_opening(i)) for i in unique]
+        threads = await fork(
+            ctx,
+            run.chain,
+            branches,
+            continuation(sampling, cap, (THREAD_CLOSE,)),
+            policy=self.name,
+            rollout=run,
+        )
+        return threads
