@@ -72,7 +72,11 @@ _REVISION_RE = re.compile(
     re.IGNORECASE,
 )
 # `(?<!\s)`: a run of blanks is tried once, from its start, not from each of its characters.
-_SENTENCE_END_RE = re.compile(r"\.\s|\.$|(?<!\s)\s+I hope\b|\n")
+# a sentence also ends at markup a model writes after it: a thread tag (`</Thread>`), a chat
+# template's end token (`<|im_end|>`)
+_SENTENCE_END_RE = re.compile(
+    r"\.\s|\.$|\.(?=<)|(?<!\s)\s+I hope\b|\n|</?[A-Za-z][\w-]*>|<\|[\w-]+\|>"
+)
 _ELLIPSIS_ENDS = ("...", "\\dots", "\\ldots", "\\cdots")
 _WORD_AFTER_BOX_RE = re.compile(r"[^\s$]+")
 # What `match_brace` reacts to: braces, and the escapes that hide one (`\{`, `\}`, and `\\`,

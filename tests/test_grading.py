@@ -250,6 +250,11 @@ def test_agreement_per_category_not_below_plain_math_verify() -> None:
         ("The final answer is: 42", "42", "final_answer_is"),
         ("Thus the answer is $(1, 2)$. Done.", "(1, 2)", "answer_is"),
         ("So the answer is \\(\\frac{1}{2}\\).", "\\frac{1}{2}", "answer_is"),
+        # markup after the sentence ends it: a thread tag, a chat template's end token
+        ("<Thread>\n2: The answer is 7.</Thread><Thread>", "7", "answer_is"),
+        ("The answer is 12</Thread>\n", "12", "answer_is"),
+        ("so the answer is 3.5.<|im_end|>", "3.5", "answer_is"),
+        ("The answer is $x<3$.", "x<3", "answer_is"),
         ("we got 1,000 apples and then 17.5 pears", "17.5", "last_number"),
         ("The roots are \\boxed{-2} and \\boxed{1}.", "-2, 1", "boxed"),
         ("$x = \\boxed{2}$ or $x = \\boxed{3}$", "2, 3", "boxed"),
