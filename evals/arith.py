@@ -16,7 +16,7 @@ from reasoning.types import Problem
 
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}  # "/": countdown's exact division
 _MAX_TRIES = 200  # draws per problem before accepting a duplicate question or failing
 
 
@@ -71,7 +71,10 @@ def count_ops(expr: Expr) -> int:
 
 
 def render(expr: Expr, *, times: str = "*") -> str:
-    """Infix text with only the parentheses precedence needs (`times` is the `*` symbol)."""
+    """Infix text with only the parentheses precedence needs (`times` is the `*` symbol).
+
+    A right operand of equal precedence is bracketed only under - and /: dropping the brackets
+    of `a + (b - c)` or `a * (b / c)` re-associates them with the same value."""
     if isinstance(expr, int):
         return str(expr)
     prec = _PRECEDENCE[expr.op]
@@ -81,7 +84,7 @@ def render(expr: Expr, *, times: str = "*") -> str:
         left = f"({left})"
     if isinstance(expr.right, BinOp):
         right_prec = _PRECEDENCE[expr.right.op]
-        if right_prec < prec or (right_prec == prec and expr.op == "-"):
+        if right_prec < prec or (right_prec == prec and expr.op in "-/"):
             right = f"({right})"
     symbol = times if expr.op == "*" else expr.op
     return f"{left} {symbol} {right}"

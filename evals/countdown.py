@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from evals.arith import BinOp, Expr, render
 from evals.extraction import clean_text, match_brace
 from reasoning.types import Problem
 
@@ -37,41 +38,7 @@ MIN_NUMBERS, MAX_NUMBERS = 2, 6
 MAX_EXPRESSION_CHARS = 1000  # longer "expressions" are refused unparsed: parsing stays cheap
 _MAX_TRIES = 20000  # draws per problem before giving up (a too narrow target range)
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
 # --- the generator ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BinOp:
-    """One operation of a reference solution; a tree of these renders the answer text."""
-
-    op: str
-    left: Expr
-    right: Expr
-
-
-Expr = int | BinOp
-
-
-def render(expr: Expr) -> str:
-    """Infix text with only the parentheses precedence needs.
-
-    Dropping the parentheses of `a + (b - c)` or `a * (b / c)` re-associates them as
-    `(a + b) - c` and `(a * b) / c`, whose intermediates are still positive integers.
-    """
-    if isinstance(expr, int):
-        return str(expr)
-    prec = _PRECEDENCE[expr.op]
-    left, right = render(expr.left), render(expr.right)
-    if isinstance(expr.left, BinOp) and _PRECEDENCE[expr.left.op] < prec:
-        left = f"({left})"
-    if isinstance(expr.right, BinOp):
-        right_prec = _PRECEDENCE[expr.right.op]
-        if right_prec < prec or (right_prec == prec and expr.op in "-/"):
-            right = f"({right})"
-    return f"{left} {expr.op} {right}"
 
 
 def _combine(rng: random.Random, a: tuple[int, Expr], b: tuple[int, Expr]) -> tuple[int, Expr]:
