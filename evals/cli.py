@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ from typing import NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from evals import console
 
@@ -73,6 +74,21 @@ def _stop_with_the_process() -> None:
     install_lifeline()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def fit_dirname(name: str, limit: int = 200) -> str:
+    """A folder name within the file system's 255 bytes: a sweep over many keys would name its
+    job folders past that and fail, so a long name is cut and a hash of the whole keeps the
+    cut names apart."""
+    raw = name.encode()
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:10]
+    return raw[: limit - len(digest) - 1].decode(errors="ignore") + "-" + digest
+
+
+# conf/config.yaml names sweep job folders with it
+OmegaConf.register_new_resolver("fit_dirname", fit_dirname, replace=True)
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

@@ -149,6 +149,19 @@ def test_children_end_with_a_killed_parent(tmp_path: Path) -> None:
     assert left == {}
 
 
+def test_long_sweep_folder_names_are_cut_to_fit_and_kept_apart() -> None:
+    from evals.cli import fit_dirname
+
+    short = "search.n=4,search=beam"
+    assert fit_dirname(short) == short
+    long_a = ",".join(f"search.key{i}={i}" for i in range(40))
+    long_b = long_a.replace("key0=0", "key0=1")
+    cut_a, cut_b = fit_dirname(long_a), fit_dirname(long_b)
+    assert len(cut_a.encode()) <= 200 and len(cut_b.encode()) <= 200
+    assert cut_a != cut_b and cut_a[:100] == long_a[:100]
+    assert len(fit_dirname("é" * 300).encode()) <= 200  # never cut inside a character
+
+
 def test_help_lists_groups() -> None:
     out = _run(["--help"])
     assert out.returncode == 0

@@ -172,6 +172,10 @@ def test_a_thread_cut_by_its_cap_is_closed_and_ends_the_rollout() -> None:
     assert out.chain.text.endswith("<Thread>\n2:" + " ".join(["w"] * 8) + "</Thread>\n")
     assert out.chain.finish_reason == "length"
     assert not any(p.endswith("</Thread>\n") for p, _ in gen.calls)  # no continuation
+    # the join that ended the rollout keeps its two parents, now also finished (and selected)
+    joined = ctx.tree.node(out.chains[0].id)
+    assert joined["status"] in (NodeStatus.JOINED, NodeStatus.SELECTED)
+    assert joined["finish_reason"] == "length" and len(ctx.tree.parents(out.chains[0].id)) == 2
     assert out.answer is None or "11" not in out.chain.text
 
 
@@ -314,6 +318,25 @@ def test_fork_join_verifier_keeps_the_best_scored_thread() -> None:
     assert search.verifier_use is not None
     out = run(search.run(PROBLEM, ctx))
     assert out.answer == "11" and ctx.ledger.verifier_calls == 3
+
+
+def test_a_plan_cut_by_its_cap_is_forked_where_it_was_cut() -> None:
+    gen = ScriptedThreads(
+        [(HEAD, ("a plan that goes on and on", "\n\n")), ("that", ("\\boxed{11}", None))]
+    )
+    ctx = context(gen)
+    search = Threads(policy="fork_join", fork_join={"plan_tokens": 3, "join": "vote"})
+    out = run(search.run(PROBLEM, ctx))
+    assert out.answer == "11" and len(gen.calls) == 1 + 4
+    assert all(p == HEAD + "a plan that" for p, _ in gen.calls[1:])
+
+
+def test_a_plan_ended_by_eos_is_not_forked() -> None:
+    gen = ScriptedThreads([(HEAD, ("so \\boxed{11}", None))])
+    ctx = context(gen)
+    out = run(Threads(policy="fork_join", fork_join={"join": "vote"}).run(PROBLEM, ctx))
+    assert out.answer == "11" and len(gen.calls) == 1
+    assert "fork" not in [e["event"] for e in ctx.events]
 
 
 def test_fork_join_at_the_start_forks_the_bare_prompt() -> None:

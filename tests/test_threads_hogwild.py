@@ -376,7 +376,9 @@ def test_rounds_are_tree_layers_and_the_critical_path_takes_each_rounds_longest_
     finisher = result.chain.id
     (joined,) = tree.parents(finisher)
     assert tree.status(joined) == NodeStatus.JOINED and tree.node(joined)["generated"] == 0
-    assert tree.parents(joined) == rounds[3]
+    # the join merges every worker: Alice's last call (round 2) and Bob's (round 3)
+    alice_last = next(n for n in rounds[2] if tree.node(n)["worker"] == "Alice")
+    assert tree.parents(joined) == [alice_last, *rounds[3]]
     assert tree.status(finisher) == NodeStatus.FINISHED and tree.node(finisher)["generated"] == 2
     # rounds: max(5, 2) + max(5, 3) + 5 (Bob alone) + the finisher's 2
     assert tree.critical_path_tokens() == 17

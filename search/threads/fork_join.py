@@ -102,10 +102,11 @@ class ForkJoin:
                 continuation(sampling, min(self.plan_tokens, run.left), ("\n\n",))
             )
             details["plan_tokens"] = plan.tokens
-            if plan.finish != "stop" or plan.stop is None:
-                # the model ended (or was cut) inside its plan: nothing left to fork
+            if plan.hit_eos or plan.finish in ("budget", "abort"):
+                # the model ended its answer inside the plan: nothing left to fork
                 run.end(finish_reason(plan), "ended before the fork")
                 return RolloutResult(run.chain, details)
+            # a plan cut by plan_tokens is forked where it was cut
         if run.left <= 0:
             run.end(FinishReason.LENGTH, "no tokens left to fork")
             return RolloutResult(run.chain, details)

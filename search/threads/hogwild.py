@@ -213,6 +213,7 @@ class Hogwild:
         count = _token_counter(ctx)
         rounds: list[dict[str, Any]] = []
         last: list[str] = []  # the tree nodes of the last round
+        latest: dict[str, str] = {}  # each worker's last node: the join merges every worker
         stopped: str | None = None
         while stopped is None:
             active = [w for w in state.workers if not w.ended and w.used < cap]
@@ -250,6 +251,7 @@ class Hogwild:
                     finish=c.finish_reason,
                 )
                 nodes.append(chain.id)
+                latest[w.name] = chain.id
                 self._advance(ctx, state, w, c, number)
             if not done:
                 stopped = "budget"
@@ -262,7 +264,8 @@ class Hogwild:
                 stopped = "budget"  # a refused call: what is left cannot run a whole round
             elif sum(c.tokens for _, c in done) == 0:
                 stopped = "stalled"  # nothing decoded: another round would be the same
-        return await self._finish(ctx, state, sampling, label, last, rounds, stopped)
+        ends = [latest[w.name] for w in state.workers if w.name in latest]
+        return await self._finish(ctx, state, sampling, label, ends, rounds, stopped)
 
     def _advance(self, ctx: Context, state: _State, w: _Worker, c: Completion, number: int) -> None:
         """Apply one worker's call: extend its step, or commit it to the history."""
@@ -318,7 +321,8 @@ class Hogwild:
         rounds: list[dict[str, Any]],
         stopped: str | None,
     ) -> RolloutResult:
-        """Join every worker into the merged response (one JOINED node under the last round);
+        """Join every worker into the merged response (one JOINED node under each worker's last
+        call, which a worker that ended early did in an earlier round);
         force an answer with the finisher when it holds none."""
         merged = merged_response(state.history_text, state.wips)
         reason = _REASONS.get(stopped or "", FinishReason.LENGTH)

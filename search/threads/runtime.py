@@ -164,7 +164,12 @@ class Rollout:
                 self.notes.append(note)
             self.chain = replace(self.chain, finished=True, finish_reason=reason)
             if self.chain.id in self.ctx.tree:
-                self.ctx.tree.mark(self.chain.id, NodeStatus.FINISHED, finish_reason=reason)
+                # a join or fork that ends the trajectory keeps its status (the trace shows it)
+                status = self.ctx.tree.status(self.chain.id)
+                if status in (NodeStatus.JOINED, NodeStatus.FORKED):
+                    self.ctx.tree.annotate(self.chain.id, finished=True, finish_reason=reason)
+                else:
+                    self.ctx.tree.mark(self.chain.id, NodeStatus.FINISHED, finish_reason=reason)
 
 
 @dataclass(frozen=True)
