@@ -68,7 +68,13 @@ from typing import Any, ClassVar
 from reasoning.context import Context
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Sampling
-from search.threads.runtime import Rollout, RolloutResult, bad_setting, finish_reason
+from search.threads.runtime import (
+    Rollout,
+    RolloutResult,
+    bad_setting,
+    continuation,
+    finish_reason,
+)
 
 CALL_OPEN = "<Calling Sub Searches>"
 CALL_CLOSE = "<End Calling Sub Searches>"
@@ -373,7 +379,9 @@ class APR:
         block_done = may_spawn and run.text.rstrip().endswith(CALL_CLOSE)  # a forced block
         while run.ended is None:
             if not block_done:
-                step = await run.decode(_until(sampling, stops), keep_stop=False)
+                step = await run.decode(
+                    continuation(sampling, sampling.max_tokens, stops), keep_stop=False
+                )
                 if step.stop == RESULTS_OPEN and step.tokens > 0:
                     run.force(CALL_OPEN)  # never let the model write results itself
                     continue
@@ -478,13 +486,3 @@ class APR:
                 "solved": [r.result is not None for r in results],
             }
         )
-
-
-def _until(sampling: Sampling, stop: tuple[str, ...]) -> Sampling:
-    return Sampling(
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        max_tokens=sampling.max_tokens,
-        stop=stop,
-        seed=sampling.seed,
-    )

@@ -50,7 +50,7 @@ from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search.expand import BOXED
 from search.hyper import has_closed_box
-from search.threads.runtime import RolloutResult, bad_setting, call
+from search.threads.runtime import RolloutResult, bad_setting, call, continuation
 
 SEP = "\n\n"
 OTHERS_HEADER = "\n\n### Work in progress (others)\n\n"  # after the history
@@ -230,7 +230,7 @@ class Hogwild:
                     call(
                         ctx,
                         v,
-                        _sampling(sampling, min(self.delta, cap - w.used), (SEP,)),
+                        continuation(sampling, min(self.delta, cap - w.used), (SEP,)),
                         new_sample=number == 1 and w is state.workers[0],
                     )
                     for w, v in zip(active, views, strict=True)
@@ -397,16 +397,6 @@ def _index(state: _State, w: _Worker) -> int:
 def _positive(policy: str, key: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise bad_setting(policy, key, value, f"must be an integer >= {minimum}")
-
-
-def _sampling(sampling: Sampling, max_tokens: int, stop: tuple[str, ...]) -> Sampling:
-    return Sampling(
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        max_tokens=max_tokens,
-        stop=stop,
-        seed=sampling.seed,
-    )
 
 
 def _token_counter(ctx: Context) -> Any:
