@@ -234,6 +234,7 @@ def _warmup() -> int:
 
 _WORKERS = max(1, int(os.environ.get("REASONING_GRADER_WORKERS", min(4, os.cpu_count() or 1))))
 _WARMUP_TIMEOUT_S = 120.0
+_START_ATTEMPTS = 3
 OUTER_GRACE_S = 2.0  # the in-worker alarm should win; the outer guard is for stuck C code
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -280,16 +281,33 @@ def _get_pool() -> ProcessPoolExecutor:
     with _pool_lock:
         if _pool is None:
             spawn.get_preparation_data = _preparation_data  # idempotent, see above
-            pool = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=_WorkerContext())
-            try:
-                warm = [pool.submit(_warmup) for _ in range(_WORKERS)]
-                for f in warm:
-                    f.result(timeout=_WARMUP_TIMEOUT_S)
-            except (BrokenProcessPool, TimeoutError) as e:
-                _kill(pool)
-                raise RuntimeError("grading workers failed to start") from e
-            _pool = pool
+            _pool = _start_pool()
         return _pool
+
+
+def _start_pool() -> ProcessPoolExecutor:
+    """A warm pool. A worker that dies while starting (seen now and then when the pool is
+    started inside another pool's worker, e.g. a Hydra joblib job) costs a retry, not the
+    problem's grade; only `_START_ATTEMPTS` failures in a row are an error."""
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        pool = ProcessPoolExecutor(max_workers=_WORKERS, mp_context=_WorkerContext())
+        try:
+            warm = [pool.submit(_warmup) for _ in range(_WORKERS)]
+            for f in warm:
+                f.result(timeout=_WARMUP_TIMEOUT_S)
+            return pool
+        except (BrokenProcessPool, TimeoutError) as e:
+            codes = [p.exitcode for p in (getattr(pool, "_processes", None) or {}).values()]
+            _kill(pool)
+            if attempt == _START_ATTEMPTS:
+                raise RuntimeError("grading workers failed to start") from e
+            logger.warning(
+                "grading workers failed to start (exit codes %s); retrying (%d of %d)",
+                codes,
+                attempt + 1,
+                _START_ATTEMPTS,
+            )
+    raise AssertionError("unreachable")
 
 
 def _discard_pool(pool: ProcessPoolExecutor) -> None:

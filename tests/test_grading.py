@@ -17,7 +17,8 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from fractions import Fraction
 from pathlib import Path
 
@@ -774,3 +775,45 @@ def test_plain_numbers_compare_like_fractions(key: str) -> None:
         parsed_other = normalization._plain_number(other)
         assert parsed_other is not None
         assert (parsed == parsed_other) is (Fraction(key) == Fraction(other)), (key, other)
+
+
+class _FlakyPool:
+    """A stand-in pool whose workers die while starting the first `dead` times it is made."""
+
+    made: list[_FlakyPool] = []
+    dead = 1
+
+    def __init__(self, max_workers: int, mp_context: object) -> None:
+        self._processes: dict[int, object] = {}
+        self.closed = False
+        _FlakyPool.made.append(self)
+
+    def submit(self, fn: object, *args: object) -> Future[int]:
+        future: Future[int] = Future()
+        if len(_FlakyPool.made) <= _FlakyPool.dead:
+            future.set_exception(BrokenProcessPool("a worker died at start"))
+        else:
+            future.set_result(1)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("dead", [1, 2, 3])
+def test_a_grading_pool_whose_worker_dies_at_start_is_started_again(
+    monkeypatch: pytest.MonkeyPatch, dead: int
+) -> None:
+    from evals import verify_workers
+
+    monkeypatch.setattr(verify_workers, "ProcessPoolExecutor", _FlakyPool)
+    monkeypatch.setattr(_FlakyPool, "made", [])
+    monkeypatch.setattr(_FlakyPool, "dead", dead)
+    if dead < verify_workers._START_ATTEMPTS:
+        pool = verify_workers._start_pool()
+        assert pool is _FlakyPool.made[-1] and len(_FlakyPool.made) == dead + 1
+        assert all(p.closed for p in _FlakyPool.made[:-1]) and not pool.closed
+    else:
+        with pytest.raises(RuntimeError, match="grading workers failed to start"):
+            verify_workers._start_pool()
+        assert len(_FlakyPool.made) == verify_workers._START_ATTEMPTS
