@@ -27,7 +27,7 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import context, popen_spawn_posix, spawn
 from typing import Any, NamedTuple
@@ -205,6 +205,8 @@ def mv_worker(prediction: str, gold: str, timeout_s: float) -> tuple[bool | None
     The alarm is disarmed inside the outer `try`, so one firing during cleanup is still caught.
     """
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    if threading.current_thread() is not threading.main_thread():
+        return _mv_compare(prediction, gold)  # the in-process fallback: its caller's deadline
     previous = signal.signal(signal.SIGALRM, _alarm)
     try:
         signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 1e-4))
@@ -354,6 +356,17 @@ def _loop_semaphore() -> asyncio.Semaphore:
     return sem
 
 
+_fallback = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="grading-fallback")
+
+
+def _in_process(fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
+    """`fn` in a thread of this process, for when no worker pool can start (seen inside
+    some launcher workers): the grade is kept, but a comparison stuck in C code cannot be
+    killed, only abandoned at its deadline."""
+    logger.warning("grading workers cannot start here; grading in-process threads instead")
+    return _fallback.submit(fn, *args)
+
+
 def run_guarded(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float) -> Any:
     """Run `fn(*args)` in the pool; on the outer timeout kill the pool and return None.
 
@@ -361,7 +374,13 @@ def run_guarded(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float)
     """
     with _thread_slots:
         for _ in range(2):
-            pool = _get_pool()
+            try:
+                pool = _get_pool()
+            except RuntimeError:
+                try:
+                    return _in_process(fn, args).result(timeout=timeout_s)
+                except (TimeoutError, ValueError):  # ValueError: fn needs the main thread
+                    return None
             try:
                 future: Future[Any] = pool.submit(fn, *args)
             except (BrokenProcessPool, RuntimeError):  # RuntimeError: pool already shut down
@@ -383,7 +402,14 @@ async def run_guarded_async(fn: Callable[..., Any], args: tuple[Any, ...], timeo
     """Async twin of `run_guarded`: awaits the pool future without blocking the event loop."""
     async with _loop_semaphore():
         for _ in range(2):
-            pool = _pool if _pool is not None else await asyncio.to_thread(_get_pool)
+            try:
+                pool = _pool if _pool is not None else await asyncio.to_thread(_get_pool)
+            except RuntimeError:
+                future = asyncio.wrap_future(_in_process(fn, args))
+                try:
+                    return await asyncio.wait_for(future, timeout=timeout_s)
+                except (TimeoutError, ValueError):  # ValueError: fn needs the main thread
+                    return None
             try:
                 future = pool.submit(fn, *args)
             except (BrokenProcessPool, RuntimeError):

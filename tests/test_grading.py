@@ -817,3 +817,19 @@ def test_a_grading_pool_whose_worker_dies_at_start_is_started_again(
         with pytest.raises(RuntimeError, match="grading workers failed to start"):
             verify_workers._start_pool()
         assert len(_FlakyPool.made) == verify_workers._START_ATTEMPTS
+
+
+def test_grading_falls_back_to_in_process_threads_when_no_pool_can_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evals import verify_workers
+
+    def no_pool() -> None:
+        raise RuntimeError("grading workers failed to start")
+
+    monkeypatch.setattr(verify_workers, "_get_pool", no_pool)
+    monkeypatch.setattr(verify_workers, "_pool", None)
+    args = ("\\frac{1}{2}", "0.5", 5.0)
+    assert verify_workers.run_guarded(verify_workers.mv_worker, args, 10.0) == (True, None)
+    got = asyncio.run(verify_workers.run_guarded_async(verify_workers.mv_worker, args, 10.0))
+    assert got == (True, None)
