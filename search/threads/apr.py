@@ -72,6 +72,7 @@ from search.threads.runtime import (
     Rollout,
     RolloutResult,
     bad_setting,
+    check_count,
     continuation,
     finish_reason,
 )
@@ -337,19 +338,12 @@ class APR:
     max_children: int | None = None
 
     def __post_init__(self) -> None:
-        self._positive("max_child_tokens", self.max_child_tokens, 1, optional=True)
-        self._positive("max_depth", self.max_depth, 1, optional=False)
-        self._positive("max_children", self.max_children, 1, optional=True)
-        self._positive("sub_call_budget", self.sub_call_budget, 0, optional=True)
+        check_count(self.name, "max_child_tokens", self.max_child_tokens, 1, optional=True)
+        check_count(self.name, "max_depth", self.max_depth, 1)
+        check_count(self.name, "max_children", self.max_children, 1, optional=True)
+        check_count(self.name, "sub_call_budget", self.sub_call_budget, 0, optional=True)
         if self.prefix is not None and not isinstance(self.prefix, str):
             raise bad_setting(self.name, "prefix", self.prefix, "must be text or null")
-
-    def _positive(self, key: str, value: Any, low: int, *, optional: bool) -> None:
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            tail = " or null" if optional else ""
-            raise bad_setting(self.name, key, value, f"must be an integer >= {low}{tail}")
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
         run = Rollout.start(ctx, ctx.render(None), sampling.max_tokens, label=label)

@@ -21,6 +21,7 @@ from search.threads.runtime import (
     RolloutResult,
     Thread,
     bad_setting,
+    check_count,
     continuation,
     finish_reason,
     fork,
@@ -66,9 +67,8 @@ class ForkJoin:
 
     def __post_init__(self) -> None:
         for key, low in (("threads", 1), ("plan_tokens", 1), ("summary_tokens", 1)):
-            _integer(self.name, key, getattr(self, key), low)
-        if self.max_thread_tokens is not None:
-            _integer(self.name, "max_thread_tokens", self.max_thread_tokens, 1)
+            check_count(self.name, key, getattr(self, key), low)
+        check_count(self.name, "max_thread_tokens", self.max_thread_tokens, 1, optional=True)
         if self.fork_after not in FORK_POINTS:
             raise bad_setting(
                 self.name, "fork_after", self.fork_after, f"must be one of {list(FORK_POINTS)}"
@@ -159,8 +159,3 @@ class ForkJoin:
         scores = await ctx.score(whole)
         reduced = [reduce_step_scores(s, self.step_reduction) if s else 0.0 for s in scores]
         return max(range(len(reduced)), key=lambda i: (reduced[i], -i))
-
-
-def _integer(policy: str, key: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise bad_setting(policy, key, value, f"must be an integer >= {low}")

@@ -50,7 +50,7 @@ from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search.expand import BOXED
 from search.hyper import has_closed_box
-from search.threads.runtime import RolloutResult, bad_setting, call, continuation
+from search.threads.runtime import RolloutResult, bad_setting, call, check_count, continuation
 
 SEP = "\n\n"
 OTHERS_HEADER = "\n\n### Work in progress (others)\n\n"  # after the history
@@ -192,12 +192,10 @@ class Hogwild:
         if len(set(names)) != len(names):
             raise bad_setting(self.name, "workers", w, "must not repeat a name")
         self.workers = names
-        _positive(self.name, "delta", self.delta, minimum=1)
-        if self.max_worker_tokens is not None:
-            _positive(self.name, "max_worker_tokens", self.max_worker_tokens, minimum=1)
-        if self.collab_every is not None:
-            _positive(self.name, "collab_every", self.collab_every, minimum=0)
-        _positive(self.name, "finisher_tokens", self.finisher_tokens, minimum=0)
+        check_count(self.name, "delta", self.delta, 1)
+        check_count(self.name, "max_worker_tokens", self.max_worker_tokens, 1, optional=True)
+        check_count(self.name, "collab_every", self.collab_every, 0, optional=True)
+        check_count(self.name, "finisher_tokens", self.finisher_tokens, 0)
         if self.rules is not None and not isinstance(self.rules, str):
             raise bad_setting(self.name, "rules", self.rules, "must be text or null")
 
@@ -392,11 +390,6 @@ def _reason(c: Completion) -> FinishReason:
 
 def _index(state: _State, w: _Worker) -> int:
     return state.workers.index(w)
-
-
-def _positive(policy: str, key: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise bad_setting(policy, key, value, f"must be an integer >= {minimum}")
 
 
 def _token_counter(ctx: Context) -> Any:

@@ -287,6 +287,15 @@ def bad_setting(policy: str, key: str, value: Any, problem: str) -> ValueError:
     return ValueError(f"search.{policy}.{key} {problem}, got {value!r}")
 
 
+def check_count(policy: str, key: str, value: Any, low: int, *, optional: bool = False) -> None:
+    """One check for every policy's integer setting (`optional`: null is allowed too)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        tail = " or null" if optional else ""
+        raise bad_setting(policy, key, value, f"must be an integer >= {low}{tail}")
+
+
 def continuation(base: Sampling, max_tokens: int, stop: tuple[str, ...] = ()) -> Sampling:
     """One call of a rollout: the rollout's temperature and nucleus, its own cap and stops."""
     return Sampling(

@@ -20,6 +20,7 @@ from search.threads.runtime import (
     RolloutResult,
     Thread,
     bad_setting,
+    check_count,
     continuation,
     finish_reason,
     fork,
@@ -82,9 +83,7 @@ class ThreadWeaver:
     max_thread_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        t = self.max_thread_tokens
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-            raise bad_setting(self.name, "max_thread_tokens", t, "must be an integer >= 1 or null")
+        check_count(self.name, "max_thread_tokens", self.max_thread_tokens, 1, optional=True)
         if self.prefix is not None and not isinstance(self.prefix, str):
             raise bad_setting(self.name, "prefix", self.prefix, "must be text or null")
 
