@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from reasoning.logprobs import mean_logprob_score
 from reasoning.types import AnswerJudge, Chain
 from search.weibull import WeibullMixture, fit_weibull_mixture
-from verifiers.confidence import mean_logprob_score
 
 StepReduction = Callable[[Sequence[float]], float]
 # clusters (None: no answer) and per-candidate scores (None without a verifier) -> the index of
