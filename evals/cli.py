@@ -43,11 +43,11 @@ class Terminated(SystemExit):
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    from reasoning.backends.vllm_engine import VLLMGenerator
+    from reasoning.process import shorten_engine_shutdown
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
     threading.Thread(target=_exit_after, args=(TERM_GRACE_S,), daemon=True).start()
-    VLLMGenerator.shutdown_timeout_s = ENGINE_STOP_S
+    shorten_engine_shutdown(ENGINE_STOP_S)
     raise Terminated(128 + signum)
 
 
@@ -69,7 +69,7 @@ def _exit_now(code: int) -> NoReturn:
 def _stop_with_the_process() -> None:
     """SIGTERM stops the run and shuts the engine down; every multiprocessing child (engine
     core, workers, grading workers) ends when this process ends, also by SIGKILL."""
-    from reasoning.backends.vllm_engine import install_lifeline
+    from reasoning.process import install_lifeline
 
     install_lifeline()
     if threading.current_thread() is threading.main_thread():

@@ -23,6 +23,7 @@ from reasoning.budget import Budget
 from reasoning.cache import CachedGenerator, CachedVerifier, cache_for
 from reasoning.context import Sampler
 from reasoning.controller import Controller, controller_name
+from reasoning.generators import provide_shared_generators
 from reasoning.types import AnswerJudge, Generator, Verifier
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -108,6 +109,9 @@ def generator_for(backend: Any) -> Generator:
     if key not in _generators:
         _generators[key] = instantiate_group(node, "backend")
     return _generators[key]
+
+
+provide_shared_generators(generator_for)  # verifiers reach the cache through the core
 
 
 def build_search(cfg: DictConfig) -> Controller:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from reasoning.logprobs import mean_logprob_score
 from reasoning.types import AnswerJudge, Chain
 from search.weibull import WeibullMixture, fit_weibull_mixture
-from verifiers.confidence import mean_logprob_score
 
 StepReduction = Callable[[Sequence[float]], float]
 # clusters (None: no answer) and per-candidate scores (None without a verifier) -> the index of
@@ -36,23 +36,25 @@ STEP_REDUCTIONS: dict[str, StepReduction] = {
 WHOLE_PREFIX = "model"
 
 
-def scores_whole_prefix(how: str | StepReduction) -> bool:
+def scores_whole_prefix(reduction: str | StepReduction) -> bool:
     """Whether the verifier should see each chain's whole prefix as a single step."""
-    return isinstance(how, str) and how == WHOLE_PREFIX
+    return isinstance(reduction, str) and reduction == WHOLE_PREFIX
 
 
-def step_reduction(how: str | StepReduction) -> StepReduction:
-    """The reduction named `how` (or `how` itself when it is a function)."""
-    if callable(how):
-        return how
-    if how not in STEP_REDUCTIONS:
-        raise ValueError(f"unknown step score reduction {how!r}; valid: {list(STEP_REDUCTIONS)}")
-    return STEP_REDUCTIONS[how]
+def step_reduction(reduction: str | StepReduction) -> StepReduction:
+    """The reduction named `reduction` (or `reduction` itself when it is a function)."""
+    if callable(reduction):
+        return reduction
+    if reduction not in STEP_REDUCTIONS:
+        raise ValueError(
+            f"unknown step score reduction {reduction!r}; valid: {list(STEP_REDUCTIONS)}"
+        )
+    return STEP_REDUCTIONS[reduction]
 
 
-def reduce_step_scores(scores: Sequence[float], how: str | StepReduction = "last") -> float:
+def reduce_step_scores(scores: Sequence[float], reduction: str | StepReduction = "last") -> float:
     """One score for a chain from its per-step scores (0 when nothing was scored)."""
-    reduce = step_reduction(how)
+    reduce = step_reduction(reduction)
     if not scores:
         return 0.0
     return float(reduce(scores))
@@ -89,11 +91,13 @@ async def cluster_answers(answers: Sequence[str | None], judge: AnswerJudge) -> 
     return clusters
 
 
-def _argmax_first(values: Sequence[float]) -> int:
-    """Index of the largest value; ties go to the first (deterministic tie-breaking)."""
+def argmax_first(values: Sequence[float | None]) -> int:
+    """Index of the largest value (None counts as -inf); ties go to the first, so runs repeat
+    exactly."""
+    scores = [-math.inf if v is None else v for v in values]
     best = 0
-    for i, v in enumerate(values):
-        if v > values[best]:
+    for i, v in enumerate(scores):
+        if v > scores[best]:
             best = i
     return best
 
@@ -116,20 +120,20 @@ def _cluster_weights(
 def majority_vote(clusters: Sequence[int | None], scores: Sequence[float] | None) -> int:
     """The most frequent answer (its first sample); ties to the answer seen first."""
     weight, first = _cluster_weights(clusters, None)
-    return first[_argmax_first(weight)]
+    return first[argmax_first(weight)]
 
 
 def weighted_vote(clusters: Sequence[int | None], scores: Sequence[float] | None) -> int:
     """The answer with the largest summed verifier score (its first sample)."""
     weight, first = _cluster_weights(clusters, _needs(scores, "weighted"))
-    return first[_argmax_first(weight)]
+    return first[argmax_first(weight)]
 
 
 def best_score_vote(clusters: Sequence[int | None], scores: Sequence[float] | None) -> int:
     """The single answered sample with the highest verifier score."""
     values = _needs(scores, "best_score")
     answered = [i for i, c in enumerate(clusters) if c is not None]
-    return answered[_argmax_first([values[i] for i in answered])]
+    return answered[argmax_first([values[i] for i in answered])]
 
 
 def _needs(scores: Sequence[float] | None, method: str) -> Sequence[float]:
@@ -293,7 +297,7 @@ async def rpc_select(
     eligible = sorted(
         (c for c in range(n_clusters) if first_kept[c] < len(clusters)), key=lambda c: first_kept[c]
     )
-    best = eligible[_argmax_first([score[c] for c in eligible])]
+    best = eligible[argmax_first([score[c] for c in eligible])]
     index = first_kept[best]
     votes = {str(answers[first_any[c]]): round(score[c], 6) for c in range(n_clusters)}
     return Selection(index, answers[index], list(clusters), votes, details)

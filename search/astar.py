@@ -43,7 +43,7 @@ from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Problem
 from search.aggregate import Vote, reduce_step_scores
 from search.conclude import conclude
-from search.expand import expand, score
+from search.expand import expand, is_scored, score
 from search.settings import Stepwise, invalid
 
 PATH_COSTS = ("risk", "depth", "tokens")
@@ -94,26 +94,13 @@ class AStar(Stepwise):
     def verifier_use(self) -> str | None:
         return "search=astar ranks its frontier by the verifier (h = 1 - score)"
 
-    def _cost(self, parent: Chain, kid: Chain, r: float) -> float:
+    def step_cost(self, parent: Chain, kid: Chain, r: float) -> float:
         """The g increment of one step (see the module doc, [R])."""
         if self.path_cost == "risk":
             return self.cost_weight * (1.0 - r)
         if self.path_cost == "depth":
             return self.cost_weight
         return self.cost_weight * (kid.tokens - parent.tokens) / self.token_ref
-
-    async def _expand(self, ctx: Context, nodes: list[Chain]) -> list[list[Chain]]:
-        """One round's expansions, in flight together; nodes one step short of the cap write to
-        EOS (`last=True`), the others stop at the step delimiter."""
-        policy = self.policy
-        inner = [n for n in nodes if len(n.steps) + 1 < self.max_steps]
-        final = [n for n in nodes if len(n.steps) + 1 >= self.max_steps]
-        inner_kids, final_kids = await asyncio.gather(
-            expand(ctx, inner, self.width, policy),
-            expand(ctx, final, self.width, policy, last=True),
-        )
-        by_id = dict(zip([n.id for n in inner + final], inner_kids + final_kids, strict=True))
-        return [by_id[n.id] for n in nodes]
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         search = _Search(self, ctx)
@@ -156,8 +143,8 @@ class _Search:
 
     def capped(self) -> str | None:
         """The per-problem cap that is reached, if any (checked between rounds)."""
-        a = self.astar
-        if a.max_expansions is not None and len(self.expansions) >= a.max_expansions:
+        astar = self.astar
+        if astar.max_expansions is not None and len(self.expansions) >= astar.max_expansions:
             return "max_expansions"
         return None
 
@@ -167,23 +154,37 @@ class _Search:
         A finished node is a goal only once nothing unfinished is ahead of it: with early stop
         it waits in the frontier while this round expands better nodes, then is looked at again.
         """
-        a = self.astar
-        quota = a.expansions_per_round
-        if a.max_expansions is not None:
-            quota = min(quota, a.max_expansions - len(self.expansions))
+        astar = self.astar
+        quota = astar.expansions_per_round
+        if astar.max_expansions is not None:
+            quota = min(quota, astar.max_expansions - len(self.expansions))
         batch: list[Chain] = []
         while self.frontier and len(batch) < quota:
             top = self.frontier[0][2]
-            if top.finished and a.stop_on_first_complete and batch:
+            if top.finished and astar.stop_on_first_complete and batch:
                 break
             heapq.heappop(self.frontier)
             if not top.finished:
                 batch.append(top)
                 continue
             self.goals.append(top)
-            if a.stop_on_first_complete:
+            if astar.stop_on_first_complete:
                 return [], True
         return batch, False
+
+    async def expand(self, nodes: list[Chain]) -> list[list[Chain]]:
+        """One round's expansions, in flight together; nodes one step short of the cap write to
+        EOS (`last=True`), the others stop at the step delimiter."""
+        astar, ctx = self.astar, self.ctx
+        policy = astar.policy
+        inner = [n for n in nodes if len(n.steps) + 1 < astar.max_steps]
+        final = [n for n in nodes if len(n.steps) + 1 >= astar.max_steps]
+        inner_kids, final_kids = await asyncio.gather(
+            expand(ctx, inner, astar.width, policy),
+            expand(ctx, final, astar.width, policy, last=True),
+        )
+        by_id = dict(zip([n.id for n in inner + final], inner_kids + final_kids, strict=True))
+        return [by_id[n.id] for n in nodes]
 
     async def loop(self) -> str:
         """Expand until a goal wins, the frontier empties, or a cap or the budget stops us."""
@@ -199,7 +200,7 @@ class _Search:
                 continue  # only goals were popped (stop_on_first_complete off)
             self.rounds += 1
             fresh: list[Chain] = []
-            kids_of = await self.astar._expand(ctx, batch)
+            kids_of = await self.expand(batch)
             for node, kids in zip(batch, kids_of, strict=True):
                 if not kids:  # the budget refused this expansion: the node stays in the frontier
                     self.push(node)
@@ -216,7 +217,7 @@ class _Search:
                         fresh.append(kid)
             parents = {node.id: node for node in batch}
             for kid in await score(ctx, fresh, self.astar.step_reduction):
-                if len(kid.scores) == len(kid.steps):
+                if is_scored(kid):
                     self.prioritise(parents[kid.parent or ""], kid)
                 else:  # refused: it carries only its parent's scores, which must not rank it
                     self.unscored.append(kid.with_scores(()))
@@ -230,9 +231,9 @@ class _Search:
 
     def prioritise(self, parent: Chain, kid: Chain) -> None:
         """f = g + h with h = 1 - r; recorded on the tree node, then pushed."""
-        a = self.astar
-        r = reduce_step_scores(kid.scores, a.step_reduction)
-        self.g[kid.id] = self.g[parent.id] + a._cost(parent, kid, r)
+        astar = self.astar
+        r = reduce_step_scores(kid.scores, astar.step_reduction)
+        self.g[kid.id] = self.g[parent.id] + astar.step_cost(parent, kid, r)
         self.f[kid.id] = self.g[kid.id] + (1.0 - r)
         self.ctx.tree.annotate(kid.id, f=self.f[kid.id], g=self.g[kid.id], h=1.0 - r)
         self.push(kid)

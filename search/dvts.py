@@ -12,7 +12,6 @@ is the one of beam search: `B - 1 + n * max_step_tokens` (see search/beam.py).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,6 +19,7 @@ from reasoning.context import Context
 from reasoning.outcome import Outcome
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem
+from search.aggregate import argmax_first
 from search.conclude import conclude
 from search.expand import expand
 from search.step_search import StepSearch, budget_pool, score_with_lookahead
@@ -30,12 +30,6 @@ class _Subtree:
     tip: Chain  # the chain this subtree continues from
     candidates: list[Chain] = field(default_factory=list)  # its last `width` samples, scored
     live: bool = True
-
-
-def _argmax_first(values: list[float | None]) -> int:
-    """Index of the best score; ties go to the first, so runs repeat exactly."""
-    scores = [-math.inf if v is None else v for v in values]
-    return max(range(len(scores)), key=lambda j: (scores[j], -j))
 
 
 @dataclass
@@ -72,7 +66,7 @@ class DVTS(StepSearch):
                 if not mine:
                     subtree.live = False
                     continue
-                best = _argmax_first(values)
+                best = argmax_first(values)
                 subtree.candidates, subtree.tip = mine, mine[best]
                 for j, c in enumerate(mine):
                     if not c.finished:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from reasoning.answers import mentions_box
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.steps import top_logprob_values, whole_prefix
 from reasoning.tree import NodeStatus
 from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason, Sampling
 from search.aggregate import StepReduction, scores_whole_prefix
-
-BOXED = "\\boxed"
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
         reason = FinishReason.LENGTH
     elif not step.strip():
         reason = FinishReason.EMPTY
-    elif BOXED in step:
+    elif mentions_box(step):
         reason = FinishReason.BOXED
     elif len(parent.steps) + 1 >= policy.max_steps:
         reason = FinishReason.MAX_STEPS

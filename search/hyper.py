@@ -23,70 +23,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from reasoning.answers import last_box_closed
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
+from reasoning.logprobs import (
+    min_group_confidence,
+    tail_confidence,
+    token_confidence,
+    top_probability,
+)
 from reasoning.outcome import Outcome
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
 from search.aggregate import cluster_answers, select
 from search.chunked import Chunk, ChunkPolicy, chunk_finish, decode_chunks, fork_at, start_chain
-from search.expand import BOXED
 from search.settings import Sampled, invalid
 
 ANSWER_CUE = "\n\nFinal answer: $\\boxed{"
 """Appended to a path still open at the end, so one short call makes it state an answer."""
 
-# --- path statistics --------------------------------------------------------------------------
-
-
-def token_confidence(top: Sequence[float], k: int | None = None) -> float | None:
-    """DeepConf's c_t = -mean of the k largest logprobs at one position (higher: more peaked);
-    None with no finite value."""
-    vals = sorted((v for v in top if math.isfinite(v)), reverse=True)[:k]
-    return -sum(vals) / len(vals) if vals else None
-
-
-def confidences(top_logprobs: Sequence[Sequence[float]], k: int | None = None) -> list[float]:
-    return [c for c in (token_confidence(t, k) for t in top_logprobs) if c is not None]
-
-
-def tail_confidence(
-    top_logprobs: Sequence[Sequence[float]], window: int, k: int | None = None
-) -> float:
-    """Mean token confidence over the last `window` tokens (0 with none)."""
-    tail = confidences(top_logprobs, k)[-window:]
-    return sum(tail) / len(tail) if tail else 0.0
-
-
-def min_group_confidence(
-    top_logprobs: Sequence[Sequence[float]], window: int, k: int | None = None
-) -> float:
-    """The lowest mean token confidence over sliding windows of `window` tokens (one window when
-    shorter; 0 with none): a short stretch of guessing that the tail mean can hide."""
-    cs = confidences(top_logprobs, k)
-    if not cs:
-        return 0.0
-    if len(cs) <= window:
-        return sum(cs) / len(cs)
-    total = sum(cs[:window])
-    lowest = total
-    for i in range(window, len(cs)):
-        total += cs[i] - cs[i - window]
-        lowest = min(lowest, total)
-    return lowest / window
-
-
-def has_closed_box(text: str) -> bool:
-    """Whether the last \\boxed{...} is closed: a chunk may end inside one ("\\boxed{12" of 123)."""
-    at = text.rfind(BOXED + "{")
-    if at < 0:
-        return False
-    depth = 0
-    for ch in text[at + len(BOXED) :]:
-        depth += (ch == "{") - (ch == "}")
-        if depth == 0:
-            return True
-    return False
+# --- path statistics (the token-logprob ones live in reasoning/logprobs.py) -----------------
 
 
 def answer_diversity(clusters: Sequence[int | None]) -> float | None:
@@ -163,7 +119,7 @@ def refine_site(chunk: Chunk, threshold: float, k: int, siblings: int) -> Refine
     best: RefineSite | None = None
     for j, (table, ids) in enumerate(zip(c.top_logprobs, c.top_token_ids, strict=False)):
         values = list(table.values())
-        if len(values) != len(ids) or not values or math.exp(max(values)) >= threshold:
+        if len(values) != len(ids) or not values or top_probability(values) >= threshold:
             continue
         conf = token_confidence(values, k)
         if conf is None or (best is not None and conf >= best.confidence):
@@ -295,7 +251,7 @@ class HyPER(Sampled):
 
     def _answer(self, ctx: Context, chain: Chain) -> str | None:
         """Only a finished path, or one that closed a \\boxed{} answer, has answered."""
-        if not (chain.finished or has_closed_box(chain.text)):
+        if not (chain.finished or last_box_closed(chain.text)):
             return None
         assert ctx.judge is not None
         return ctx.judge.extract(chain.text)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from evals.grading import Grader
 from reasoning import Chain
-from search.aggregate import aggregate, cluster_answers, reduce_step_scores, select
+from search.aggregate import (
+    aggregate,
+    argmax_first,
+    cluster_answers,
+    reduce_step_scores,
+    select,
+)
 
 
 def test_reduce_step_scores() -> None:
@@ -18,6 +26,13 @@ def test_reduce_step_scores() -> None:
     assert reduce_step_scores([], "last") == 0.0
     with pytest.raises(ValueError, match="valid"):
         reduce_step_scores(s, "median")
+
+
+def test_argmax_first_breaks_ties_to_the_first_and_ranks_none_last() -> None:
+    assert argmax_first([0.2, 0.9, 0.9, 0.1]) == 1
+    assert argmax_first([None, 0.3, None]) == 1  # an unscored candidate ranks below any score
+    assert argmax_first([None, -math.inf]) == 0  # None is -inf: a tie, so the first
+    assert argmax_first([None, None]) == 0
 
 
 async def test_equivalent_answers_share_a_cluster() -> None:

@@ -95,7 +95,7 @@ def _left_after(procs: dict[tuple[int, str], str], seconds: float) -> dict[int, 
 LIFELINE_PARENT = """
 import multiprocessing as mp, time
 from concurrent.futures import ProcessPoolExecutor
-from reasoning.backends.vllm_engine import install_lifeline
+from reasoning.process import install_lifeline
 
 def sleep():
     time.sleep(300)

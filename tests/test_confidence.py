@@ -1,4 +1,5 @@
-"""Model-free confidence verifiers: hand-computed scores, bad logprobs, and the real engine."""
+"""Model-free confidence verifiers and the core logprob statistics they share with HyPER and RPC:
+hand-computed scores, bad logprobs (the -9999 placeholder), and the real engine."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import pytest
 
 from evals.grading import Grader
 from reasoning import Chain, Context, Problem
+from reasoning.logprobs import (
+    min_group_confidence,
+    self_certainty_score,
+    tail_confidence,
+    token_confidence,
+    token_kl_from_uniform,
+    top_probability,
+    window_min_mean,
+    window_min_score,
+)
 from reasoning.loop import run_sync
 from reasoning.types import StepScores, Verifier
 from search import BestOfN
@@ -16,9 +27,6 @@ from verifiers.confidence import (
     MeanLogprob,
     SelfCertainty,
     WindowMinLogprob,
-    self_certainty_score,
-    token_kl_from_uniform,
-    window_min_score,
 )
 
 PROBLEM = Problem("c", "What is 3 + 5?", "8")
@@ -83,6 +91,27 @@ def test_non_finite_logprobs_are_ignored() -> None:
     # nothing usable at all: no evidence of confidence
     assert _score(MeanLogprob(), [_chain([math.nan, -math.inf])])[0][0] == 0.0
     assert self_certainty_score([[0.0]]) == 0.0
+
+
+def test_the_placeholder_is_dropped_by_every_top_k_statistic() -> None:
+    """A server that clamps -inf to -9999 gives the statistics of the values it did send."""
+    sent = [[-0.1, -2.0, -9999.0], [-1.0, -9999.0, -9999.0], [-0.5, -1.5, -9999.5]]
+    dropped = [[-0.1, -2.0], [-1.0], [-0.5, -1.5]]
+    assert token_confidence(sent[0]) == pytest.approx(1.05)  # not (0.1 + 2 + 9999) / 3
+    assert [token_confidence(t) for t in sent] == [token_confidence(t) for t in dropped]
+    assert tail_confidence(sent, window=2) == tail_confidence(dropped, window=2)
+    assert min_group_confidence(sent, 2) == pytest.approx(min_group_confidence(dropped, 2))
+    assert token_confidence([-9999.0, math.nan]) is None
+    assert top_probability([-9999.0, -math.inf]) == 0.0
+    assert top_probability([HALF, -9999.0]) == pytest.approx(0.5)
+
+
+def test_window_min_mean_of_a_hand_sequence() -> None:
+    assert window_min_mean([3.0, 1.0, 2.0, 0.0, 4.0], 2) == pytest.approx(1.0)  # the pair (2, 0)
+    assert window_min_mean([3.0, 1.0], 5) == pytest.approx(2.0)  # shorter: one window
+    assert window_min_mean([], 3) is None
+    with pytest.raises(ValueError, match="window"):
+        window_min_mean([1.0], 0)
 
 
 def test_missing_logprobs_name_the_setting() -> None:

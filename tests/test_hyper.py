@@ -4,10 +4,13 @@ the weighted vote, the token budget and the trace, on hand-made pools and script
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from reasoning import Budget, Context
+from reasoning.answers import last_box_closed
+from reasoning.logprobs import min_group_confidence, tail_confidence, token_confidence
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search import HyPER
@@ -20,13 +23,9 @@ from search.hyper import (
     answer_diversity,
     bottom_indices,
     expand_wanted,
-    has_closed_box,
-    min_group_confidence,
     path_weights,
     reduce_fraction,
     refine_site,
-    tail_confidence,
-    token_confidence,
     top_indices,
 )
 from tests.test_chunked import PROBLEM, TokenScript, context, follow
@@ -55,14 +54,30 @@ def test_token_tail_and_group_confidence_of_a_hand_table() -> None:
     assert tail_confidence([[-1.0, -3.0], [math.nan]], window=2) == pytest.approx(2.0)
 
 
+async def test_hyper_confidence_ignores_the_servers_minus_9999_placeholder() -> None:
+    """Over a server that sends -9999 for -inf alternatives, HyPER's own scores (the tail it
+    ranks and aborts by, the group minimum it records) equal those with the placeholder dropped."""
+    rows = [(-0.1, -2.0), (-1.0, -1.0), (-0.5, -1.5), (-0.2, -2.2)] * 20
+    clean = Chain(steps=("thinking",), tokens=len(rows), top_logprobs=tuple(rows), delimiter="")
+    sent = replace(clean, top_logprobs=tuple((*r, -9999.0, -9999.0) for r in rows))
+    search = HyPER()
+    assert search._tail(sent) == pytest.approx(search._tail(clean))
+    assert search._tail(clean) == pytest.approx((1.05 + 1.0 + 1.0 + 1.2) / 4)
+    ctx = context(TokenScript(follow("x")))
+    (with_placeholder,), _ = await search._stats(ctx, [_Path(sent)])
+    (without,), _ = await search._stats(ctx, [_Path(clean)])
+    assert with_placeholder == without
+    assert without["min_group_confidence"] == pytest.approx(1.0625, abs=1e-6)
+
+
 def test_answers_diversity_and_agreement() -> None:
     assert answer_diversity([0, 0, 1, None]) == pytest.approx(1 / 3)
     assert answer_diversity([0, 0, 0, 1]) == pytest.approx(0.25)
     assert answer_diversity([0, None, None]) is None
     assert agreement([0, 0, 1, None], 0) == pytest.approx(0.5)
     assert agreement([0, 0, 1, None], 3) is None and agreement([0, None], 0) is None
-    assert has_closed_box("so \\boxed{\\frac{1}{2}} done")
-    assert not has_closed_box("so \\boxed{12") and not has_closed_box("so 12")
+    assert last_box_closed("so \\boxed{\\frac{1}{2}} done")
+    assert not last_box_closed("so \\boxed{12") and not last_box_closed("so 12")
 
 
 def test_phase_rule_and_reduce_fraction() -> None:

@@ -27,38 +27,81 @@ from tests.fakes import ConstantVerifier, ScriptedGenerator
 SEARCH_CONFIGS = sorted((REPO / "conf" / "search").glob("*.yaml"))
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
 
-# --- layering: evals -> search -> verifiers -> reasoning ------------------------------------------
+# --- layering: a fan over the core -----------------------------------------------------------
+# search/, verifiers/, the generation layer (trim/) and evals/ each import only reasoning/, never
+# each other; reasoning/ imports none of them. A rule names a package (a top-level directory)
+# and the modules it may not import: a top package forbids all of it, a dotted name (e.g.
+# "reasoning.build") that module and its submodules.
 
-FORBIDDEN = {
-    "reasoning": {"evals", "search", "verifiers"},
-    "verifiers": {"evals", "search"},
-    "search": {"evals"},
+FAN = {"search", "verifiers", "evals", "trim"}
+FORBIDDEN: dict[str, set[str]] = {
+    "reasoning": set(FAN),
+    "search": FAN - {"search"},
+    "verifiers": FAN - {"verifiers"} | {"reasoning.build"},
+    "evals": FAN - {"evals"} | {"reasoning.backends"},
+    "trim": FAN - {"trim"},  # the generation layer, once it leaves search/
 }
+LAYERED = sorted(package for package in FORBIDDEN if (REPO / package).is_dir())
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _imports(source: str, filename: str = "<source>") -> set[str]:
+    """Every absolute module `source` imports, dotted in full (`from a.b import c` gives "a.b"
+    and "a.b.c", since c may be a module), at any depth (function-level imports count)."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
     return found
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_dependencies_point_one_way(package: str) -> None:
+def _breaks(module: str, rules: set[str]) -> set[str]:
+    """The rules that importing `module` breaks."""
+    return {rule for rule in rules if module == rule or module.startswith(rule + ".")}
+
+
+@pytest.mark.parametrize("package", LAYERED)
+def test_dependencies_fan_out_from_the_core(package: str) -> None:
     offenders = {
-        str(path.relative_to(REPO)): sorted(_imports(path) & FORBIDDEN[package])
+        str(path.relative_to(REPO)): sorted(
+            {
+                rule
+                for module in _imports(path.read_text(), str(path))
+                for rule in _breaks(module, FORBIDDEN[package])
+            }
+        )
         for path in sorted((REPO / package).rglob("*.py"))
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def test_the_layering_rules_catch_what_they_forbid() -> None:
+    """The scanner sees every import form, and submodule rules match whole dotted names."""
+    code = (
+        "import verifiers.prm\n"
+        "from reasoning.build import generator_for\n"
+        "from reasoning import backends\n"
+        "def f():\n    from evals.runner import Runner\n"
+    )
+    found = _imports(code)
+    assert {r for m in found for r in _breaks(m, FORBIDDEN["verifiers"])} == {
+        "evals",
+        "reasoning.build",
+    }
+    assert {r for m in found for r in _breaks(m, FORBIDDEN["evals"])} == {
+        "reasoning.backends",
+        "verifiers",
+    }
+    assert not _breaks("reasoning.builder", {"reasoning.build"})  # a name, not a prefix
+    assert "search" in FORBIDDEN["verifiers"] and "verifiers" in FORBIDDEN["search"]
+
+
 def test_controllers_change_the_tree_only_through_its_verbs() -> None:
-    for path in sorted((REPO / "search").glob("*.py")):
-        assert ".graph" not in path.read_text(), f"{path.name} reaches into the tree's graph"
+    for path in sorted((REPO / "search").rglob("*.py")):
+        rel = path.relative_to(REPO)
+        assert ".graph" not in path.read_text(), f"{rel} reaches into the tree's graph"
 
 
 def test_outcome_and_tree_do_not_import_each_other() -> None:

@@ -17,6 +17,7 @@ import asyncio
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from reasoning.generators import shared_generator
 from reasoning.types import Chain, Generator, Problem, Sampling, StepScores
 
 UNDECIDED = 0.5  # both labels have probability 0 (logprob -inf): no evidence either way
@@ -100,10 +101,10 @@ class NextTokenVerifier:
     """Base of verifiers that read P(label) off a causal LM served by a generator backend.
 
     The model comes either as a ready `generator` or as a `backend` config (built lazily and
-    shared through `reasoning.build`, so a judge on the policy's own model reuses its engine and
-    a replayed run never starts it). The generator must expose its HF `tokenizer` for the chat
-    template and the label token ids. One generator call per prompt: its prompt tokens and the
-    one generated token are what `StepScores.tokens` meters.
+    shared through the core's `reasoning.generators`, so a judge on the policy's own model
+    reuses its engine and a replayed run never starts it). The generator must expose its HF
+    `tokenizer` for the chat template and the label token ids. One generator call per prompt:
+    its prompt tokens and the one generated token are what `StepScores.tokens` meters.
     """
 
     name = "next-token"
@@ -125,9 +126,7 @@ class NextTokenVerifier:
     @property
     def generator(self) -> Generator:
         if self._generator is None:
-            from reasoning.build import generator_for
-
-            self._generator = generator_for(self._backend)
+            self._generator = shared_generator(self._backend)
         return self._generator
 
     @property

@@ -3,19 +3,17 @@ filterable table and the per-problem matrix linking each result to its trace."""
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from evals.leaderboard.runs import Run
 from evals.leaderboard.table import COLUMNS, SHOWN, format_cell
 from evals.runner import TRACES, trace_filename
-from evals.viewer.page import PROBLEMS
+from evals.viewer.page import PROBLEMS, escape
 
 _STYLE = """
 body { font: 14px system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -62,18 +60,14 @@ document.getElementById("filter").addEventListener("input", function (e) {
 _TEXT_COLUMNS = {"dataset", "model", "search", "params", "verifier", "budget", "grader"}
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _board(table: pd.DataFrame) -> str:
-    head = "".join(f'<th title="{_e(COLUMNS[c])}">{_e(c)}</th>' for c in SHOWN)
+    head = "".join(f'<th title="{escape(COLUMNS[c])}">{escape(c)}</th>' for c in SHOWN)
     body = []
     for _, row in table.iterrows():
         cells = "".join(
-            f'<td class="text">{_e(format_cell(row[c], c))}</td>'
+            f'<td class="text">{escape(format_cell(row[c], c))}</td>'
             if c in _TEXT_COLUMNS
-            else f"<td>{_e(format_cell(row[c], c))}</td>"
+            else f"<td>{escape(format_cell(row[c], c))}</td>"
             for c in SHOWN
         )
         cls = ' class="incomplete"' if row["incomplete"] else ""
@@ -105,8 +99,8 @@ def _matrix(
     rows = table[table["dataset"] == dataset]
     ids = sorted({r["id"] for h in rows["config_hash"] for run in groups[h] for r in run.records})
     head = "<th>problem</th>" + "".join(
-        f'<th title="{_e(row["search"])} {_e(row["params"])} | {_e(row["verifier"])} | '
-        f'{_e(row["model"])} | {_e(row["budget"])}">{row["row"]}</th>'
+        f'<th title="{escape(row["search"])} {escape(row["params"])} | {escape(row["verifier"])} | '
+        f'{escape(row["model"])} | {escape(row["budget"])}">{row["row"]}</th>'
         for _, row in rows.iterrows()
     )
     by_id = {
@@ -116,7 +110,7 @@ def _matrix(
     }
     body = []
     for pid in ids:
-        cells = [f'<td class="text">{_e(pid)}</td>']
+        cells = [f'<td class="text">{escape(pid)}</td>']
         for h in rows["config_hash"]:
             links, solved = [], []
             for run in groups[h]:
@@ -126,15 +120,15 @@ def _matrix(
                 verdict = record.get("correct")
                 mark = "\u2713" if verdict else ("?" if verdict is None else "\u2717")
                 solved.append(bool(verdict))
-                href = _e(trace_link(run, pid, out_dir, viewers.get(str(run.path))))
-                links.append(f'<a href="{href}" title="seed {_e(run.seed)}">{mark}</a>')
+                href = escape(trace_link(run, pid, out_dir, viewers.get(str(run.path))))
+                links.append(f'<a href="{href}" title="seed {escape(run.seed)}">{mark}</a>')
             share = sum(solved) / len(solved) if solved else math.nan
             cls = "" if not solved else (' class="yes"' if share >= 0.5 else ' class="no"')
             cells.append(f"<td{cls}>{' '.join(links)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
-        f"<h3>{_e(dataset)}</h3>"
-        f'<table class="matrix" data-dataset="{_e(dataset)}"><thead><tr>{head}</tr></thead>'
+        f"<h3>{escape(dataset)}</h3>"
+        f'<table class="matrix" data-dataset="{escape(dataset)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -152,7 +146,7 @@ def write_html(
     matrices = "".join(_matrix(table, groups, d, path.parent, viewers or {}) for d in datasets)
     errors = (
         "<h2>Problems reading the runs</h2><ul>"
-        + "".join(f"<li>{_e(p)}</li>" for p in problems)
+        + "".join(f"<li>{escape(p)}</li>" for p in problems)
         + "</ul>"
         if problems
         else ""

@@ -172,7 +172,9 @@ def _json_script(element_id: str, data: Any) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
+    """`value` as HTML text, safe inside quoted attributes too; None is empty. The leaderboard
+    page uses it as well."""
     return html.escape("" if value is None else str(value))
 
 
@@ -192,7 +194,7 @@ def _page(title: str, body: str, script: str = "") -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(title)}</title>\n<style>\n{_static('viewer.css')}</style>\n</head>\n"
+        f"<title>{escape(title)}</title>\n<style>\n{_static('viewer.css')}</style>\n</head>\n"
         f"<body>\n{body}\n{script}</body>\n</html>\n"
     )
 
@@ -201,7 +203,7 @@ def legend() -> str:
     """The legend: a swatch per status, then what the shapes and outlines mean."""
     rows = [
         f'<li><svg class="swatch" viewBox="0 0 20 20"><circle class="shape st-{s}" cx="10"'
-        f' cy="10" r="7"/></svg><b>{_e(s)}</b> {_e(meaning)}</li>'
+        f' cy="10" r="7"/></svg><b>{escape(s)}</b> {escape(meaning)}</li>'
         for s, meaning in STATUS_MEANING.items()
     ]
     shapes = [
@@ -235,10 +237,10 @@ def _events(events: Sequence[Mapping[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for event in events:
         counts[str(event.get("event"))] = counts.get(str(event.get("event")), 0) + 1
-    summary = ", ".join(f"{n} {_e(kind)}" for kind, n in counts.items())
-    head = "".join(f"<th>{_e(k)}</th>" for k in keys)
+    summary = ", ".join(f"{n} {escape(kind)}" for kind, n in counts.items())
+    head = "".join(f"<th>{escape(k)}</th>" for k in keys)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{_e(_cell(event.get(k)))}</td>" for k in keys) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(_cell(event.get(k)))}</td>" for k in keys) + "</tr>"
         for event in events
     )
     return (
@@ -265,18 +267,18 @@ def _answers(trace: Mapping[str, Any]) -> str:
     chain = next((c for c in trace.get("chains") or [] if c.get("id") == selected), None)
     text = (
         f'<details><summary>the chain\'s text</summary><pre class="chain-text">'
-        f"{_e(chain.get('text'))}</pre></details>"
+        f"{escape(chain.get('text'))}</pre></details>"
         if chain
         else ""
     )
-    via = f' (chain <a href="#node={quote(str(selected))}" class="goto">{_e(selected)}</a>)'
+    via = f' (chain <a href="#node={quote(str(selected))}" class="goto">{escape(selected)}</a>)'
     return (
         f'<section class="answers {cls}" id="answers">'
         f'<div class="answer selected-answer"><h2>Selected answer</h2>'
-        f'<output id="prediction">{_e(trace.get("prediction"))}</output>'
+        f'<output id="prediction">{escape(trace.get("prediction"))}</output>'
         f"<p>{label}{via if selected is not None else ''}</p>{text}</div>"
         f'<div class="answer gold-answer"><h2>Gold answer</h2>'
-        f'<output id="gold">{_e(trace.get("gold"))}</output></div></section>'
+        f'<output id="gold">{escape(trace.get("gold"))}</output></div></section>'
     )
 
 
@@ -284,7 +286,7 @@ def _ledger(ledger: Mapping[str, Any] | None) -> str:
     if not ledger:
         return ""
     shown = {k: v for k, v in ledger.items() if isinstance(v, int | float | str)}
-    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_cell(v))}</dd>" for k, v in shown.items())
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(_cell(v))}</dd>" for k, v in shown.items())
     return f'<details class="ledger"><summary>Ledger</summary><dl>{items}</dl></details>'
 
 
@@ -294,13 +296,18 @@ def trace_page(trace: Mapping[str, Any], *, nav: Mapping[str, str] | None = None
     `nav` maps link labels ("index", "previous", "next") to relative addresses.
     """
     data = view_data(trace)
-    links = " ".join(f'<a href="{_e(href)}">{_e(label)}</a>' for label, href in (nav or {}).items())
+    links = " ".join(
+        f'<a href="{escape(href)}">{escape(label)}</a>' for label, href in (nav or {}).items()
+    )
     details = trace.get("details") or {}
     events = details.get("events") if isinstance(details, Mapping) else None
     if not data["nodes"]:
         reason = trace.get("error") or "the trace holds no tree"
         stage = f" at {trace['error_stage']}" if trace.get("error_stage") else ""
-        tree = f'<p class="empty" id="no-tree">No search tree recorded{_e(stage)}: {_e(reason)}</p>'
+        tree = (
+            f'<p class="empty" id="no-tree">No search tree recorded{escape(stage)}: '
+            f"{escape(reason)}</p>"
+        )
     else:
         tree = (
             f'<div class="toolbar"><span>{len(data["nodes"])} nodes</span>'
@@ -311,8 +318,8 @@ def trace_page(trace: Mapping[str, Any], *, nav: Mapping[str, str] | None = None
         )
     body = (
         f'<nav class="nav">{links}</nav>'
-        f'<header><h1>Problem <span id="problem-id">{_e(trace.get("id"))}</span></h1>'
-        f'<p class="question">{_e(trace.get("question"))}</p></header>'
+        f'<header><h1>Problem <span id="problem-id">{escape(trace.get("id"))}</span></h1>'
+        f'<p class="question">{escape(trace.get("question"))}</p></header>'
         f"{_answers(trace)}"
         '<main class="layout"><section class="tree-pane"><h2>Search tree</h2>'
         f"{tree}{legend()}</section>"
@@ -340,16 +347,16 @@ def index_page(
         cls, label = _verdict(trace.get("correct"), trace.get("error"))
         nodes = len((trace.get("tree") or {}).get("nodes") or [])
         body_rows.append(
-            f'<tr class="{cls}"><td><a href="{_e(href)}">{_e(trace.get("id"))}</a></td>'
-            f"<td>{label}</td><td>{_e(trace.get('prediction'))}</td>"
-            f"<td>{_e(trace.get('gold'))}</td><td>{nodes}</td>"
+            f'<tr class="{cls}"><td><a href="{escape(href)}">{escape(trace.get("id"))}</a></td>'
+            f"<td>{label}</td><td>{escape(trace.get('prediction'))}</td>"
+            f"<td>{escape(trace.get('gold'))}</td><td>{nodes}</td>"
             f"<td>{len(trace.get('chains') or [])}</td></tr>"
         )
     bad = "".join(
-        f'<li class="error">{_e(name)}: {_e(why)}</li>' for name, why in unreadable.items()
+        f'<li class="error">{escape(name)}: {escape(why)}</li>' for name, why in unreadable.items()
     )
     body = (
-        f'<header><h1>{_e(title)}</h1><p id="accuracy">{right} of {len(graded)} graded problems'
+        f'<header><h1>{escape(title)}</h1><p id="accuracy">{right} of {len(graded)} graded problems'
         f" correct; {len(rows)} traces.</p></header>"
         + (
             f'<section id="unreadable"><h2>Unreadable traces</h2><ul>{bad}</ul></section>'

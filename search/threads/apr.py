@@ -65,6 +65,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from reasoning.answers import any_box_closed
 from reasoning.context import Context
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Sampling
@@ -247,17 +248,6 @@ def child_prompt(task: str, nodes: dict[str, Node]) -> str:
 # --- results and the join ----------------------------------------------------------------------
 
 
-def has_closed_box(text: str) -> bool:
-    """Whether `text` holds a `\\boxed{...}` whose braces close."""
-    for m in re.finditer(r"\\boxed\{", text):
-        depth = 0
-        for ch in text[m.end() - 1 :]:
-            depth += (ch == "{") - (ch == "}")
-            if depth == 0:
-                return True
-    return False
-
-
 def search_result(text: str) -> str | None:
     """A child's result: with two or more `Goal Reached` marks, the text after the
     second-to-last one (the replayed path, less the one character after the mark, as the
@@ -266,7 +256,7 @@ def search_result(text: str) -> str | None:
     if len(marks) >= 2:
         return text[marks[-2] + len(GOAL) + 1 :].rstrip()
     for paragraph in reversed(re.split(r"\n\s*\n", text)):
-        if has_closed_box(paragraph):
+        if any_box_closed(paragraph):
             return paragraph.strip()
     return None
 

@@ -45,11 +45,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from reasoning.answers import nonempty_box_closed
 from reasoning.context import Context
 from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
-from search.expand import BOXED
-from search.hyper import has_closed_box
 from search.threads.runtime import RolloutResult, bad_setting, call, check_count, continuation
 
 SEP = "\n\n"
@@ -99,22 +98,6 @@ def default_rules(workers: Sequence[str]) -> str:
 def ends_step(text: str) -> bool:
     """The reference's end-of-step test on the step written so far (stop string excluded)."""
     return text.strip().endswith(END_OF_STEP)
-
-
-def has_answer(text: str) -> bool:
-    """Whether `text` holds a closed \\boxed{...} with something in it (any of its boxes)."""
-    opening = BOXED + "{"
-    starts: list[int] = []
-    at = text.find(opening)
-    while at >= 0:
-        starts.append(at)
-        at = text.find(opening, at + 1)
-    for i, at in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(text)
-        # has_closed_box reads the last box of the slice: the one at `at`
-        if has_closed_box(text[:end]) and not text[at + len(opening) :].lstrip().startswith("}"):
-            return True
-    return False
 
 
 def others_section(wips: Sequence[str]) -> str:
@@ -286,7 +269,7 @@ class Hogwild:
     def _commit(self, ctx: Context, state: _State, w: _Worker, step: str, number: int) -> None:
         state.history.append(step)
         w.commits += 1
-        if has_answer(step):
+        if nonempty_box_closed(step):
             state.answered = True
             ctx.events.append(
                 {"event": "answer", "policy": self.name, "worker": w.name, "round": number}
@@ -335,7 +318,7 @@ class Hogwild:
         )
         ctx.events.append({"event": "join", "policy": self.name, "threads": len(last)})
         finisher: dict[str, Any] | None = None
-        if self.finisher_tokens > 0 and not has_answer(merged):
+        if self.finisher_tokens > 0 and not nonempty_box_closed(merged):
             greedy = Sampling(
                 temperature=0.0, top_p=1.0, max_tokens=self.finisher_tokens, seed=sampling.seed
             )
