@@ -40,7 +40,7 @@ from reasoning.budget import Budget, Ledger
 from reasoning.context import Context, Sampler
 from reasoning.controller import Controller, controller_name
 from reasoning.outcome import Outcome
-from reasoning.types import Generator, Problem, Verifier
+from reasoning.types import EventKind, Generator, Problem, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -332,13 +332,13 @@ def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[
 
 def event_counts(events: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """How many of each adaptive-generation event (trim cuts by reason, forks, ...) a problem
-    had; the events themselves are in its trace (`details.events`)."""
-    return dict(
-        Counter(
-            f"{e.get('event')}:{e['reason']}" if e.get("reason") else str(e.get("event"))
-            for e in events
-        )
-    )
+    had, keyed by its `EventKind` (`kind:reason` where it gives a reason); the events
+    themselves are in its trace (`details.events`)."""
+    counts: Counter[str] = Counter()
+    for e in events:
+        kind = EventKind(e["event"])
+        counts[f"{kind.value}:{e['reason']}" if e.get("reason") else kind.value] += 1
+    return dict(counts)
 
 
 def summarize(records: Sequence[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:

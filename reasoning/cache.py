@@ -52,6 +52,7 @@ from reasoning.types import (
     Chain,
     Completion,
     Delta,
+    FinishReason,
     Generator,
     Messages,
     Problem,
@@ -312,8 +313,17 @@ _SPECIAL = (
 )
 
 
+def _finish(data: Mapping[str, Any]) -> FinishReason | None:
+    """The stored finish reason as the enum. Files written before the enum hold the engine's
+    "stop" for both EOS and a stop string; the stored `stop` tells them apart, as it does for
+    a fresh result (`FinishReason.of`), so old cache files replay unchanged."""
+    raw = data.get("finish_reason")
+    return None if raw is None else FinishReason.of(raw, data.get("stop"))
+
+
 def _completion_from_json(data: Mapping[str, Any]) -> Completion:
     plain = {k: v for k, v in data.items() if k not in _SPECIAL}
+    plain["finish_reason"] = _finish(data)
     return Completion(**plain, **_logprob_fields(data), cached=True)
 
 
@@ -321,6 +331,7 @@ def _delta_from_json(data: Mapping[str, Any]) -> Delta:
     fields_ = _logprob_fields(data)
     fields_["token_ids"] = fields_["token_ids"] or ()
     plain = {k: v for k, v in data.items() if k not in _SPECIAL}
+    plain["finish_reason"] = _finish(data)
     return Delta(**plain, **fields_, cached=True)
 
 

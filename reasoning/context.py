@@ -11,8 +11,9 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from reasoning.budget import LIMITS, SCORING_LIMITS, Budget, BudgetExhausted, Ledger
@@ -22,6 +23,8 @@ from reasoning.types import (
     Chain,
     Completion,
     Delta,
+    EventKind,
+    FinishReason,
     Generator,
     Messages,
     Problem,
@@ -73,12 +76,22 @@ class Context:
         self.rng = random.Random(f"{seed}:{problem.id}")
         self.stopped_by: str | None = None
         self.sampler = sampler
-        # what adaptive generation did to this problem's samples (cuts, forks), for the trace
-        self.events: list[dict[str, Any]] = []
+        # what adaptive generation did to this problem's samples (cuts, forks), for the trace:
+        # written only through `record`, read through `events`
+        self._events: list[dict[str, Any]] = []
         self._started = time.monotonic()
         self._reserved_tokens = 0  # held by generator calls in flight (see _fit)
         self._reserved_samples = 0
         self._released = asyncio.Event()  # set whenever a call in flight returns its reservation
+
+    def record(self, kind: EventKind, **fields: Any) -> None:
+        """Note one adaptive-generation event; the trace holds it as {"event": kind, **fields}."""
+        self._events.append({"event": EventKind(kind).value, **fields})
+
+    @property
+    def events(self) -> tuple[Mapping[str, Any], ...]:
+        """The events recorded so far, read-only (the runner counts them by kind)."""
+        return tuple(MappingProxyType(e) for e in self._events)
 
     def tick(self) -> None:
         """Bring the wall-clock counter up to date."""
@@ -255,6 +268,7 @@ class Context:
         counted = _counts_as_sample(prompt, new_samples)
         async with self._reservation(sampling, counted) as fitted:
             completions = await self.generator.complete(resolved, fitted)
+        completions = [self._delivered(c, sampling, fitted) for c in completions]
         first = completions[0] if completions else None
         self._meter(
             samples=len(completions) if counted else 0,
@@ -264,6 +278,43 @@ class Context:
             replayed=bool(completions) and all(c.cached for c in completions),
         )
         return completions
+
+    async def try_generate(
+        self,
+        sampling: Sampling,
+        chain: Chain | None = None,
+        *,
+        prompt: Prompt | Messages | None = None,
+        new_samples: bool | None = None,
+    ) -> list[Completion]:
+        """`generate`, but a refused call (the budget has nothing left) comes back as one
+        `Completion.refusal()` per sample asked for instead of raising `BudgetExhausted`;
+        `stopped_by` names the limit either way. What helpers controllers use return."""
+        try:
+            return await self.generate(sampling, chain, prompt=prompt, new_samples=new_samples)
+        except BudgetExhausted:
+            return [Completion.refusal() for _ in range(max(1, sampling.n))]
+
+    def _count(self, text: str) -> int:
+        """Tokens of delivered `text` that came without ids or a count: our tokenizer's, or
+        0 for a generator that cannot tokenize (fakes; both backends can)."""
+        if not text or not isinstance(self.generator, StreamingGenerator):
+            return 0
+        try:
+            return len(self.generator.tokenize(text))
+        except NotImplementedError:
+            return 0
+
+    def _delivered(self, c: Completion, asked: Sampling, fitted: Sampling) -> Completion:
+        """`c` as metered: never fewer tokens than it delivered (its ids, its logprobs, or its
+        text re-encoded when it says 0), however many were asked for; a sample that hit a cap
+        the Context lowered for the budget ends for the budget."""
+        tokens = max(c.tokens, len(c.token_ids or ()), len(c.logprobs or ()))
+        if tokens == 0:
+            tokens = self._count(c.text)
+        if c.finish_reason == FinishReason.LENGTH and fitted.max_tokens < asked.max_tokens:
+            c = replace(c, finish_reason=FinishReason.BUDGET)
+        return c if tokens == c.tokens else replace(c, tokens=tokens)
 
     async def stream(
         self,
@@ -290,6 +341,13 @@ class Context:
             deltas = generator.stream(resolved, fitted)
             try:
                 async for delta in deltas:
+                    if delta.tokens == 0 and delta.text:  # a server that sent no ids, no count
+                        delta = replace(delta, counted=self._count(delta.text))
+                    if (
+                        delta.finish_reason == FinishReason.LENGTH
+                        and fitted.max_tokens < sampling.max_tokens
+                    ):
+                        delta = replace(delta, finish_reason=FinishReason.BUDGET)
                     tokens += delta.tokens
                     prompt_tokens += delta.prompt_tokens
                     cached += delta.cached_prompt_tokens
@@ -347,13 +405,8 @@ class Context:
         ledger = outcome.ledger if outcome is not None else self.ledger
         ledger.critical_path_tokens = tree.critical_path_tokens()
         if outcome is not None:
-            outcome.details.setdefault("events", self.events)
+            outcome.details.setdefault("events", [dict(e) for e in self._events])
         return outcome
-
-    def extract(self, text: str) -> str | None:
-        if self.judge is None:
-            raise ValueError("no answer judge configured")
-        return self.judge.extract(text)
 
 
 def _counts_as_sample(prompt: object, new_samples: bool | None) -> bool:

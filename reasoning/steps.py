@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason
+from reasoning.types import STEP_DELIMITER, Chain, Completion, chain_finish
 
 MIN_STEP_CHARS = 8
 
@@ -63,16 +63,6 @@ def whole_prefix(chain: Chain) -> Chain:
     return replace(chain, steps=collapse_steps(chain.steps), scores=())
 
 
-def finish_reason(completion: Completion) -> FinishReason:
-    """Why a whole sample ended: eos, stop (a stop string), length or abort."""
-    if completion.hit_eos:
-        return FinishReason.EOS
-    try:
-        return FinishReason(completion.finish_reason)
-    except ValueError:  # a server's own reason (e.g. "content_filter"): it did not finish
-        return FinishReason.ABORT
-
-
 def top_logprob_values(completion: Completion) -> tuple[tuple[float, ...], ...] | None:
     """The top-k logprob values per token, largest first (what confidence scores need)."""
     if completion.top_logprobs is None:
@@ -88,7 +78,7 @@ def chain_from_completion(completion: Completion, parent: Chain | None = None) -
         scores=base.scores,
         tokens=base.tokens + completion.tokens,
         finished=True,
-        finish_reason=finish_reason(completion),
+        finish_reason=chain_finish(completion),
         parent=base.id if parent is not None else None,
         logprobs=completion.logprobs,
         top_logprobs=top_logprob_values(completion),

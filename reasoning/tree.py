@@ -100,9 +100,6 @@ class SearchTree:
     def mark_selected(self, chain_id: str, **data: Any) -> None:
         self.mark(chain_id, NodeStatus.SELECTED, **data)
 
-    def mark_resampled(self, chain_id: str, **data: Any) -> None:
-        self.mark(chain_id, NodeStatus.RESAMPLED, **data)
-
     def mark_finished(self, chain_id: str, **data: Any) -> None:
         self.mark(chain_id, NodeStatus.FINISHED, **data)
 

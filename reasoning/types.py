@@ -7,7 +7,7 @@ nodes), and sharing a frozen prefix is both cheaper and safer than copying mutab
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +32,41 @@ class FinishReason(StrEnum):
     EMPTY = "empty"  # a step with no text
     BOXED = "boxed"  # a step wrote the final \\boxed{} answer
     MAX_STEPS = "max_steps"  # the step cap
+
+    @classmethod
+    def of(cls, raw: str | None, stop: str | None = None) -> FinishReason:
+        """A backend's (or an old cache file's) raw reason as the enum.
+
+        Engines and OpenAI-compatible servers say "stop" for both EOS and a stop string; the
+        stop string hit (`stop`, None for EOS or a stop token id) tells them apart. A reason no
+        backend should send (None, a server's own "content_filter") means the sample did not
+        finish: ABORT.
+        """
+        if raw == "stop":
+            return cls.EOS if stop is None else cls.STOP
+        try:
+            return cls(raw)
+        except ValueError:
+            return cls.ABORT
+
+
+class EventKind(StrEnum):
+    """What adaptive generation did to a problem's samples (`Context.record`): one vocabulary
+    for the trace (`details.events`, each {"event": kind, ...}) and the runner's counts."""
+
+    TRIM = "trim"  # a trimmer cut a sample's thinking and forced the answer
+    EXTEND = "extend"  # a trimmer made a sample think on past an early end of thinking
+    PROBE_FAILED = "probe_failed"  # a trimmer's side question could not run
+    FORK = "fork"  # a rollout forked into concurrent threads
+    JOIN = "join"  # threads merged back into their rollout
+    ANSWER = "answer"  # a Hogwild worker committed a boxed answer
+    COLLAB_CHECK = "collab_check"  # a Hogwild worker was asked to check the others
+    FINISHER = "finisher"  # a forced-answer call after the rollout ended without one
+    FALLBACK = "fallback"  # a thread policy could not parse its plan and decoded on
+    NOT_EXPANDED = "not_expanded"  # APR: a spawn call written where spawning is not allowed
+    DROPPED_CHILDREN = "dropped_children"  # APR: a spawn asked for more children than allowed
+    DUPLICATE_OUTLINE_IDS = "duplicate_outline_ids"  # ThreadWeaver: an outline id repeated
+    HYPER = "hyper"  # one HyPER control decision
 
 
 @dataclass(frozen=True)
@@ -146,11 +181,17 @@ with the model's chat template."""
 
 @dataclass(frozen=True)
 class Completion:
-    """One sample returned by a generator, with the accounting the ledger needs."""
+    """One sample returned by a generator, with the accounting the ledger needs.
+
+    `finish_reason` is one of EOS, STOP (a stop string, named in `stop`), LENGTH (the call's
+    `max_tokens`), ABORT, or BUDGET (a layer cut the sample for the budget: the Context clamped
+    the call, or a trimmer's answer call was refused). A raw string (an old cache file, a
+    server's "stop") is turned into the enum on construction (`FinishReason.of`).
+    """
 
     text: str
     tokens: int
-    finish_reason: str  # "stop" (EOS or stop string), "length", "abort"
+    finish_reason: FinishReason
     stop: str | None = None  # the stop string hit, None for EOS
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
@@ -164,9 +205,26 @@ class Completion:
     # per generated token, the ids of the top-k alternatives, in the order of `top_logprobs`
     top_token_ids: tuple[tuple[int, ...], ...] | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.finish_reason, FinishReason):
+            object.__setattr__(
+                self, "finish_reason", FinishReason.of(self.finish_reason, self.stop)
+            )
+
+    @classmethod
+    def refusal(cls) -> Completion:
+        """What a refused call gives a helper that does not raise (`Context.try_generate`): no
+        text, no tokens, finish BUDGET. docs/data-model.md lists where it appears."""
+        return cls(text="", tokens=0, finish_reason=FinishReason.BUDGET, token_ids=())
+
+    @property
+    def refused(self) -> bool:
+        """The budget refused this call: nothing was generated."""
+        return self.finish_reason == FinishReason.BUDGET and self.tokens == 0 and not self.text
+
     @property
     def hit_eos(self) -> bool:
-        return self.finish_reason == "stop" and self.stop is None
+        return self.finish_reason == FinishReason.EOS
 
 
 @dataclass(frozen=True)
@@ -179,15 +237,53 @@ class Delta:
     top_logprobs: tuple[dict[str, float], ...] | None = None
     top_token_ids: tuple[tuple[int, ...], ...] | None = None
     token_id_logprobs: tuple[dict[int, float], ...] | None = None
-    finish_reason: str | None = None  # "stop", "length" or "abort" on the last delta
+    finish_reason: FinishReason | None = None  # on the last delta only (see Completion)
     stop: str | None = None  # the stop string hit (None for EOS)
     prompt_tokens: int = 0  # on the first delta only
     cached_prompt_tokens: int = 0  # on the first delta only
     cached: bool = False  # replayed from the record/replay cache
+    # tokens this delta delivered when the server sent no ids (its usage, else our tokenizer):
+    # every delivered token is metered, whatever the server sends
+    counted: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.finish_reason is not None and not isinstance(self.finish_reason, FinishReason):
+            object.__setattr__(
+                self, "finish_reason", FinishReason.of(self.finish_reason, self.stop)
+            )
 
     @property
     def tokens(self) -> int:
-        return len(self.token_ids)
+        """Tokens this delta delivered: its ids, or the count given for it when it has none."""
+        return max(len(self.token_ids), self.counted or 0)
+
+
+def chain_finish(
+    completion: Completion,
+    *,
+    goes_on: Collection[FinishReason] = (),
+    empty: bool = False,
+    boxed: bool = False,
+    last_step: bool = False,
+) -> FinishReason | None:
+    """Why the chain that `completion` ends (or extends) stopped; None when it goes on.
+
+    The one mapping from a generation result to a chain's finish. A whole sample stops for its
+    completion's own reason. A segment of a longer chain (a step, a chunk) goes on when its
+    reason is one of `goes_on` (a step's delimiter is STOP; a chunk's cap is LENGTH or BUDGET),
+    unless it is `empty` (no progress), holds the final `boxed` answer, or is the `last_step`
+    the step cap allows, in that order.
+    """
+    reason = completion.finish_reason
+    if reason not in goes_on:
+        return reason
+    if empty:
+        return FinishReason.EMPTY
+    if boxed:
+        return FinishReason.BOXED
+    if last_step:
+        return FinishReason.MAX_STEPS
+    return None
 
 
 @runtime_checkable

@@ -14,11 +14,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.steps import top_logprob_values
 from reasoning.tree import NodeStatus
-from reasoning.types import Chain, Completion, FinishReason, Sampling, TokenPrompt
+from reasoning.types import Chain, Completion, FinishReason, Sampling, TokenPrompt, chain_finish
 
 
 @dataclass(frozen=True)
@@ -45,12 +44,18 @@ class ChunkPolicy:
 @dataclass(frozen=True)
 class Chunk:
     """One decoded chunk: the child chain, and the completion behind it (its top-k ids, which a
-    Chain does not keep). `completion` is None when the budget refused the call; `chain` is then
-    the parent unchanged."""
+    Chain does not keep). `completion` is None for a chain that was already finished, and
+    `Completion.refusal()` when the budget refused the call; `chain` is then the parent
+    unchanged (`decoded` is False in both cases)."""
 
     parent: Chain
     chain: Chain
     completion: Completion | None
+
+    @property
+    def decoded(self) -> bool:
+        """Whether a chunk was decoded (the chain was open and the budget allowed the call)."""
+        return self.completion is not None and not self.completion.refused
 
     @property
     def start(self) -> int:
@@ -65,13 +70,7 @@ def start_chain() -> Chain:
 
 def chunk_finish(completion: Completion) -> FinishReason | None:
     """Why a chunk ended its chain; None when the chain goes on (the token cap, a clamp)."""
-    if completion.finish_reason == "length":
-        return None
-    if completion.hit_eos:
-        return FinishReason.EOS
-    if completion.finish_reason == "stop":
-        return FinishReason.STOP
-    return FinishReason.ABORT
+    return chain_finish(completion, goes_on=(FinishReason.LENGTH, FinishReason.BUDGET))
 
 
 def chunk_child(parent: Chain, completion: Completion) -> Chain:
@@ -81,9 +80,12 @@ def chunk_child(parent: Chain, completion: Completion) -> Chain:
             "chunked decoding needs the generated token ids, and this backend returned none: "
             "it continues from exact ids, never from re-tokenized text"
         )
-    reason = chunk_finish(completion)
-    if reason is None and completion.tokens == 0:
-        reason = FinishReason.EMPTY  # no progress: continuing would loop
+    # a chunk with no progress ends the chain: continuing would loop
+    reason = chain_finish(
+        completion,
+        goes_on=(FinishReason.LENGTH, FinishReason.BUDGET),
+        empty=completion.tokens == 0,
+    )
     return parent.extend(
         completion.text,
         tokens=completion.tokens,
@@ -105,9 +107,10 @@ async def decode_chunks(
 ) -> list[Chunk]:
     """One chunk for each unfinished chain, all in flight together; children go to the tree.
 
-    A finished chain, or one whose call the budget refused, comes back as it was with
-    `completion=None`. `new_samples[i]` says whether chain i's call starts a new sample (the
-    default: a chain with no tokens yet), so continuations are not counted as samples twice.
+    A finished chain comes back as it was with `completion=None`, one whose call the budget
+    refused with `completion=Completion.refusal()` (see `Chunk.decoded`). `new_samples[i]`
+    says whether chain i's call starts a new sample (the default: a chain with no tokens yet),
+    so continuations are not counted as samples twice.
     """
     fresh = new_samples or [not c.token_ids for c in chains]
 
@@ -117,12 +120,11 @@ async def decode_chunks(
         if chain.token_ids is None:
             raise ValueError(f"chain {chain.id} has no token ids: start it with start_chain()")
         prompt = TokenPrompt(ctx.prompt_ids(chain))
-        try:
-            (completion,) = await ctx.generate(
-                policy.sampling(max_tokens), prompt=prompt, new_samples=new
-            )
-        except BudgetExhausted:
-            return Chunk(chain, chain, None)
+        (completion,) = await ctx.try_generate(
+            policy.sampling(max_tokens), prompt=prompt, new_samples=new
+        )
+        if completion.refused:
+            return Chunk(chain, chain, completion)
         kid = chunk_child(chain, completion)
         status = NodeStatus.FINISHED if kid.finished else NodeStatus.EXPANDED
         ctx.tree.add(kid, status, chunk_start=len(chain.token_ids))

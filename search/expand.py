@@ -13,14 +13,21 @@ from the generated text and re-inserted by the renderer when the chain is contin
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reasoning.answers import mentions_box
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.steps import top_logprob_values, whole_prefix
 from reasoning.tree import NodeStatus
-from reasoning.types import STEP_DELIMITER, Chain, Completion, FinishReason, Sampling
+from reasoning.types import (
+    STEP_DELIMITER,
+    Chain,
+    Completion,
+    FinishReason,
+    Sampling,
+    chain_finish,
+)
 from search.aggregate import StepReduction, scores_whole_prefix
 
 
@@ -61,23 +68,25 @@ def is_scored(chain: Chain) -> bool:
 
 
 def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
-    """The parent plus the completion as one step, with the reason it finished (if it did)."""
+    """The parent plus the completion as one step, with the reason it finished (if it did).
+
+    A step that hit the step cap before `max_step_tokens` was cut by the budget (BUDGET): the
+    Context says so when it clamped the call; a generator that clamps on its own is read the
+    same way.
+    """
     step = completion.text.strip("\n")
-    reason: FinishReason | None = None
-    if completion.hit_eos:
-        reason = FinishReason.EOS
-    elif completion.finish_reason == "length" and completion.tokens < policy.max_step_tokens:
-        reason = FinishReason.BUDGET  # the Context clamped the call: a step cut off by the budget
-    elif completion.finish_reason == "length":
-        reason = FinishReason.LENGTH
-    elif not step.strip():
-        reason = FinishReason.EMPTY
-    elif mentions_box(step):
-        reason = FinishReason.BOXED
-    elif len(parent.steps) + 1 >= policy.max_steps:
-        reason = FinishReason.MAX_STEPS
-    elif completion.stop is None and completion.finish_reason == "stop":
-        reason = FinishReason.EOS
+    if (
+        completion.finish_reason == FinishReason.LENGTH
+        and completion.tokens < policy.max_step_tokens
+    ):
+        completion = replace(completion, finish_reason=FinishReason.BUDGET)
+    reason = chain_finish(
+        completion,
+        goes_on=(FinishReason.STOP,),  # the step delimiter
+        empty=not step.strip(),
+        boxed=mentions_box(step),
+        last_step=len(parent.steps) + 1 >= policy.max_steps,
+    )
     return parent.extend(
         step,
         tokens=completion.tokens,
@@ -108,12 +117,10 @@ async def expand(
     async def one(chain: Chain, n: int) -> list[Chain]:
         if n <= 0:
             return []
-        try:
-            completions = await ctx.generate(policy.sampling(n, last=last), chain=chain)
-        except BudgetExhausted:
-            return []
+        completions = await ctx.try_generate(policy.sampling(n, last=last), chain=chain)
         kids = []
-        for kid in (child(chain, c, policy) for c in completions):
+        # a refused call has no children: its group comes back empty
+        for kid in (child(chain, c, policy) for c in completions if not c.refused):
             if kid.finish_reason == FinishReason.BUDGET:
                 ctx.tree.add(kid, NodeStatus.PRUNED, cut_by_budget=True)
                 continue

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reasoning.answers import last_box_closed
-from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.logprobs import (
     min_group_confidence,
@@ -34,7 +33,7 @@ from reasoning.logprobs import (
 )
 from reasoning.outcome import Outcome
 from reasoning.tree import NodeStatus
-from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
+from reasoning.types import Chain, EventKind, FinishReason, Problem, Sampling, TokenPrompt
 from search.aggregate import cluster_answers, select
 from search.chunked import Chunk, ChunkPolicy, chunk_finish, decode_chunks, fork_at, start_chain
 from search.settings import Sampled, invalid
@@ -338,9 +337,8 @@ class HyPER(Sampled):
         cue = ctx.tokenize(ANSWER_CUE)
         prompt = TokenPrompt(ctx.prompt_ids(chain) + cue)
         sampling = Sampling(temperature=0.0, max_tokens=self.finisher_tokens, n=1)
-        try:
-            (c,) = await ctx.generate(sampling, prompt=prompt, new_samples=False)
-        except BudgetExhausted:
+        (c,) = await ctx.try_generate(sampling, prompt=prompt, new_samples=False)
+        if c.refused:
             return chain
         kid = chain.extend(
             ANSWER_CUE + c.text,
@@ -384,12 +382,12 @@ class HyPER(Sampled):
                 ctx, [p.chain for p in open_], self.policy, new_samples=[p.fresh for p in open_]
             )
             for p, chunk in zip(open_, chunks, strict=True):
-                if chunk.completion is None:
+                if not chunk.decoded:
                     if p.fresh and not p.chain.token_ids:
                         pool.remove(p)  # refused before it began: no path to keep
                     continue
                 p.chain, p.last, p.fresh = chunk.chain, chunk, False
-            if all(c.completion is None for c in chunks):
+            if not any(c.decoded for c in chunks):
                 stop = ctx.stopped_by or "budget"
                 break
             tally.intervals += 1
@@ -448,9 +446,9 @@ class HyPER(Sampled):
         tally.aborted += aborted
         tally.refinements += bool(refined)
         tally.refined_paths += refined
-        ctx.events.append(
-            {
-                "event": "hyper",
+        ctx.record(
+            EventKind.HYPER,
+            **{
                 "interval": interval,
                 "phase": round(phase, 4),
                 "rule": rule,
@@ -463,7 +461,7 @@ class HyPER(Sampled):
                 "aborted": aborted,
                 "refined": refined,
                 "tokens": spent,
-            }
+            },
         )
 
     async def _conclude(

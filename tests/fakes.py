@@ -13,6 +13,7 @@ from reasoning.types import (
     Chain,
     Completion,
     Delta,
+    FinishReason,
     Messages,
     Problem,
     Prompt,
@@ -37,7 +38,7 @@ def word_completion(
     return Completion(
         text=" ".join(words),
         tokens=len(words),
-        finish_reason="length" if cut else "stop",
+        finish_reason=FinishReason.LENGTH if cut else FinishReason.of("stop", stop),
         stop=None if cut else stop,
         prompt_tokens=prompt_tokens,
     )
@@ -84,6 +85,8 @@ class ScriptedGenerator:
     cycled list) switches to that: a text ends on the call's first stop string unless the call
     has none (a last step) or the text ends in `EOS`. `concurrent` yields once per call, so
     all calls of one expansion pass the budget check before any is metered (the worst case).
+    `ids=False` plays a server that sends text only (no token ids, no counts: anything but
+    vLLM), so the Context must count what it delivered itself.
     """
 
     name = "scripted"
@@ -96,6 +99,7 @@ class ScriptedGenerator:
         delay_s: float = 0.0,
         fail_on: Callable[[str], bool] | None = None,
         concurrent: bool = False,
+        ids: bool = True,
     ) -> None:
         self._text: Callable[[str, Sampling, int], str]
         if steps is None:
@@ -108,6 +112,7 @@ class ScriptedGenerator:
         self.delay_s = delay_s
         self.fail_on = fail_on
         self.concurrent = concurrent
+        self.ids = ids
         self.calls: list[tuple[str, Sampling]] = []
         self.vocabulary = WordVocabulary()
         self.thinking = None  # a reasoning.prompts.ThinkingFormat to make it a thinking model
@@ -145,7 +150,7 @@ class ScriptedGenerator:
                 last = at == len(pieces) - 1
                 yield Delta(
                     text=piece,
-                    token_ids=self.tokenize(piece),
+                    token_ids=self.tokenize(piece) if self.ids else (),
                     logprobs=(-0.1,) if sampling.logprobs is not None else None,
                     finish_reason=whole.finish_reason if last else None,
                     stop=whole.stop if last else None,
@@ -174,6 +179,8 @@ class ScriptedGenerator:
             stop=None if eos else sampling.stop[0],
             prompt_tokens=len(prompt.split()),
         )
+        if not self.ids:
+            return replace(completion, tokens=0)
         return replace(completion, token_ids=self.tokenize(completion.text))
 
 

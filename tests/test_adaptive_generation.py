@@ -12,7 +12,7 @@ from reasoning.budget import Budget, BudgetExhausted
 from reasoning.cache import CachedGenerator, CacheMiss, CallCache
 from reasoning.context import Context
 from reasoning.prompts import ThinkingFormat
-from reasoning.types import Chain, Problem, Sampling, TokenPrompt
+from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
 from tests.fakes import ScriptedGenerator
 
 PROBLEM = Problem("p", "What is 2 + 2?", "4")
@@ -47,7 +47,9 @@ async def test_a_whole_stream_meters_like_a_completion() -> None:
     ctx = Context(PROBLEM, gen)
     deltas = [d async for d in ctx.stream(Sampling(max_tokens=100))]
     assert "".join(d.text for d in deltas) == TEXT
-    assert deltas[-1].finish_reason == "stop" and all(d.finish_reason is None for d in deltas[:-1])
+    assert deltas[-1].finish_reason == FinishReason.EOS and all(
+        d.finish_reason is None for d in deltas[:-1]
+    )
     (whole,) = await ctx.generate(Sampling(max_tokens=100))
     assert ctx.ledger.generated_tokens == 2 * whole.tokens == 20
     assert sum(len(d.token_ids) for d in deltas) == len(whole.token_ids or ())
@@ -134,7 +136,7 @@ async def test_a_recorded_stream_replays_delta_by_delta_without_the_engine(tmp_p
         assert [(d.text, d.token_ids) for d in replayed] == [
             (d.text, d.token_ids) for d in recorded
         ]
-        assert all(d.cached for d in replayed) and replayed[-1].finish_reason == "stop"
+        assert all(d.cached for d in replayed) and replayed[-1].finish_reason == FinishReason.EOS
         assert len(inner.streams) == 1
         with pytest.raises(CacheMiss, match="no stream"):
             async for _ in player.stream(prompt, Sampling(max_tokens=99)):

@@ -213,7 +213,8 @@ async def test_the_budget_refuses_a_chunk_and_the_chain_comes_back_unchanged() -
     ctx = context(TokenScript(follow(TRACE)), Budget(generated_tokens=4))
     (first,) = await decode_chunks(ctx, [start_chain()], ChunkPolicy(chunk_tokens=4))
     (second,) = await decode_chunks(ctx, [first.chain], ChunkPolicy(chunk_tokens=4))
-    assert second.completion is None and second.chain is first.chain
+    assert second.completion is not None and second.completion.refused and not second.decoded
+    assert second.chain is first.chain
     assert ctx.stopped_by == "generated_tokens" and ctx.ledger.generated_tokens == 4
 
 

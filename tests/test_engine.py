@@ -7,6 +7,7 @@ import pytest
 from evals.grading import Grader
 from reasoning import Budget, Chain, Context, Problem, Sampling, solve_many
 from reasoning.loop import run_sync
+from reasoning.types import FinishReason
 from search import BestOfN
 
 pytestmark = pytest.mark.engine
@@ -21,7 +22,11 @@ def test_samples_tokens_and_logprobs(engine) -> None:  # noqa: ANN001
     assert len(out) == 3
     tok = engine.tokenizer
     for c in out:
-        assert 0 < c.tokens <= 16 and c.finish_reason in ("stop", "length")
+        assert 0 < c.tokens <= 16 and c.finish_reason in (
+            FinishReason.EOS,
+            FinishReason.STOP,
+            FinishReason.LENGTH,
+        )
         assert c.logprobs is not None and len(c.logprobs) == c.tokens
         assert all(lp <= 0.0 for lp in c.logprobs)
         assert c.prompt_tokens == len(
@@ -35,7 +40,7 @@ def test_stop_string_ends_a_step_and_is_reported(engine) -> None:  # noqa: ANN00
     prompt = engine.render(PROBLEM)
     out = run_sync(engine.complete(prompt, Sampling(n=8, max_tokens=200, stop=("\n\n",))))
     assert all("\n\n" not in c.text for c in out)
-    stopped = [c for c in out if c.finish_reason == "stop" and c.stop is not None]
+    stopped = [c for c in out if c.finish_reason == FinishReason.STOP and c.stop is not None]
     assert stopped, "SmolLM2 writes blank-line steps; at least one of 8 samples should stop on one"
     assert all(c.stop == "\n\n" and not c.hit_eos for c in stopped)
 

@@ -20,7 +20,7 @@ from reasoning.backends.openai_server import OpenAIGenerator
 from reasoning.context import Context
 from reasoning.models import embedded_checkpoint
 from reasoning.prompts import ChatRenderer
-from reasoning.types import Chain, Problem, Sampling, TokenPrompt
+from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
 from tests.servers import ServerHandle, free_port, start_vllm_server
 
 MODEL = "embedded:smollm2-135m"
@@ -69,7 +69,7 @@ async def test_n_samples_with_exact_token_counts(gen: OpenAIGenerator) -> None:
     prompt_tokens = len(gen.tokenizer.encode(prompt))
     for c in out:
         assert c.tokens > 0
-        assert c.finish_reason in ("stop", "length")
+        assert c.finish_reason in (FinishReason.EOS, FinishReason.STOP, FinishReason.LENGTH)
         assert c.prompt_tokens == prompt_tokens  # the server tokenized exactly our prompt
         # token_ids and logprobs are independent fields of the response: they must agree.
         assert c.logprobs is not None and len(c.logprobs) == c.tokens
@@ -85,7 +85,7 @@ async def test_stop_strings_are_honoured(gen: OpenAIGenerator) -> None:
     for c in out:
         assert "\n\n" not in c.text
         if c.stop is not None:
-            assert c.stop == "\n\n" and c.finish_reason == "stop"
+            assert c.stop == "\n\n" and c.finish_reason == FinishReason.STOP
         if c.finish_reason == "length":
             assert c.tokens == 128
     assert any(c.stop == "\n\n" for c in out)

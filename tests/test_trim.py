@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from evals.grading import Grader
 from reasoning import Context, Problem
 from reasoning.prompts import ThinkingFormat
-from reasoning.types import Completion, Prompt, Sampling
+from reasoning.types import Completion, FinishReason, Prompt, Sampling
 from search.best_of_n import BestOfN
 from search.trim import BudgetForcing, SolveDetect, Trimmer, TrimR
 from search.trim.repetition import repeats_ngram
@@ -147,7 +147,7 @@ async def test_trimr_overthinking_cuts_after_the_mth_agreeing_thought(agree: int
     assert isinstance(streamed, int) and streamed < len(gen.tokenize(AGREEING))
     assert event["tokens_saved"] == 100 - streamed
     assert out.tokens == streamed + 1 == ctx.ledger.generated_tokens
-    assert ctx.ledger.samples == 1 and out.finish_reason == "stop"
+    assert ctx.ledger.samples == 1 and out.finish_reason == FinishReason.EOS
     # token_ids: the model's own tokens only, the cue left out
     assert gen.detokenize(out.token_ids or ()) == kept + ANSWER
 

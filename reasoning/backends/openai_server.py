@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,6 +27,7 @@ from reasoning.types import (
     Chain,
     Completion,
     Delta,
+    FinishReason,
     Messages,
     Problem,
     Prompt,
@@ -320,9 +321,13 @@ class OpenAIGenerator:
         kwargs["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         response = await self._request(lambda client: client.completions.create(**kwargs))
         counted = False  # prompt token counts go on the first delta only
+        delivered = 0  # tokens of the deltas so far, as metered
+        last: Delta | None = None  # the finishing delta, held for a usage chunk after it
         try:
             async for chunk in response:
                 usage = getattr(chunk, "usage", None)
+                # the server's count of the sample so far (cumulative), when it sends usage
+                total = int(getattr(usage, "completion_tokens", 0) or 0)
                 counts: dict[str, int] = {}
                 if not counted and usage is not None:
                     details = getattr(usage, "prompt_tokens_details", None)
@@ -330,13 +335,21 @@ class OpenAIGenerator:
                         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                         cached_prompt_tokens=int(getattr(details, "cached_tokens", 0) or 0),
                     )
-                if not chunk.choices:
-                    continue  # a usage-only chunk
+                if not chunk.choices:  # a usage-only chunk: the whole sample's count
+                    if last is not None and last.token_ids == () and total > delivered:
+                        last = replace(last, counted=last.tokens + total - delivered)
+                        delivered = total
+                    continue
                 counted = counted or bool(counts)
                 choice = chunk.choices[0]
                 piece = self._completion(choice, 0, 0, sampling)
                 done = choice.finish_reason is not None
-                yield Delta(
+                # no ids (any server but vLLM): the server's usage, else our tokenizer's count
+                tokens = piece.tokens
+                if piece.token_ids is None and total > delivered:
+                    tokens = total - delivered
+                delivered += tokens
+                delta = Delta(
                     text=piece.text,
                     token_ids=piece.token_ids or (),
                     logprobs=piece.logprobs,
@@ -345,8 +358,15 @@ class OpenAIGenerator:
                     token_id_logprobs=piece.token_id_logprobs,
                     finish_reason=piece.finish_reason if done else None,
                     stop=piece.stop if done else None,
+                    counted=None if piece.token_ids is not None else tokens,
                     **counts,
                 )
+                if done:
+                    last = delta
+                    continue
+                yield delta
+            if last is not None:
+                yield last
         finally:
             await response.close()
 
@@ -358,7 +378,7 @@ class OpenAIGenerator:
         # calls it `matched_stop`. Token-id stops count as EOS, as in the in-process backend.
         stop_reason = extra.get("stop_reason", extra.get("matched_stop"))
         stop = stop_reason if isinstance(stop_reason, str) else None
-        finish_reason = choice.finish_reason or "abort"
+        finish_reason = FinishReason.of(choice.finish_reason or "abort", stop)
         logprobs = None
         lp = getattr(choice, "logprobs", None)
         top = None
@@ -377,7 +397,7 @@ class OpenAIGenerator:
             tokens = len(logprobs)
         else:  # a server without either: re-encode (the EOS token is generated, not shown)
             tokens = len(self.tokenizer.encode(choice.text, add_special_tokens=False))
-            tokens += finish_reason == "stop" and stop is None
+            tokens += finish_reason == FinishReason.EOS
         if not prompt_tokens and extra.get("prompt_token_ids") is not None:
             prompt_tokens = len(extra["prompt_token_ids"])
         return Completion(

@@ -21,12 +21,19 @@ from reasoning.types import (
     Chain,
     Completion,
     Delta,
+    FinishReason,
     Messages,
     Problem,
     Prompt,
     Sampling,
     TokenPrompt,
 )
+
+
+def _finish(out: Any) -> FinishReason:
+    """vLLM's reason as the enum: "stop" is EOS (or a stop token id) unless a stop string hit."""
+    stop = out.stop_reason if isinstance(out.stop_reason, str) else None
+    return FinishReason.of(out.finish_reason or "abort", stop)
 
 
 def _on_cpu() -> bool:
@@ -247,7 +254,7 @@ class VLLMGenerator:
             Completion(
                 text=out.text,
                 tokens=len(out.token_ids),
-                finish_reason=out.finish_reason or "abort",
+                finish_reason=_finish(out),
                 stop=out.stop_reason if isinstance(out.stop_reason, str) else None,
                 prompt_tokens=prompt_tokens,
                 cached_prompt_tokens=cached,
@@ -275,7 +282,7 @@ class VLLMGenerator:
                 yield Delta(
                     text=out.text,
                     token_ids=tuple(out.token_ids),
-                    finish_reason=(out.finish_reason or "abort") if finished else None,
+                    finish_reason=_finish(out) if finished else None,
                     stop=out.stop_reason if isinstance(out.stop_reason, str) else None,
                     prompt_tokens=len(output.prompt_token_ids or ()) if first else 0,
                     cached_prompt_tokens=(output.num_cached_tokens or 0) if first else 0,

@@ -68,14 +68,13 @@ from typing import Any, ClassVar
 from reasoning.answers import any_box_closed
 from reasoning.context import Context
 from reasoning.tree import NodeStatus
-from reasoning.types import Chain, Sampling
+from reasoning.types import Chain, EventKind, Sampling
 from search.threads.runtime import (
     Rollout,
     RolloutResult,
     bad_setting,
     check_count,
     continuation,
-    finish_reason,
 )
 
 CALL_OPEN = "<Calling Sub Searches>"
@@ -371,7 +370,7 @@ class APR:
                     continue
                 if step.stop != CALL_CLOSE or step.tokens == 0:
                     # EOS, the cap, the budget (or a call that made no progress): the end
-                    run.end(finish_reason(step))
+                    run.end(step.finish)
                     break
                 run.append(CALL_CLOSE, stop_string=True)  # decoded, left out by the engine
             block_done = False
@@ -379,14 +378,12 @@ class APR:
                 block = calling_block(run.text[since:])
             except MalformedBlock as bad:
                 log.fallbacks += 1
-                ctx.events.append(
-                    {"event": "fallback", "policy": self.name, "reason": str(bad), "at": run.label}
-                )
+                ctx.record(EventKind.FALLBACK, policy=self.name, reason=str(bad), at=run.label)
                 continue
             await self._spawn(ctx, run, sampling, since + block.start, block, depth, path, log)
             since = len(run.text)  # a child's result is never read as the parent's block
         if not may_spawn and CALL_CLOSE in run.text[since:]:
-            ctx.events.append({"event": "not_expanded", "policy": self.name, "at": run.label})
+            ctx.record(EventKind.NOT_EXPANDED, policy=self.name, at=run.label)
 
     async def _spawn(
         self,
@@ -405,15 +402,11 @@ class APR:
         if self.max_children is not None and len(searches) > self.max_children:
             dropped = len(searches) - self.max_children
             searches = searches[: self.max_children]
-            ctx.events.append(
-                {"event": "dropped_children", "policy": self.name, "dropped": dropped}
-            )
+            ctx.record(EventKind.DROPPED_CHILDREN, policy=self.name, dropped=dropped)
         cap = run.left if self.max_child_tokens is None else min(self.max_child_tokens, run.left)
         spawn = run.chain
         ctx.tree.mark(spawn.id, NodeStatus.FORKED)
-        ctx.events.append(
-            {"event": "fork", "policy": self.name, "at": spawn.id, "threads": len(searches)}
-        )
+        ctx.record(EventKind.FORK, policy=self.name, at=spawn.id, threads=len(searches))
         nodes = countdown_nodes(run.prompt, root_node(ctx))
         level = depth + 1
         kids: list[Rollout] = []
@@ -448,9 +441,7 @@ class APR:
         parents = list(dict.fromkeys(k.chain.id if k.chain.steps else spawn.id for k in kids))
         tokens = sum(k.chain.tokens for k in kids)
         joined = trimmed(spawn, start).extend(joined_text(results), tokens=tokens)
-        ctx.events.append(
-            {"event": "join", "policy": self.name, "threads": len(kids), "at": spawn.id}
-        )
+        ctx.record(EventKind.JOIN, policy=self.name, threads=len(kids), at=spawn.id)
         ctx.tree.add(
             joined,
             NodeStatus.JOINED,

@@ -79,5 +79,4 @@ class Threads(Sampled):
         outcome = await conclude(ctx, [r.chain for r in results], self.aggregate)
         outcome.details["policy"] = self.policy
         outcome.details["rollouts"] = [r.details for r in results]
-        outcome.details["critical_path_tokens"] = ctx.tree.critical_path_tokens()
         return outcome

@@ -23,7 +23,6 @@ from search.threads.runtime import (
     bad_setting,
     check_count,
     continuation,
-    finish_reason,
     fork,
     join,
 )
@@ -102,9 +101,9 @@ class ForkJoin:
                 continuation(sampling, min(self.plan_tokens, run.left), ("\n\n",))
             )
             details["plan_tokens"] = plan.tokens
-            if plan.hit_eos or plan.finish in ("budget", "abort"):
+            if plan.hit_eos or plan.refused or plan.finish == FinishReason.ABORT:
                 # the model ended its answer inside the plan: nothing left to fork
-                run.end(finish_reason(plan), "ended before the fork")
+                run.end(plan.finish, "ended before the fork")
                 return RolloutResult(run.chain, details)
             # a plan cut by plan_tokens is forked where it was cut
         if run.left <= 0:
@@ -146,7 +145,7 @@ class ForkJoin:
         # the summary is part of the rollout's context, but always gets its own tokens
         run.budget_tokens = max(run.budget_tokens, run.decoded_tokens + self.summary_tokens)
         step = await run.decode(continuation(sampling, self.summary_tokens), rule="summary")
-        run.end(finish_reason(step))
+        run.end(step.finish)
 
     async def _choose(self, ctx: Context, run: Rollout, threads: list[Thread]) -> int:
         """The index of the thread the join keeps."""

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 from reasoning.answers import nonempty_box_closed
 from reasoning.context import Context
 from reasoning.tree import ROOT, NodeStatus
-from reasoning.types import Chain, Completion, FinishReason, Sampling
+from reasoning.types import Chain, Completion, EventKind, FinishReason, Sampling, chain_finish
 from search.threads.runtime import RolloutResult, bad_setting, call, check_count, continuation
 
 SEP = "\n\n"
@@ -218,9 +218,12 @@ class Hogwild:
                 )
             )
             nodes: list[str] = []
-            done = [(w, c) for w, c in zip(active, replies, strict=True) if c is not None]
+            done = [(w, c) for w, c in zip(active, replies, strict=True) if not c.refused]
             for w, c in done:
-                chain = Chain(steps=(c.text,), tokens=c.tokens, delimiter="")
+                # the worker's call ends there (the rollout goes on in the next round)
+                chain = Chain(
+                    steps=(c.text,), tokens=c.tokens, finish_reason=chain_finish(c), delimiter=""
+                )
                 ctx.tree.add(
                     chain,
                     NodeStatus.EXPANDED,
@@ -229,7 +232,6 @@ class Hogwild:
                     thread=f"{label}/{w.name}",
                     worker=w.name,
                     round=number,
-                    finish=c.finish_reason,
                 )
                 nodes.append(chain.id)
                 latest[w.name] = chain.id
@@ -253,10 +255,10 @@ class Hogwild:
         w.used += c.tokens
         state.since_check += c.tokens
         body = w.wip + c.text
-        if c.finish_reason == "stop" and c.stop is None:  # EOS: the worker has said its last
+        if c.hit_eos:  # the worker has said its last
             self._commit(ctx, state, w, body if body.endswith(SEP) else body + SEP, number)
             w.ended, w.wip = True, ""
-        elif c.finish_reason == "stop" and c.stop == SEP:
+        elif c.finish_reason == FinishReason.STOP and c.stop == SEP:
             if ends_step(body):
                 self._commit(ctx, state, w, body + SEP, number)
                 self._next_step(ctx, state, w, number)
@@ -264,16 +266,14 @@ class Hogwild:
                 w.wip = body + SEP  # a paragraph break inside one step
         else:  # the round's cap (or an aborted request: that worker goes no further)
             w.wip = body
-            w.ended = c.finish_reason == "abort"
+            w.ended = c.finish_reason == FinishReason.ABORT
 
     def _commit(self, ctx: Context, state: _State, w: _Worker, step: str, number: int) -> None:
         state.history.append(step)
         w.commits += 1
         if nonempty_box_closed(step):
             state.answered = True
-            ctx.events.append(
-                {"event": "answer", "policy": self.name, "worker": w.name, "round": number}
-            )
+            ctx.record(EventKind.ANSWER, policy=self.name, worker=w.name, round=number)
 
     def _next_step(self, ctx: Context, state: _State, w: _Worker, number: int) -> None:
         w.step += 1
@@ -282,14 +282,8 @@ class Hogwild:
             w.wip += QUICK_CHECK
             state.since_check = 0
             state.checks += 1
-            ctx.events.append(
-                {
-                    "event": "collab_check",
-                    "policy": self.name,
-                    "worker": w.name,
-                    "step": w.step,
-                    "round": number,
-                }
+            ctx.record(
+                EventKind.COLLAB_CHECK, policy=self.name, worker=w.name, step=w.step, round=number
             )
 
     async def _finish(
@@ -316,22 +310,22 @@ class Hogwild:
             thread=label,
             workers=len(state.workers),
         )
-        ctx.events.append({"event": "join", "policy": self.name, "threads": len(last)})
+        ctx.record(EventKind.JOIN, policy=self.name, threads=len(last))
         finisher: dict[str, Any] | None = None
         if self.finisher_tokens > 0 and not nonempty_box_closed(merged):
             greedy = Sampling(
                 temperature=0.0, top_p=1.0, max_tokens=self.finisher_tokens, seed=sampling.seed
             )
             c = await call(ctx, state.head + merged + FINISHER, greedy, new_sample=False)
-            finisher = {"tokens": c.tokens if c else 0, "refused": c is None}
-            if c is not None:
-                ctx.events.append({"event": "finisher", "policy": self.name, "tokens": c.tokens})
+            finisher = {"tokens": c.tokens, "refused": c.refused}
+            if not c.refused:
+                ctx.record(EventKind.FINISHER, policy=self.name, tokens=c.tokens)
                 joined = chain.id
                 chain = chain.extend(
                     FINISHER + c.text,
                     tokens=c.tokens,
                     finished=True,
-                    finish_reason=_reason(c),
+                    finish_reason=chain_finish(c),
                 )
                 ctx.tree.add(
                     chain,
@@ -363,12 +357,6 @@ _REASONS = {
     "tokens": FinishReason.LENGTH,
     "stalled": FinishReason.EMPTY,
 }
-
-
-def _reason(c: Completion) -> FinishReason:
-    if c.finish_reason == "length":
-        return FinishReason.LENGTH
-    return FinishReason.EOS if c.hit_eos else FinishReason.STOP
 
 
 def _index(state: _State, w: _Worker) -> int:
@@ -413,7 +401,6 @@ def _totals(
     return {
         "rounds": len(rounds),
         "sequential_steps": len(rounds) * delta,  # the paper's step count, one token a step
-        "critical_path_tokens": sum(r["longest_call_tokens"] for r in rounds) + finisher_tokens,
         "decoded_tokens": sum(w.used for w in state.workers) + finisher_tokens,
         "prompt_tokens": sum(r["prompt_tokens"] for r in rounds),
         "cached_prompt_tokens": sum(r["cached_prompt_tokens"] for r in rounds),

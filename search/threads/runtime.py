@@ -15,61 +15,49 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
-from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.tree import ROOT, NodeStatus
-from reasoning.types import Chain, Completion, FinishReason, Sampling
+from reasoning.types import Chain, Completion, EventKind, FinishReason, Sampling, chain_finish
 
 
 @dataclass(frozen=True)
 class Decoded:
     """One call's result as a rollout sees it: the text to append (stop string put back when
-    kept), the tokens decoded, and why it ended."""
+    kept), the tokens decoded, and why it ended (BUDGET with nothing decoded: refused)."""
 
     text: str
     tokens: int
-    finish: str  # "stop", "length", "abort" or "budget" (the budget refused the call)
+    finish: FinishReason
     stop: str | None = None
 
     @property
     def hit_eos(self) -> bool:
-        return self.finish == "stop" and self.stop is None
+        return self.finish == FinishReason.EOS
+
+    @property
+    def refused(self) -> bool:
+        return self.finish == FinishReason.BUDGET and self.tokens == 0 and not self.text
 
     @property
     def truncated(self) -> bool:
         """Cut by a token cap (its own or the budget's): the reference ends the rollout."""
-        return self.finish in ("length", "budget")
+        return self.finish in (FinishReason.LENGTH, FinishReason.BUDGET)
 
 
-def decoded(completion: Completion | None, *, keep_stop: bool = True) -> Decoded:
-    """`completion` as a rollout appends it; None (a refused call) decodes nothing."""
-    if completion is None:
-        return Decoded("", 0, "budget")
+def decoded(completion: Completion, *, keep_stop: bool = True) -> Decoded:
+    """`completion` as a rollout appends it (a refusal decodes nothing)."""
     text = completion.text
     if keep_stop and completion.stop is not None:
         text += completion.stop
-    return Decoded(text, completion.tokens, completion.finish_reason, completion.stop)
+    finish = chain_finish(completion)
+    assert finish is not None  # a whole call always has a reason
+    return Decoded(text, completion.tokens, finish, completion.stop)
 
 
-async def call(
-    ctx: Context, prompt: str, sampling: Sampling, *, new_sample: bool
-) -> Completion | None:
-    """One metered completion of `prompt`; None when the budget refuses it."""
-    try:
-        (completion,) = await ctx.generate(sampling, prompt=prompt, new_samples=new_sample)
-    except BudgetExhausted:
-        return None
+async def call(ctx: Context, prompt: str, sampling: Sampling, *, new_sample: bool) -> Completion:
+    """One metered completion of `prompt`; `Completion.refusal()` when the budget refuses it."""
+    (completion,) = await ctx.try_generate(sampling, prompt=prompt, new_samples=new_sample)
     return completion
-
-
-def finish_reason(d: Decoded) -> FinishReason:
-    if d.finish == "budget":
-        return FinishReason.BUDGET
-    if d.finish == "length":
-        return FinishReason.LENGTH
-    if d.finish == "abort":
-        return FinishReason.ABORT
-    return FinishReason.EOS if d.hit_eos else FinishReason.STOP
 
 
 @dataclass
@@ -147,12 +135,12 @@ class Rollout:
     async def decode(self, sampling: Sampling, *, keep_stop: bool = True, **data: Any) -> Decoded:
         """Continue the rollout sequentially; the segment becomes a tree node."""
         if self.left <= 0:
-            return Decoded("", 0, "length")
+            return Decoded("", 0, FinishReason.LENGTH)
         fitted = replace(sampling, max_tokens=min(sampling.max_tokens, self.left))
         completion = await call(self.ctx, self.prompt, fitted, new_sample=self.new_sample)
         result = decoded(completion, keep_stop=keep_stop)
         self.new_sample = False
-        if result.finish != "budget":
+        if not result.refused:
             self.append(result.text, tokens=result.tokens, **data)
         return result
 
@@ -219,12 +207,15 @@ async def fork(
         rollout.new_sample = False
     if at.id in ctx.tree:
         ctx.tree.mark(at.id, NodeStatus.FORKED)
-    ctx.events.append({"event": "fork", "policy": policy, "at": at.id, "threads": len(branches)})
+    ctx.record(EventKind.FORK, policy=policy, at=at.id, threads=len(branches))
 
     async def one(branch: Branch, new_sample: bool) -> Thread:
         completion = await call(ctx, branch.prompt, sampling, new_sample=new_sample)
         result = decoded(completion, keep_stop=keep_stop)
-        kid = at.extend(branch.opening + result.text, tokens=result.tokens)
+        # the thread's node ends where its call ended (the rollout goes on after the join)
+        kid = at.extend(
+            branch.opening + result.text, tokens=result.tokens, finish_reason=result.finish
+        )
         status = NodeStatus.EXPANDED if not result.truncated else NodeStatus.PRUNED
         ctx.tree.add(
             kid,
@@ -232,7 +223,6 @@ async def fork(
             parents=[at.id] if at.id in ctx.tree else None,
             generated=result.tokens,
             thread=branch.label,
-            finish=result.finish,
         )
         return Thread(branch, result, kid.id)
 
@@ -245,9 +235,7 @@ def join(
 ) -> None:
     """Append `text` (the threads merged as the policy writes them) as one JOINED node whose
     parents are every thread: the trajectory goes on only after the longest one."""
-    rollout.ctx.events.append(
-        {"event": "join", "policy": policy, "threads": len(threads), "at": rollout.chain.id}
-    )
+    rollout.ctx.record(EventKind.JOIN, policy=policy, threads=len(threads), at=rollout.chain.id)
     rollout.decoded_tokens += sum(t.result.tokens for t in threads)
     kid = rollout.chain.extend(text, tokens=sum(t.result.tokens for t in threads))
     rollout.ctx.tree.add(

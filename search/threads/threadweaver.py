@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reasoning.context import Context
-from reasoning.types import FinishReason, Sampling
+from reasoning.types import EventKind, FinishReason, Sampling
 from search.threads.runtime import (
     Branch,
     Rollout,
@@ -22,7 +22,6 @@ from search.threads.runtime import (
     bad_setting,
     check_count,
     continuation,
-    finish_reason,
     fork,
     join,
 )
@@ -100,15 +99,13 @@ class ThreadWeaver:
                 )
                 segment += step.text
                 if step.stop != OUTLINES_CLOSE:  # EOS, the cap or the budget: the trajectory ends
-                    run.end(finish_reason(step))
+                    run.end(step.finish)
                     break
             ids = outline_ids(segment)
             if not ids:
                 # a block with no readable outline: keep decoding sequentially, and say so
                 fallbacks += 1
-                ctx.events.append(
-                    {"event": "fallback", "policy": self.name, "reason": "no outline ids"}
-                )
+                ctx.record(EventKind.FALLBACK, policy=self.name, reason="no outline ids")
                 segment = ""
                 continue
             threads = await self._threads(ctx, run, ids, sampling)
@@ -138,7 +135,7 @@ class ThreadWeaver:
         cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
         unique = list(dict.fromkeys(ids))
         if len(unique) < len(ids):
-            ctx.events.append({"event": "duplicate_outline_ids", "policy": self.name})
+            ctx.record(EventKind.DUPLICATE_OUTLINE_IDS, policy=self.name)
         branches = [Branch(i, run.prompt + thread_opening(i), thread_opening(i)) for i in unique]
         threads = await fork(
             ctx,

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
-from reasoning.types import Sampling, TokenPrompt
+from reasoning.types import EventKind, Sampling, TokenPrompt
 from search.trim.keys import cue_list, fraction, invalid, nonempty_text, validate
 from search.trim.side import Pending
 from search.trim.thoughts import Thoughts
@@ -116,8 +116,8 @@ class DetectWatch(Watch):
     def _failed(self, why: str) -> None:
         """Recorded once per problem: a backend that ignores `logprob_token_ids` fails them all."""
         name = self.policy.name
-        if not any(e.get("event") == "probe_failed" for e in self.ctx.events):
-            self.ctx.events.append({"event": "probe_failed", "policy": name, "reason": why})
+        if not any(e.get("event") == EventKind.PROBE_FAILED for e in self.ctx.events):
+            self.ctx.record(EventKind.PROBE_FAILED, policy=name, reason=why)
 
     async def close(self) -> None:
         await self.pending.close()

@@ -17,7 +17,15 @@ from typing import Any, ClassVar
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.prompts import ThinkingFormat
-from reasoning.types import Completion, Delta, Prompt, Sampling, TokenPrompt
+from reasoning.types import (
+    Completion,
+    Delta,
+    EventKind,
+    FinishReason,
+    Prompt,
+    Sampling,
+    TokenPrompt,
+)
 from search.trim.keys import at_least, text, validate
 from search.trim.transcript import Piece, Transcript
 
@@ -149,15 +157,13 @@ class SampleRun:
             at_char, cue = ending
             self.transcript.truncate(at_char, self._tokenize)
             self.transcript.force(cue, self._tokenize)
-            self.ctx.events.append(
-                {
-                    "event": "extend",
-                    "policy": self.trimmer.name,
-                    "sample": self.k,
-                    "at_token": self.spent,
-                    "at_char": at_char,
-                    "cue": cue,
-                }
+            self.ctx.record(
+                EventKind.EXTEND,
+                policy=self.trimmer.name,
+                sample=self.k,
+                at_token=self.spent,
+                at_char=at_char,
+                cue=cue,
             )
 
     async def _segment(self, watch: Watch, first: bool) -> Cut | tuple[int, str] | None:
@@ -179,7 +185,7 @@ class SampleRun:
                     if ending is not None:
                         return ending  # leaving the stream aborts the request
         last = self.last
-        ended_thinking = last is not None and last.finish_reason == "stop" and last.stop is None
+        ended_thinking = last is not None and last.finish_reason == FinishReason.EOS
         if self.watching and ended_thinking:  # EOS with the block still open
             cue = watch.extend(self.transcript, self.spent)
             if cue is not None and self.spent < self.sampling.max_tokens:
@@ -221,38 +227,36 @@ class SampleRun:
             logprob_token_ids=s.logprob_token_ids,
         )
         prompt = TokenPrompt(self.prompt_ids + self.transcript.ids)
-        continuation: Completion | None = None
-        with contextlib.suppress(BudgetExhausted):
-            (continuation,) = await self.ctx.generate(answer, prompt=prompt)
-        self.ctx.events.append(
-            {
-                "event": "trim",
-                "policy": self.trimmer.name,
-                "sample": self.k,
-                "reason": cut.reason,
-                "at_token": at_token,
-                "at_char": at_char,
-                "thoughts": cut.thoughts,
-                "answer": cut.answer,
-                "tokens_saved": max(0, s.max_tokens - at_token),
-                "continuation_tokens": continuation.tokens if continuation else 0,
-                **cut.details,
-            }
+        # a refused answer call comes back as a refusal (finish BUDGET, nothing generated)
+        (continuation,) = await self.ctx.try_generate(answer, prompt=prompt)
+        self.ctx.record(
+            EventKind.TRIM,
+            policy=self.trimmer.name,
+            sample=self.k,
+            reason=cut.reason,
+            at_token=at_token,
+            at_char=at_char,
+            thoughts=cut.thoughts,
+            answer=cut.answer,
+            tokens_saved=max(0, s.max_tokens - at_token),
+            continuation_tokens=continuation.tokens,
+            **cut.details,
         )
-        return self._completion(continuation, cut=True)
+        return self._completion(continuation)
 
-    def _completion(self, continuation: Completion | None, *, cut: bool = False) -> Completion:
+    def _completion(self, continuation: Completion | None) -> Completion:
         """What the controller gets: the kept text, the cue and the answer; `tokens` counts
         every token generated for it, `token_ids` only the model's own (cues left out)."""
         t, last = self.transcript, self.last
-        if cut:
-            reason = continuation.finish_reason if continuation else "budget"
-            stop = continuation.stop if continuation else None
+        if continuation is not None:  # cut: the answer call's end (BUDGET when refused)
+            reason, stop = continuation.finish_reason, continuation.stop
         else:
-            reason = (last.finish_reason or "abort") if last else "abort"
+            reason = (last.finish_reason or FinishReason.ABORT) if last else FinishReason.ABORT
             stop = last.stop if last else None
         extra = continuation or Completion(text="", tokens=0, finish_reason=reason, token_ids=())
         wants = self.sampling.logprobs is not None
+        if continuation is not None and continuation.refused:
+            continuation = None  # nothing to join: the streamed part is the whole sample
         return Completion(
             text=t.text + extra.text,
             tokens=self.spent + extra.tokens,
