@@ -12,7 +12,7 @@ import json
 import threading
 from typing import Any
 
-Rows = list[list[float]]  # one two-class row of logits per step marker
+from verifiers.prm.formats import Rows
 
 
 def on_cpu() -> bool:

@@ -15,6 +15,8 @@ from typing import Any
 
 from reasoning.prompts import SYSTEM_PROMPTS
 
+Rows = list[list[float]]  # one two-class row of logits per step marker, as an engine returns
+
 QWEN_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
 _SENTINEL = "\x00SOLUTION\x00"  # marks where the solution goes in a rendered chat prompt
 _CHATML = (

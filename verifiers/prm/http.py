@@ -6,7 +6,7 @@ import asyncio
 import random
 from typing import Any
 
-from verifiers.prm.engine import Rows
+from verifiers.prm.formats import Rows
 
 
 class HttpClient:

@@ -17,11 +17,12 @@ from typing import Any, Literal
 from reasoning.models import resolve_model_path
 from reasoning.types import Chain, Problem, StepScores
 from verifiers.prm.batching import MicroBatcher
-from verifiers.prm.engine import InProcessEngine, Rows, drop_engine, on_cpu, shared_engine
+from verifiers.prm.engine import InProcessEngine, drop_engine, on_cpu, shared_engine
 from verifiers.prm.formats import (
     FORMATS,
     EncodedPrompt,
     RenderedPrompt,
+    Rows,
     encode_prompt,
     positive_probability,
 )
