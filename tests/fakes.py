@@ -101,9 +101,9 @@ Table = Callable[[str, str], Mapping[str, float]]
 """(text before the token, the token) -> {token text: logprob} of its top-k alternatives; the
 sampled token's logprob is its own entry (-9.0 when absent)."""
 
-IdTable = Callable[[str], Mapping[int, float] | None]
-"""A prompt -> {token id: logprob} at every generated position; ids left out have logprob
--inf, and None returns no token-id logprobs (a server that drops them)."""
+IdTable = Callable[[str, tuple[int, ...]], Mapping[int, float] | None]
+"""(prompt, the ids the call asks for) -> {token id: logprob} at every generated position; ids
+left out have logprob -inf, and None returns no token-id logprobs (a server that drops them)."""
 
 
 def always(prompt: str) -> bool:
@@ -193,7 +193,7 @@ class RuleGenerator:
         stop_cut: Literal["text", "token"] = "text",
         count_stop: bool = False,
         template: str = "Q: {question}\nA: ",
-        prompt_tokens: int | Callable[[str], int] = 0,
+        prompt_tokens: int | Callable[[str], int] | None = None,
         prefix_cache: int = 0,
         delay_s: float | Callable[[str], float] | None = None,
         fail_on: Callable[[str], bool] | None = None,
@@ -224,6 +224,13 @@ class RuleGenerator:
         assert isinstance(prompt, str), "this fake does not take token prompts"
         return prompt
 
+    def count_prompt(self, prompt: Prompt) -> int:
+        """The prompt tokens a call reports: `prompt_tokens` (a number, or one of the prompt
+        text), else the generator's own count (0 here)."""
+        if callable(self.prompt_tokens):
+            return self.prompt_tokens(self._text_of(prompt))
+        return self.prompt_tokens or 0
+
     def answer(self, prompt: str, sampling: Sampling, k: int) -> Answer:
         """Sample k's reply: from the first rule that matches `prompt`."""
         for match, reply in self.rules:
@@ -246,10 +253,12 @@ class RuleGenerator:
         text = self._text_of(prompt)
         reply = self.answer(text, sampling, k)
         assert not isinstance(reply, list), "a list of replies inside a list"
-        used = self.prompt_tokens(text) if callable(self.prompt_tokens) else self.prompt_tokens
+        used = self.count_prompt(prompt)
         cached = min(used, self.prefix_cache)
         if isinstance(reply, Completion):
-            assert reply.tokens <= sampling.max_tokens, "a script asked for more than allowed"
+            assert reply.tokens <= sampling.max_tokens, (
+                "a script asked for more than the call allows"
+            )
             return replace(reply, prompt_tokens=used, cached_prompt_tokens=cached)
         out = self.cut(reply, sampling)
         return self.with_logprobs(
@@ -266,6 +275,10 @@ class RuleGenerator:
         else:
             text, hit, finish = reply.text, reply.stop, reply.finish
             at = len(text)
+            if reply.tokens is not None:
+                assert reply.tokens <= sampling.max_tokens, (
+                    "a script asked for more than the call allows"
+                )
         if self.stop_cut == "token" and hit is not None:
             kept, ends = [], 0
             for piece in self.unit(text):
@@ -278,7 +291,7 @@ class RuleGenerator:
         else:
             kept_text = text[:at]
             produced = self.unit(kept_text + (hit if hit is not None and self.count_stop else ""))
-        if len(produced) > sampling.max_tokens:
+        if len(produced) > sampling.max_tokens and (isinstance(reply, str) or not reply.tokens):
             cut_text = "".join(produced[: sampling.max_tokens])
             return Completion(cut_text, sampling.max_tokens, FinishReason.LENGTH)
         tokens = len(produced) if isinstance(reply, str) or reply.tokens is None else reply.tokens
@@ -292,7 +305,7 @@ class RuleGenerator:
         """`out` with the logprobs the call asked for and the fake can give."""
         generated = self.unit(out.text) if out.text else []
         if sampling.logprob_token_ids and self.id_logprobs is not None:
-            table = self.id_logprobs(prompt)
+            table = self.id_logprobs(prompt, sampling.logprob_token_ids)
             if table is not None:
                 row = {t: table.get(t, -math.inf) for t in sampling.logprob_token_ids}
                 out = replace(out, token_id_logprobs=(row,) * max(out.tokens, 1))
@@ -321,7 +334,6 @@ class TokenRuleGenerator(RuleGenerator):
 
     def __init__(self, rules: Sequence[Rule] = (), **options: object) -> None:
         options.setdefault("unit", pieces)
-        options.setdefault("prompt_tokens", lambda text: len(self.tokenize(text)))
         super().__init__(rules, **options)  # type: ignore[arg-type]
         self.vocabulary = WordVocabulary()
         self.thinking = None  # a reasoning.prompts.ThinkingFormat to make it a thinking model
@@ -340,6 +352,12 @@ class TokenRuleGenerator(RuleGenerator):
 
     def _text_of(self, prompt: Prompt) -> str:
         return self.detokenize(prompt.ids) if isinstance(prompt, TokenPrompt) else prompt
+
+    def count_prompt(self, prompt: Prompt) -> int:
+        """By default, the prompt's ids (as given, or tokenized)."""
+        if self.prompt_tokens is not None:
+            return super().count_prompt(prompt)
+        return len(prompt.ids if isinstance(prompt, TokenPrompt) else self.tokenize(prompt))
 
     async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
         ids = prompt.ids if isinstance(prompt, TokenPrompt) else self.tokenize(prompt)
@@ -388,28 +406,29 @@ class ScriptedGenerator(TokenRuleGenerator):
     `texts` are whole solutions, so each ends at EOS. Step searches need steps that end on the
     stop string as with the real backend, so `steps` (a script of the steps so far, or a
     cycled list) switches to that: a text ends on the call's first stop string unless the call
-    has none (a last step) or the text ends in `EOS`. `concurrent` yields once per call, so
+    has none (a last step) or the text ends in `EOS`. A script may also return a `Reply`. `concurrent` yields once per call, so
     all calls of one expansion pass the budget check before any is metered (the worst case).
+    `options` are `RuleGenerator`'s (a table of logprobs, token-id logprobs, another unit).
     """
 
     name = "scripted"
 
     def __init__(
         self,
-        texts: Sequence[str] | Callable[[str, Sampling], str] = ("\\boxed{1}",),
+        texts: Sequence[str] | Callable[[str, Sampling], str | Reply] = ("\\boxed{1}",),
         *,
         steps: Sequence[str] | StepScript | None = None,
         delay_s: float = 0.0,
         fail_on: Callable[[str], bool] | None = None,
         concurrent: bool = False,
+        **options: object,
     ) -> None:
+        options.setdefault("unit", spaces)
+        options.setdefault("prompt_tokens", lambda text: len(text.split()))
         super().__init__(
-            unit=spaces,
-            prompt_tokens=lambda text: len(text.split()),
-            delay_s=delay_s if delay_s or concurrent else None,
-            fail_on=fail_on,
+            delay_s=delay_s if delay_s or concurrent else None, fail_on=fail_on, **options
         )
-        self._text: Callable[[str, Sampling, int], str]
+        self._text: Callable[[str, Sampling, int], str | Reply]
         if steps is None:
             whole = texts if callable(texts) else _cycled(texts)
             self._text = lambda prompt, sampling, k: whole(prompt, sampling)
@@ -428,6 +447,8 @@ class ScriptedGenerator(TokenRuleGenerator):
     def answer(self, prompt: str, sampling: Sampling, k: int) -> Answer:
         """The script's text, ended on the call's first stop string or at EOS (see above)."""
         text = self._text(prompt, sampling, k)
+        if isinstance(text, Reply):
+            return text
         eos = not self.stepwise or not sampling.stop or text.endswith(EOS)
         return Reply(text.removesuffix(EOS), None if eos else sampling.stop[0])
 
