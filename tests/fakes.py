@@ -406,8 +406,9 @@ class ScriptedGenerator(TokenRuleGenerator):
     `texts` are whole solutions, so each ends at EOS. Step searches need steps that end on the
     stop string as with the real backend, so `steps` (a script of the steps so far, or a
     cycled list) switches to that: a text ends on the call's first stop string unless the call
-    has none (a last step) or the text ends in `EOS`. A script may also return a `Reply`. `concurrent` yields once per call, so
-    all calls of one expansion pass the budget check before any is metered (the worst case).
+    has none (a last step) or the text ends in `EOS`; a script may also return a `Reply`.
+    `concurrent` yields once per call, so all calls of one expansion pass the budget check
+    before any is metered (the worst case).
     `options` are `RuleGenerator`'s (a table of logprobs, token-id logprobs, another unit).
     """
 
