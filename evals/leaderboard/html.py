@@ -67,7 +67,9 @@ def _e(value: Any) -> str:
 
 
 def _board(table: pd.DataFrame) -> str:
-    head = "".join(f'<th title="{_e(COLUMNS[c])}">{_e(c)}</th>' for c in SHOWN)
+    head = "".join(
+        f'<th data-column="{_e(c)}" title="{_e(COLUMNS[c])}">{_e(c)}</th>' for c in SHOWN
+    )
     body = []
     for _, row in table.iterrows():
         cells = "".join(
@@ -77,7 +79,7 @@ def _board(table: pd.DataFrame) -> str:
             for c in SHOWN
         )
         cls = ' class="incomplete"' if row["incomplete"] else ""
-        body.append(f"<tr{cls}>{cells}</tr>")
+        body.append(f'<tr data-row="{_e(row["row"])}"{cls}>{cells}</tr>')
     return (
         f'<table class="board" id="leaderboard"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
