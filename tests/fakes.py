@@ -224,6 +224,12 @@ class RuleGenerator:
         assert isinstance(prompt, str), "this fake does not take token prompts"
         return prompt
 
+    def delay_of(self, prompt: str) -> float:
+        """Seconds a call on `prompt` waits before it answers (0 when it does not wait)."""
+        if callable(self.delay_s):
+            return self.delay_s(prompt)
+        return self.delay_s or 0.0
+
     def count_prompt(self, prompt: Prompt) -> int:
         """The prompt tokens a call reports: `prompt_tokens` (a number, or one of the prompt
         text), else the generator's own count (0 here)."""
@@ -245,7 +251,7 @@ class RuleGenerator:
         if self.fail_on is not None and self.fail_on(text):
             raise ConnectionError("scripted backend failure")
         if self.delay_s is not None:
-            await asyncio.sleep(self.delay_s(text) if callable(self.delay_s) else self.delay_s)
+            await asyncio.sleep(self.delay_of(text))
         return [self.sample(prompt, sampling, k) for k in range(sampling.n)]
 
     def sample(self, prompt: Prompt, sampling: Sampling, k: int) -> Completion:
@@ -267,18 +273,18 @@ class RuleGenerator:
 
     def cut(self, reply: str | Reply | tuple[str, str | None], sampling: Sampling) -> Completion:
         """A reply as one sample: ended by a stop string, by `max_tokens`, or at EOS."""
-        if isinstance(reply, tuple) and not isinstance(reply, Reply):
-            reply = Reply(*reply)
         if isinstance(reply, str):
-            at, hit = _first_stop(reply, sampling.stop)
-            text, finish = reply, None
+            reply = Reply(reply)
+            at, hit = _first_stop(reply.text, sampling.stop)
         else:
-            text, hit, finish = reply.text, reply.stop, reply.finish
-            at = len(text)
+            if not isinstance(reply, Reply):
+                reply = Reply(*reply)
+            at, hit = len(reply.text), reply.stop
             if reply.tokens is not None:
                 assert reply.tokens <= sampling.max_tokens, (
                     "a script asked for more than the call allows"
                 )
+        text, finish = reply.text, reply.finish
         if self.stop_cut == "token" and hit is not None:
             kept, ends = [], 0
             for piece in self.unit(text):
@@ -291,16 +297,16 @@ class RuleGenerator:
         else:
             kept_text = text[:at]
             produced = self.unit(kept_text + (hit if hit is not None and self.count_stop else ""))
-        if len(produced) > sampling.max_tokens and (isinstance(reply, str) or not reply.tokens):
+        if reply.tokens is None and len(produced) > sampling.max_tokens:
             cut_text = "".join(produced[: sampling.max_tokens])
             return Completion(cut_text, sampling.max_tokens, FinishReason.LENGTH)
-        tokens = len(produced) if isinstance(reply, str) or reply.tokens is None else reply.tokens
+        tokens = len(produced) if reply.tokens is None else reply.tokens
         if finish is None:
             finish = FinishReason.STOP  # EOS is a "stop" with no stop string, as vLLM says
         return Completion(kept_text, tokens, finish, hit if finish == FinishReason.STOP else None)
 
     def with_logprobs(
-        self, out: Completion, prompt: str, sampling: Sampling, reply: object
+        self, out: Completion, prompt: str, sampling: Sampling, reply: Answer
     ) -> Completion:
         """`out` with the logprobs the call asked for and the fake can give."""
         generated = self.unit(out.text) if out.text else []
@@ -381,7 +387,7 @@ class TokenRuleGenerator(RuleGenerator):
         finished = False
         try:
             for at, piece in enumerate(parts):
-                await asyncio.sleep(self.delay_s or 0.0)  # type: ignore[arg-type]
+                await asyncio.sleep(self.delay_of(text_prompt))
                 last = at == len(parts) - 1
                 logprob = None
                 if sampling.logprobs is not None:
