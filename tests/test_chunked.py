@@ -10,7 +10,7 @@ import pytest
 from evals.grading import Grader
 from reasoning import Budget, Context, Problem
 from reasoning.tree import ROOT, NodeStatus
-from reasoning.types import Chain, Completion, FinishReason, Prompt, Sampling, TokenPrompt
+from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search.chunked import (
     Chunk,
     ChunkPolicy,
@@ -19,7 +19,7 @@ from search.chunked import (
     fork_at,
     start_chain,
 )
-from tests.fakes import _PIECE, ScriptedGenerator
+from tests.fakes import ScriptedGenerator, TokenRuleGenerator, always
 
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
 TRACE = "we add 4 and 5 to get 9 so the answer is \\boxed{9}"  # 13 word-tokens
@@ -35,63 +35,26 @@ def default_table(before: str, piece: str) -> dict[str, float]:
     return {piece: -0.05, " Z8": -4.0, " Z9": -5.0}
 
 
-class TokenScript(ScriptedGenerator):
+class TokenScript(TokenRuleGenerator):
     """A token-level scripted generator: continues `script` from the exact prompt ids it gets,
     one word-token at a time, and returns token ids, logprobs, top-k tables and their ids.
 
     `token_prompts` keeps every prompt as ids, so a test can check the exact prefix a call
-    continued. The rest of the script ends at EOS; a stop string ends it earlier.
+    continued. The rest of the script ends at EOS; a stop string ends it earlier (the token
+    it begins in is dropped, so the text stays the detokenized ids).
     """
 
     def __init__(self, script: Script, table: Table = default_table) -> None:
-        super().__init__()
+        super().__init__(
+            [(always, lambda prompt, sampling: script(self.generated(prompt), sampling))],
+            stop_cut="token",
+            table=lambda before, piece: table(self.generated(before), piece),
+        )
         self.script = script
-        self.table = table
-        self.token_prompts: list[tuple[int, ...]] = []
 
     def generated(self, text: str) -> str:
         """What the prompt holds after the rendered question."""
         return text.split("\nA: ", 1)[1]
-
-    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
-        ids = prompt.ids if isinstance(prompt, TokenPrompt) else self.tokenize(prompt)
-        text = self.detokenize(ids)
-        self.token_prompts.append(tuple(ids))
-        self.calls.append((text, sampling))
-        return [self._continue(self.generated(text), sampling, len(ids))]
-
-    def _continue(self, before: str, sampling: Sampling, prompt_tokens: int) -> Completion:
-        pieces = _PIECE.findall(self.script(before, sampling))
-        finish, stop = "stop", None
-        if len(pieces) > sampling.max_tokens:
-            pieces, finish = pieces[: sampling.max_tokens], "length"
-        for at, piece in enumerate(pieces):
-            hit = next((s for s in sampling.stop if s in piece), None)
-            if hit is not None:
-                pieces, finish, stop = pieces[:at], "stop", hit
-                break
-        ids = tuple(i for p in pieces for i in self.tokenize(p))
-        logprobs = top = top_ids = None
-        if sampling.logprobs is not None:
-            tables, sofar = [], before
-            for piece in pieces:
-                tables.append(self.table(sofar, piece))
-                sofar += piece
-            logprobs = tuple(t.get(p, -9.0) for t, p in zip(tables, pieces, strict=True))
-            if sampling.logprobs:
-                top = tuple(tables)
-                top_ids = tuple(tuple(self.tokenize(k)[0] for k in t) for t in tables)
-        return Completion(
-            text="".join(pieces),
-            tokens=len(ids),
-            finish_reason=finish,
-            stop=stop,
-            prompt_tokens=prompt_tokens,
-            logprobs=logprobs,
-            top_logprobs=top,
-            token_ids=ids,
-            top_token_ids=top_ids,
-        )
 
 
 def follow(*traces: str, fallback: str = " so \\boxed{7}") -> Script:

@@ -10,6 +10,7 @@ from evals.grading import Grader
 from reasoning import Chain, Completion, Context, Problem, Sampling
 from reasoning.loop import run_sync
 from search import BestOfN
+from tests.fakes import RuleGenerator, always, words
 from verifiers.generative_prm import GenerativePRM
 from verifiers.judge import GenerativeJudge
 from verifiers.next_token import (
@@ -38,7 +39,7 @@ class _Tok:
         return [_WORDS[text]] if text in _WORDS else [ord(c) for c in text]
 
 
-class _LogprobGenerator:
+class _LogprobGenerator(RuleGenerator):
     """Answers with the logprobs of the label token ids asked for; '9' in the prompt makes it
     say No. Ids outside its table have probability 0."""
 
@@ -46,24 +47,30 @@ class _LogprobGenerator:
     tokenizer = _Tok()
 
     def __init__(self) -> None:
-        self.prompts: list[str] = []
+        super().__init__(
+            [(always, _probe)],
+            unit=words,
+            template="{question}",
+            prompt_tokens=10,
+            id_logprobs=_label_table,
+        )
 
-    def render(self, problem, chain=None):  # noqa: ANN001, ANN201
-        return problem.question
 
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        self.prompts.append(prompt)
-        assert sampling.max_tokens == 1 and sampling.temperature == 0.0
-        assert sampling.logprob_token_ids
-        good = "9" not in prompt
-        table = {
-            _WORDS[" Yes"]: math.log(0.6 if good else 0.1),
-            _WORDS["No"]: math.log(0.2 if good else 0.7),
-            ord("+"): math.log(0.5 if good else 0.1),
-            ord("-"): math.log(0.1 if good else 0.6),
-        }
-        scored = {t: table.get(t, -math.inf) for t in sampling.logprob_token_ids}
-        return [Completion("Yes", 1, "length", prompt_tokens=10, token_id_logprobs=(scored,))]
+def _probe(prompt: str, sampling: Sampling) -> str:
+    """A one-token call for label logprobs; the model would go on after its label."""
+    assert sampling.max_tokens == 1 and sampling.temperature == 0.0
+    assert sampling.logprob_token_ids
+    return "Yes and more"
+
+
+def _label_table(prompt: str, ids: tuple[int, ...]) -> dict[int, float]:
+    good = "9" not in prompt
+    return {
+        _WORDS[" Yes"]: math.log(0.6 if good else 0.1),
+        _WORDS["No"]: math.log(0.2 if good else 0.7),
+        ord("+"): math.log(0.5 if good else 0.1),
+        ord("-"): math.log(0.1 if good else 0.6),
+    }
 
 
 async def test_label_probability_renormalises_and_handles_absent_labels() -> None:

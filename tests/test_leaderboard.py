@@ -413,7 +413,7 @@ def test_html_is_offline_sortable_filterable_with_a_linked_matrix(tmp_path: Path
     page = (out / "leaderboard.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert "http://" not in page and "https://" not in page and "<script src" not in page
-    assert 'id="filter"' in page and 'addEventListener("click"' in page
+    # sorting and filtering are driven in headless Chromium: tests/test_leaderboard_browser.py
     board = page.split('<table class="board"', 1)[1].split("</table>", 1)[0]
     assert board.count("<tr") == 6  # header + 5 rows
     assert '<td class="text">greedy</td>' in board

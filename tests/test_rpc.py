@@ -13,7 +13,6 @@ import pytest
 from evals.grading import Grader
 from reasoning import Chain, Context, Problem
 from reasoning.loop import run_sync
-from reasoning.types import Completion, Sampling
 from search import BestOfN
 from search.aggregate import (
     aggregate,
@@ -23,6 +22,7 @@ from search.aggregate import (
     select,
 )
 from search.weibull import WeibullMixture, fit_weibull_mixture
+from tests.fakes import Reply, RuleGenerator, always, words
 from verifiers.confidence import mean_logprob_score
 
 PROBLEM = Problem("r", "What is 3 + 5?", "8")
@@ -150,24 +150,10 @@ def test_aggregate_reads_chain_logprobs() -> None:
         select(["1"], [0], "rpc", [0.5])
 
 
-class _LogprobGenerator:
-    """Returns fixed (text, p) samples with per-token logprobs log p."""
-
-    name = "logprob-script"
-
-    def __init__(self, samples: list[tuple[str, float]]) -> None:
-        self.samples = samples
-
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        return problem.question
-
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        out = []
-        for text, p in self.samples[: sampling.n]:
-            n = len(text.split())
-            lps = (math.log(p),) * n if sampling.logprobs is not None else None
-            out.append(Completion(text=text, tokens=n, finish_reason="stop", logprobs=lps))
-        return out
+def _logprob_generator(samples: list[tuple[str, float]]) -> RuleGenerator:
+    """Returns fixed (text, p) samples, sample k the k-th, with per-token logprobs log p."""
+    replies = [Reply(text, logprob=math.log(p)) for text, p in samples]
+    return RuleGenerator([(always, replies)], unit=words, template="{question}")
 
 
 def test_best_of_n_rpc_reports_pruning() -> None:
@@ -177,7 +163,7 @@ def test_best_of_n_rpc_reports_pruning() -> None:
     assert BestOfN(aggregate="weighted").verifier_use
     samples = [(f"try {i} \\boxed{{7}}", 0.3 + 0.01 * i) for i in range(3)]
     samples += [("\\boxed{8}", 0.9), ("yes \\boxed{8}", 0.92)]
-    ctx = Context(PROBLEM, _LogprobGenerator(samples), judge=Grader())  # no verifier needed
+    ctx = Context(PROBLEM, _logprob_generator(samples), judge=Grader())  # no verifier needed
     out = run_sync(BestOfN(n=5, logprobs=0, aggregate="rpc").run(PROBLEM, ctx))
     assert out.answer == "8" and out.details["aggregate"] == "rpc"
     assert out.details["rpc"]["pruned"] == [0, 1, 2]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -17,7 +16,7 @@ from evals.grading import Grader
 from reasoning.budget import Budget
 from reasoning.context import Context
 from reasoning.tree import ROOT, NodeStatus, SearchTree
-from reasoning.types import Chain, Completion, Problem, Sampling
+from reasoning.types import Chain, Problem, Sampling
 from search.threads import POLICIES, Threads
 from search.threads.fork_join import SUMMARY_CUE, merged_threads
 from search.threads.threadweaver import (
@@ -26,6 +25,7 @@ from search.threads.threadweaver import (
     outline_ids,
     thread_opening,
 )
+from tests.fakes import RuleGenerator, spaces
 
 PROBLEM = Problem("p1", "What is 2 + 3 + 2 * 3?", "11")
 HEAD = f"Q: {PROBLEM.question}\nA: "
@@ -33,33 +33,19 @@ HEAD = f"Q: {PROBLEM.question}\nA: "
 Reply = tuple[str, str | None]  # text (one token per space-separated word), stop string hit
 
 
-@dataclass
-class ScriptedThreads:
-    """Answers each prompt by the first rule whose key the prompt ends with; a reply longer
-    than the call's cap is cut there (finish "length"); no stop string means EOS."""
+class ScriptedThreads(RuleGenerator):
+    """Answers each prompt by the first rule whose key the prompt ends with: a reply is
+    (text, stop string hit), one token per space-separated word; a reply longer than the
+    call's cap is cut there (finish "length"); no stop string means EOS."""
 
-    rules: Sequence[tuple[str, Reply | Callable[[str, Sampling], Reply]]]
-    delay_s: float = 0.0
-    name: str = "scripted-threads"
-    calls: list[tuple[str, Sampling]] = field(default_factory=list)
+    name = "scripted-threads"
 
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        return f"Q: {problem.question}\nA: " + (chain.text if chain is not None else "")
-
-    async def complete(self, prompt: str, sampling: Sampling) -> list[Completion]:
-        self.calls.append((prompt, sampling))
-        await asyncio.sleep(self.delay_s)
-        for key, reply in self.rules:
-            if prompt.endswith(key):
-                text, stop = reply(prompt, sampling) if callable(reply) else reply
-                break
-        else:
-            raise AssertionError(f"no rule for a prompt ending {prompt[-60:]!r}")
-        words = text.split(" ")
-        if len(words) > sampling.max_tokens:
-            words = words[: sampling.max_tokens]
-            return [Completion(" ".join(words), len(words), "length", prompt_tokens=9)]
-        return [Completion(text, len(words), "stop", stop, prompt_tokens=9)]
+    def __init__(
+        self,
+        rules: Sequence[tuple[str, Reply | Callable[[str, Sampling], Reply]]],
+        delay_s: float = 0.0,
+    ) -> None:
+        super().__init__(rules, unit=spaces, prompt_tokens=9, delay_s=delay_s)
 
 
 def context(generator: ScriptedThreads, budget: Budget | None = None) -> Context:

@@ -4,14 +4,14 @@ recursion depth, the tree's critical path and the budget, on a scripted generato
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import pytest
 
 from evals.grading import Grader
 from reasoning import Budget, Context
 from reasoning.tree import NodeStatus
-from reasoning.types import Chain, Completion, FinishReason, Problem, Prompt, Sampling
+from reasoning.types import Chain, FinishReason, Problem, Sampling
 from search.threads.apr import (
     APR,
     DEFAULT_PREFIX,
@@ -24,6 +24,7 @@ from search.threads.apr import (
     trimmed,
 )
 from search.threads.runtime import RolloutResult
+from tests.fakes import RuleGenerator, words
 
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
 COUNTDOWN = Problem(
@@ -34,44 +35,29 @@ COUNTDOWN = Problem(
 )
 
 
-@dataclass
-class Script:
+class Script(RuleGenerator):
     """A generator that answers from `rules` (question, prompt suffix, text): the first rule
     whose question the prompt asks and whose suffix ends it. One token per word; a stop string
     cuts the text and is left out of it (as vLLM does) but its words are counted; a text longer
     than `max_tokens` words is cut there ("length"). Calls yield first, so concurrent calls
     really overlap."""
 
-    rules: list[tuple[str, str, str]]
-    name: str = "apr-script"
-    prompts: list[str] = field(default_factory=list)
+    name = "apr-script"
 
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        return f"Q: {problem.question}\nA: " + (chain.text if chain is not None else "")
-
-    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
-        assert isinstance(prompt, str)
-        self.prompts.append(prompt)
-        await asyncio.sleep(0)
-        for question, suffix, text in self.rules:
-            if prompt.startswith(f"Q: {question}\nA: ") and prompt.endswith(suffix):
-                return [cut(text, sampling)]
-        raise AssertionError(f"no script for {prompt!r}")
+    def __init__(self, rules: list[tuple[str, str, str]]) -> None:
+        super().__init__(
+            [(asks(question, suffix), text) for question, suffix, text in rules],
+            unit=words,
+            count_stop=True,
+            delay_s=0.0,
+        )
 
     def asked(self, question: str) -> list[str]:
         return [p for p in self.prompts if p.startswith(f"Q: {question}\nA: ")]
 
 
-def cut(text: str, sampling: Sampling) -> Completion:
-    at, hit = len(text), None
-    for stop in sampling.stop:
-        i = text.find(stop)
-        if 0 <= i < at:
-            at, hit = i, stop
-    words = (text[:at] + (hit or "")).split()
-    if len(words) > sampling.max_tokens:
-        return Completion(" ".join(words[: sampling.max_tokens]), sampling.max_tokens, "length")
-    return Completion(text[:at], len(words), "stop", hit)
+def asks(question: str, suffix: str) -> Callable[[str], bool]:
+    return lambda prompt: prompt.startswith(f"Q: {question}\nA: ") and prompt.endswith(suffix)
 
 
 def context(gen: Script, problem: Problem = PROBLEM, budget: Budget | None = None) -> Context:

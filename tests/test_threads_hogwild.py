@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from evals.grading import Grader
 from reasoning import Budget, Context, Problem
 from reasoning.tree import ROOT, NodeStatus
-from reasoning.types import Chain, Completion, Delta, FinishReason, Prompt, Sampling
+from reasoning.types import Completion, Delta, FinishReason, Prompt, Sampling
 from search.threads.hogwild import (
     FINISHER,
     QUICK_CHECK,
@@ -23,6 +22,7 @@ from search.threads.hogwild import (
     ends_step,
 )
 from search.threads.runtime import RolloutResult
+from tests.fakes import RuleGenerator, always
 
 PROBLEM = Problem("p", "What is 2 + 2?", "4")
 HEAD = "<user>RULES\n\nWhat is 2 + 2?</user>\n<assistant>\n"  # rules="RULES" in this template
@@ -52,7 +52,7 @@ def worker_of(prompt: str) -> str:
     return own.removeprefix("**").split(" [", 1)[0]
 
 
-class Workers:
+class Workers(RuleGenerator):
     """Answers each view from the script of the worker it belongs to; a worker out of script
     writes "more" up to its cap. `delay` holds a worker's reply back (to reorder arrivals)."""
 
@@ -65,29 +65,26 @@ class Workers:
         finisher: Completion | None = None,
         delay: dict[str, float] | None = None,
     ) -> None:
+        super().__init__(
+            [(FINISHER, lambda prompt, sampling: self.finisher), (always, self._next)],
+            template="<user>{question}</user>\n<assistant>\n",
+            prompt_tokens=lambda prompt: len(prompt.split()),
+            prefix_cache=CACHED,
+            delay_s=self._delay,
+        )
         self.scripts = {k: list(v) for k, v in (scripts or {}).items()}
         self.finisher = finisher or eos("4}", 2)
         self.delay = delay or {}
-        self.calls: list[tuple[str, Sampling]] = []
         self.arrivals: list[str] = []
 
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        return f"<user>{problem.question}</user>\n<assistant>\n" + (chain.text if chain else "")
+    def _delay(self, prompt: str) -> float:
+        return 0.0 if prompt.endswith(FINISHER) else self.delay.get(worker_of(prompt), 0.0)
 
-    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
-        assert isinstance(prompt, str)
-        self.calls.append((prompt, sampling))
-        if prompt.endswith(FINISHER):
-            reply = self.finisher
-        else:
-            who = worker_of(prompt)
-            await asyncio.sleep(self.delay.get(who, 0.0))
-            script = self.scripts.get(who) or []
-            reply = script.pop(0) if script else cut("more", sampling.max_tokens)
-            self.arrivals.append(who)
-        assert reply.tokens <= sampling.max_tokens, "a script asked for more than the call allows"
-        words = len(prompt.split())
-        return [replace(reply, prompt_tokens=words, cached_prompt_tokens=min(words, CACHED))]
+    def _next(self, prompt: str, sampling: Sampling) -> Completion:
+        who = worker_of(prompt)
+        script = self.scripts.get(who) or []
+        self.arrivals.append(who)
+        return script.pop(0) if script else cut("more", sampling.max_tokens)
 
     def of(self, name: str) -> list[tuple[str, Sampling]]:
         return [(p, s) for p, s in self.calls if not p.endswith(FINISHER) and worker_of(p) == name]

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from evals.grading import Grader
 from reasoning import Context, Problem
 from reasoning.prompts import ThinkingFormat
-from reasoning.types import Completion, FinishReason, Prompt, Sampling
+from reasoning.types import Completion, FinishReason, Sampling
 from search.best_of_n import BestOfN
 from search.trim import BudgetForcing, SolveDetect, Trimmer, TrimR
 from search.trim.repetition import repeats_ngram
@@ -28,7 +28,7 @@ from search.trim.sdv import p_yes
 from search.trim.thoughts import Thoughts, opens_with_cue, thought_boundaries
 from search.trim.watch import thinking_ahead
 from tests.conftest import REPO
-from tests.fakes import ScriptedGenerator
+from tests.fakes import Reply, ScriptedGenerator
 
 PROBLEM = Problem("p", "What is 2 + 3?", "5")
 THINK = ThinkingFormat(forced=True)
@@ -225,18 +225,16 @@ class ProbedGenerator(ScriptedGenerator):
     """Answers a yes/no probe with the logprobs of the two label ids: P(Yes) from the prompt."""
 
     def __init__(self, texts: Callable[..., str], p: Callable[[str], float | None]) -> None:
-        super().__init__(texts)
-        self.p = p
+        probe = Reply(" Yes", finish=FinishReason.LENGTH, tokens=1)
+        super().__init__(
+            lambda prompt, s: probe if s.logprob_token_ids else texts(prompt, s),
+            id_logprobs=lambda prompt, ids: labels(p(prompt), ids),
+        )
 
-    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
-        if not sampling.logprob_token_ids:
-            return await super().complete(prompt, sampling)
-        text = self._text_of(prompt)
-        self.calls.append((text, sampling))
-        yes, no = sampling.logprob_token_ids
-        p = self.p(text)
-        lps = None if p is None else ({yes: math.log(p), no: math.log(1 - p)},)
-        return [Completion(" Yes", 1, "length", token_id_logprobs=lps, token_ids=(yes,))]
+
+def labels(p: float | None, ids: tuple[int, ...]) -> dict[int, float] | None:
+    """{yes: log p, no: log(1 - p)} for the label ids (yes, no); None: no logprobs."""
+    return None if p is None else {ids[0]: math.log(p), ids[1]: math.log(1 - p)}
 
 
 HESITANT = "x = 5. \n\nWait, is x 5? \n\nHmm, yes x = 5. \n\nWait, sure. </think> \\boxed{5}"

@@ -61,7 +61,10 @@ _TEXT_COLUMNS = {"dataset", "model", "search", "params", "verifier", "budget", "
 
 
 def _board(table: pd.DataFrame) -> str:
-    head = "".join(f'<th title="{escape(COLUMNS[c])}">{escape(c)}</th>' for c in SHOWN)
+    head = "".join(
+        f'<th data-column="{escape(c)}" title="{escape(COLUMNS[c])}">{escape(c)}</th>'
+        for c in SHOWN
+    )
     body = []
     for _, row in table.iterrows():
         cells = "".join(
@@ -71,7 +74,7 @@ def _board(table: pd.DataFrame) -> str:
             for c in SHOWN
         )
         cls = ' class="incomplete"' if row["incomplete"] else ""
-        body.append(f"<tr{cls}>{cells}</tr>")
+        body.append(f'<tr data-row="{escape(row["row"])}"{cls}>{cells}</tr>')
     return (
         f'<table class="board" id="leaderboard"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
