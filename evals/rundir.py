@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reasoning.cache import CACHE_FILE
 from reasoning.outcome import Outcome
 from reasoning.types import Problem
 
@@ -34,7 +35,7 @@ RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 RUN_CONFIG = "run.json"
 TRACES = "traces"
-CACHE = "cache.sqlite"  # the name `reasoning.cache` gives its store (CACHE_FILE there)
+CACHE = CACHE_FILE  # cache.sqlite: the core's record/replay store names its own file
 ENGINE_LOG = "engine.log"
 # run.json's format: 2 = {"format", "fingerprint"} (+ "selection" since it was added; optional
 # on read, so older format-2 directories resume); 1 (no "format") = before the fingerprint.

@@ -499,7 +499,10 @@ def test_cli_builds_a_leaderboard_and_reports_bad_runs(tmp_path: Path) -> None:
     assert f"wrote     {out / 'leaderboard.html'}" in done.stdout
     assert "read      6 run(s) into 6 row(s); 1 incomplete (flagged)" in done.stdout
     # the killed run (100 tokens) sorts first among best_of_n
-    assert "row 1 (best_of_n n=32) - row 2 (best_of_n n=4) on 1 common problems" in done.stdout
+    assert (
+        "row 1 (best_of_n n=32; incomplete, done 1/?) - row 2 (best_of_n n=4) on 1 common problems"
+        in done.stdout
+    )
     assert f"problem   {sweep / '4-killed' / 'summary.json'}: missing" in done.stderr
     assert (out / "frontier-arith.svg").stat().st_size > 0
     # the incomplete run (100 tokens) is in the table but not among the frontier's points
