@@ -7,7 +7,7 @@ is (docs/data-model.md, "The run directory"):
 - `results.jsonl`: one record a problem, appended and fsynced as it finishes (`json_line`,
   `append_line`, `read_results`);
 - `summary.json`: the run's totals, written at the end of each invocation;
-- `traces/<trace_filename(id)>`: each problem's chains, details and search tree (`trace`);
+- `traces/<trace_filename(id)>`: each problem's chains, details and search tree (`build_trace`);
 - `run.json`: `{"format": 2, "fingerprint": {...}, "selection": {...}}`, the settings a resume
   must match (`run_fingerprint`) and the problems this invocation selected (`selection`), so
   a killed or partial run says "k of N" (`done_of`). Format 2 files written before the
@@ -176,7 +176,9 @@ def append_line(path: Path, line: str) -> None:
         os.fsync(f.fileno())
 
 
-def trace(problem: Problem, outcome: Outcome | None, record: Mapping[str, Any]) -> dict[str, Any]:
+def build_trace(
+    problem: Problem, outcome: Outcome | None, record: Mapping[str, Any]
+) -> dict[str, Any]:
     """A problem's trace file: its exact id, question, chains, details, tree and ledger."""
     out: dict[str, Any] = {
         "id": problem.id,
@@ -211,7 +213,7 @@ def trace(problem: Problem, outcome: Outcome | None, record: Mapping[str, Any]) 
 
 
 def write_trace(run_dir: str | os.PathLike[str], trace_data: Mapping[str, Any]) -> None:
-    """Write a trace (`trace`) under its problem's file name, whole or not at all."""
+    """Write a trace (`build_trace`) under its problem's file name, whole or not at all."""
     # ensure_ascii: a lone surrogate in a question or chain is escaped, never unencodable
     text = json.dumps(trace_data, indent=1, default=str)
     write_atomic(trace_path(run_dir, str(trace_data["id"])), text)

@@ -38,6 +38,7 @@ from evals.rundir import (
     SUMMARY,
     TRACES,
     append_line,
+    build_trace,
     flatten,
     json_line,
     open_run_file,
@@ -45,7 +46,6 @@ from evals.rundir import (
     read_results,
     run_fingerprint,
     selection,
-    trace,
     trace_filename,
     write_atomic,
     write_trace,
@@ -439,7 +439,7 @@ class Runner:
     def _write_trace(
         self, problem: Problem, outcome: Outcome | None, record: dict[str, Any]
     ) -> None:
-        write_trace(self.out_dir, trace(problem, outcome, record))
+        write_trace(self.out_dir, build_trace(problem, outcome, record))
 
     @staticmethod
     def _append(path: Path, line: str) -> None:

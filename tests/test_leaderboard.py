@@ -646,3 +646,20 @@ def test_a_killed_runner_run_is_a_row_that_says_k_of_n(tmp_path: Path) -> None:
     recorded = len((tmp_path / "runs" / "killed" / "results.jsonl").read_text().splitlines())
     assert recorded < 6 and row["done"] == f"{recorded}/6" and row["incomplete"]
     assert (row["dataset"], row["model"]) == ("toy", "scripted")
+
+
+def test_readers_take_the_run_directory_format_from_its_owner() -> None:
+    """The leaderboard and the viewer read run directories through evals.rundir, never by
+    importing the runner (which would make the run loop their contract)."""
+    import ast
+
+    readers = sorted((REPO / "evals" / "leaderboard").glob("*.py"))
+    readers += sorted((REPO / "evals" / "viewer").glob("*.py"))
+    assert readers
+    for path in readers:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "evals.runner" not in imported, path
+    uses = (REPO / "evals" / "leaderboard" / "runs.py").read_text(encoding="utf-8")
+    assert "from evals.rundir import" in uses
