@@ -19,8 +19,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evals import console
+from evals.rundir import ENGINE_LOG
 
-ENGINE_LOG = "engine.log"
 # After SIGTERM the run stops, the engine shuts down (vLLM gives its processes 5 s) and the
 # process exits; whatever still holds it up then (a thread still starting the engine) is cut
 # short this long after the signal: the children end with it (install_lifeline).

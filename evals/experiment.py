@@ -113,6 +113,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lo, hi = summary["ci95"]
     acc_text = "n/a (nothing graded)" if acc is None else f"{acc:.3f}  (95% CI {lo:.3f}-{hi:.3f})"
     problems = f"on n={summary['n']} graded of {summary['problems']} problems"
+    selected = summary.get("selected")
+    if isinstance(selected, int) and summary["problems"] < selected:
+        problems += f" (done {summary['problems']}/{selected} selected)"
     apart = [
         f"{summary[key]} {label}"
         for key, label in (

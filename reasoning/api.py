@@ -17,10 +17,11 @@ from reasoning.build import (
     check_verifier,
     compose_config,
 )
-from reasoning.context import Context, Sampler
+from reasoning.context import Sampler
 from reasoning.controller import Controller
 from reasoning.loop import run_sync
 from reasoning.outcome import Outcome
+from reasoning.solve import SolveParts, solve_problem
 from reasoning.types import AnswerJudge, Generator, Problem, Verifier
 
 
@@ -31,7 +32,7 @@ def _problem(question: str | Problem, answer: str | None = None, index: int = 0)
 
 
 class _Session:
-    """The objects one API call needs, from config names or from ready-made objects."""
+    """The objects one API call needs (its `SolveParts`), from config names or ready objects."""
 
     def __init__(
         self,
@@ -68,20 +69,18 @@ class _Session:
         self.generator = generator or build_generator(cfg)
         self.judge = judge if judge is not None else build_judge(cfg)
         self.sampler = build_sampler(cfg) if isinstance(trim, str) else trim
-
-    async def solve(self, problem: Problem, seed: int) -> Outcome:
-        ctx = Context(
-            problem,
-            self.generator,
+        self.parts = SolveParts(
+            generator=self.generator,
+            search=self.search,
             verifier=self.verifier,
             judge=self.judge,
             budget=self.budget,
-            seed=seed,
             sampler=self.sampler,
         )
-        outcome = await self.search.run(problem, ctx)
-        ctx.settle(outcome)
-        return outcome
+
+    async def solve(self, problem: Problem, seed: int) -> Outcome:
+        """The core solve path (`reasoning.solve`); a fault of the search is raised."""
+        return (await solve_problem(problem, self.parts, seed=seed)).result()
 
 
 async def asolve_many(

@@ -21,7 +21,7 @@ from evals.leaderboard.compare import compare_rows, find_row
 from evals.leaderboard.frontier import equal_compute, interpolate, pareto_mask
 from evals.leaderboard.stats import bootstrap_accuracy, paired_bootstrap
 from evals.leaderboard.table import build_table, group_runs
-from evals.runner import trace_filename
+from evals.rundir import RUN_CONFIG, trace_filename
 from tests.conftest import REPO
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -280,6 +280,67 @@ def test_incomplete_runs_are_flagged_not_hidden(tmp_path: Path) -> None:
         "n=2": True,
         "n=8": False,
     }
+    # written before run.json held the selection: N is the summary's count, unknown if killed
+    assert dict(zip(table["params"], table["done"], strict=True)) == {
+        "n=4": "6/10",
+        "n=2": "2/?",
+        "n=8": "4/4",
+    }
+
+
+def _select(run: Path, ids: list[str], **keys: Any) -> None:
+    """Give a run's run.json the selection the runner records today (make_run writes it the
+    older way, without one)."""
+    path = run / RUN_CONFIG
+    data = json.loads(path.read_text())
+    data["selection"] = {"dataset": "arith", "keys": keys, "problems": len(ids), "ids": ids}
+    path.write_text(json.dumps(data))
+
+
+def test_a_partial_run_shows_k_of_n_from_its_selection(tmp_path: Path) -> None:
+    ids = [f"arith-{i:04d}" for i in range(10)]
+    # a rerun with a larger selection killed after 3: the summary is the earlier, whole one
+    stale = make_run(tmp_path, "stale", _bools("110"), ids=ids[:3], tokens=50)
+    _select(stale, ids, **{"dataset.limit": 10})
+    whole = make_run(tmp_path, "whole", _bools("1101"), n=8, ids=ids[:4])
+    _select(whole, ids[:4], **{"dataset.limit": 4})
+    runs, errors = read_runs([tmp_path])
+    by_name = {run.path.name: run for run in runs}
+    assert by_name["stale"].done == (3, 10) and by_name["stale"].incomplete
+    assert by_name["whole"].done == (4, 4) and not by_name["whole"].incomplete
+    assert any("stale/results.jsonl: 3 of 10 problems recorded" in str(e) for e in errors)
+    board = build_leaderboard([tmp_path], tmp_path / "board", n_bootstrap=50, audit=False)
+    table = board.table
+    assert dict(zip(table["params"], table["done"], strict=True)) == {"n=4": "3/10", "n=8": "4/4"}
+    assert dict(zip(table["params"], table["incomplete"], strict=True)) == {
+        "n=4": True,
+        "n=8": False,
+    }
+    assert "| 3/10 |" in (tmp_path / "board" / "leaderboard.md").read_text()
+    assert set(pd.read_csv(tmp_path / "board" / "leaderboard.csv")["done"]) == {"3/10", "4/4"}
+    # the partial row is no point of the frontier: its accuracy is over 3 of 10 problems
+    assert set(board.equal_compute["tokens_per_problem"]) == {100}
+
+
+def test_a_results_file_alone_says_what_produced_it(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "bare", _bools("11"), summary=False)
+    (run / RUN_CONFIG).unlink()
+    (run / ".hydra" / "config.yaml").unlink()
+    lines = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    provenance = {
+        "model": "tiny-recorded",
+        "dataset": "arith-recorded",
+        "verifier": "prm-recorded",
+        "budget": {"generated_tokens": 300, "samples": None},
+    }
+    (run / "results.jsonl").write_text("".join(json.dumps(r | provenance) + "\n" for r in lines))
+    found = read_run(run)
+    assert (found.model, found.dataset, found.verifier) == (
+        "tiny-recorded",
+        "arith-recorded",
+        "prm-recorded",
+    )
+    assert found.budget == "generated_tokens=300"
 
 
 def test_bad_run_directories_give_located_errors_and_the_good_runs_stay(tmp_path: Path) -> None:
@@ -499,7 +560,10 @@ def test_cli_builds_a_leaderboard_and_reports_bad_runs(tmp_path: Path) -> None:
     assert f"wrote     {out / 'leaderboard.html'}" in done.stdout
     assert "read      6 run(s) into 6 row(s); 1 incomplete (flagged)" in done.stdout
     # the killed run (100 tokens) sorts first among best_of_n
-    assert "row 1 (best_of_n n=32) - row 2 (best_of_n n=4) on 1 common problems" in done.stdout
+    assert (
+        "row 1 (best_of_n n=32; incomplete, done 1/?) - row 2 (best_of_n n=4) on 1 common problems"
+        in done.stdout
+    )
     assert f"problem   {sweep / '4-killed' / 'summary.json'}: missing" in done.stderr
     assert (out / "frontier-arith.svg").stat().st_size > 0
     # the incomplete run (100 tokens) is in the table but not among the frontier's points
@@ -548,9 +612,54 @@ def test_leaderboard_of_runs_written_by_the_runner(tmp_path: Path) -> None:
     assert list(table["params"]) == ["n=1", "n=2"] and set(table["dataset"]) == {"toy"}
     assert list(table["accuracy"]) == pytest.approx([4 / 6, 4 / 6])
     assert not table["incomplete"].any() and (table["n"] == 6).all()
+    assert list(table["done"]) == ["6/6", "6/6"]
     # one token per word: "so \\boxed{..}" is 2 tokens a sample, n samples a problem
     assert list(table["tokens_per_problem"]) == [2.0, 4.0]
     assert board.audit_counts["checked"] == 12 and board.audit_counts["disagree"] == 0
     page = (tmp_path / "board" / "leaderboard.html").read_text()
     links = [p.split('"', 1)[0] for p in page.split('<a href="')[1:]]
     assert len(links) == 12 and all((tmp_path / "board" / link).is_file() for link in links)
+
+
+def test_a_killed_runner_run_is_a_row_that_says_k_of_n(tmp_path: Path) -> None:
+    import asyncio
+
+    from evals.faults import RunInterrupted
+    from evals.runner import Runner
+    from reasoning import Problem
+    from search import BestOfN
+    from tests.fakes import ScriptedGenerator
+
+    problems = [Problem(f"toy/{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(6)]
+    dying = ScriptedGenerator(
+        lambda prompt, sampling: "\\boxed{0}", fail_on=lambda prompt: "What is 3 +" in prompt
+    )
+    config = {"dataset": {"name": "toy", "limit": 6}, "model": {"name": "scripted"}}
+    runner = Runner(
+        dying, BestOfN(n=1), tmp_path / "runs" / "killed", config=config, progress=False,
+        concurrency=1,
+    )  # fmt: skip
+    with pytest.raises(RunInterrupted):
+        asyncio.run(runner.run(problems))
+    board = build_leaderboard([tmp_path / "runs"], tmp_path / "board", n_bootstrap=50)
+    (row,) = board.table.to_dict("records")
+    recorded = len((tmp_path / "runs" / "killed" / "results.jsonl").read_text().splitlines())
+    assert recorded < 6 and row["done"] == f"{recorded}/6" and row["incomplete"]
+    assert (row["dataset"], row["model"]) == ("toy", "scripted")
+
+
+def test_readers_take_the_run_directory_format_from_its_owner() -> None:
+    """The leaderboard and the viewer read run directories through evals.rundir, never by
+    importing the runner (which would make the run loop their contract)."""
+    import ast
+
+    readers = sorted((REPO / "evals" / "leaderboard").glob("*.py"))
+    readers += sorted((REPO / "evals" / "viewer").glob("*.py"))
+    assert readers
+    for path in readers:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "evals.runner" not in imported, path
+    uses = (REPO / "evals" / "leaderboard" / "runs.py").read_text(encoding="utf-8")
+    assert "from evals.rundir import" in uses

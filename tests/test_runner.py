@@ -9,18 +9,21 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
+from evals.experiment import format_summary
+from evals.faults import RunInterrupted
 from evals.grading import Grade, Grader
-from evals.runner import (
+from evals.intervals import wilson_interval
+from evals.rundir import (
     RESULTS,
     RUN_CONFIG,
-    RunInterrupted,
-    Runner,
+    done_of,
     read_results,
     run_fingerprint,
     trace_filename,
-    wilson_interval,
 )
+from evals.runner import Runner
 from reasoning import Problem
+from reasoning.budget import Budget
 from reasoning.build import compose_config
 from search import BestOfN
 from tests.fakes import ScriptedGenerator
@@ -251,3 +254,91 @@ def test_wilson_interval_is_sane() -> None:
     assert lo == 0.0 and 0.2 < hi < 0.35
     lo, hi = wilson_interval(50, 100)
     assert lo < 0.5 < hi and hi - lo < 0.2
+
+
+# --- run.json's selection and what every record says produced it ---------------------------
+
+
+async def test_run_json_records_the_selection_and_records_what_produced_them(
+    tmp_path: Path,
+) -> None:
+    config = _config("dataset.limit=3", "budget.generated_tokens=500")
+    budget = Budget(generated_tokens=500)  # the budget that acts: the runner's, built from it
+    runner = _runner(tmp_path, ScriptedGenerator(_answer_twice), config=config, budget=budget)
+    summary = await runner.run(PROBLEMS[:3])
+    run_json = json.loads((tmp_path / RUN_CONFIG).read_text())
+    assert run_json["format"] == 2 and isinstance(run_json["fingerprint"], dict)
+    arith = config["dataset"]["arith"]
+    assert run_json["selection"] == {
+        "dataset": "arith",
+        "keys": {
+            "dataset.limit": 3,
+            "dataset.arith.n": arith["n"],
+            "dataset.arith.levels": arith["levels"],
+        },
+        "problems": 3,
+        "ids": [p.id for p in PROBLEMS[:3]],
+    }
+    assert summary["selected"] == 3 and summary["problems"] == 3
+    for r in read_results(tmp_path / RESULTS):
+        assert r["dataset"] == "arith" and r["model"] == config["model"]["name"]
+        assert r["verifier"] is None
+        assert r["budget"]["generated_tokens"] == 500 and r["budget"]["samples"] is None
+
+
+async def test_a_killed_run_says_k_of_n_from_run_json(tmp_path: Path) -> None:
+    dying = ScriptedGenerator(_answer_twice, fail_on=lambda prompt: "What is 4 +" in prompt)
+    with pytest.raises(RunInterrupted):
+        await Runner(dying, BestOfN(n=2), tmp_path, progress=False, concurrency=1).run(PROBLEMS)
+    run_json = json.loads((tmp_path / RUN_CONFIG).read_text())
+    records = read_results(tmp_path / RESULTS)
+    assert done_of(run_json["selection"], records) == (len(records), 6)
+    assert len(records) < 6
+
+
+async def test_a_rerun_records_its_own_selection(tmp_path: Path) -> None:
+    await _runner(tmp_path, ScriptedGenerator(_answer_twice), config=_config()).run(PROBLEMS)
+    gen = ScriptedGenerator(_answer_twice)
+    config = _config("dataset.limit=2")
+    summary = await _runner(tmp_path, gen, config=config).run(PROBLEMS[:2])
+    selection = json.loads((tmp_path / RUN_CONFIG).read_text())["selection"]
+    assert selection["problems"] == 2 and selection["keys"]["dataset.limit"] == 2
+    assert gen.calls == [] and summary["selected"] == 2  # nothing ran again
+
+
+async def test_a_run_json_without_selection_still_resumes_and_gains_one(tmp_path: Path) -> None:
+    first = _runner(tmp_path, ScriptedGenerator(_answer_twice), config=_config())
+    await first.run(PROBLEMS[:2])
+    path = tmp_path / RUN_CONFIG
+    old = json.loads(path.read_text())
+    path.write_text(json.dumps({"format": 2, "fingerprint": old["fingerprint"]}))  # older writer
+    gen = ScriptedGenerator(_answer_twice)
+    summary = await _runner(tmp_path, gen, config=_config()).run(PROBLEMS[:4])
+    assert len(gen.calls) == 2 and summary["problems"] == 4  # two resumed, two ran
+    again = json.loads(path.read_text())
+    assert again["fingerprint"] == old["fingerprint"] and again["selection"]["problems"] == 4
+
+
+def test_done_of_counts_selected_ids_only() -> None:
+    records = [{"id": "a"}, {"id": "b"}, {"id": "z"}]  # z: from an earlier, larger selection
+    assert done_of({"ids": ["a", "b", "c"], "problems": 3}, records) == (2, 3)
+    assert done_of({"problems": 2}, records) == (2, 2)  # ids not recorded: count, capped
+    assert done_of(None, records) is None and done_of({}, records) is None
+
+
+def test_the_summary_says_k_of_n_when_partial() -> None:
+    ledger = {
+        k: 0
+        for k in (
+            "generated_tokens",
+            "prompt_tokens",
+            "cached_prompt_tokens",
+            "generator_calls",
+            "samples",
+            "verifier_calls",
+        )
+    }
+    summary = {"accuracy": 0.5, "ci95": [0.1, 0.9], "n": 2, "problems": 2, "elapsed_s": 1}
+    summary |= {"ledger": {**ledger, "wall_s": 0.0}}
+    assert "done" not in format_summary(summary | {"selected": 2})
+    assert "(done 2/5 selected)" in format_summary(summary | {"selected": 5})

@@ -17,18 +17,10 @@ from typing import Any
 
 import pytest
 
+from evals.faults import RunInterrupted, describe_error, is_run_level
 from evals.grading import Grade, Grader
-from evals.runner import (
-    RESULTS,
-    SUMMARY,
-    TRACES,
-    RunInterrupted,
-    Runner,
-    describe_error,
-    is_run_level,
-    read_results,
-    trace_filename,
-)
+from evals.rundir import RESULTS, SUMMARY, TRACES, read_results, trace_filename
+from evals.runner import Runner
 from reasoning import Problem
 from reasoning.backends.openai_server import ServerUnavailableError
 from reasoning.types import Completion, Sampling

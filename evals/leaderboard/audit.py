@@ -29,7 +29,7 @@ import pandas as pd
 from evals.leaderboard.mv_check import plain_verify
 from evals.leaderboard.runs import Run
 from evals.leaderboard.table import markdown_table
-from evals.runner import TRACES, trace_filename
+from evals.rundir import trace_path
 from evals.verify_workers import OUTER_GRACE_S, run_guarded, timed_out
 
 TIMEOUT_S = 5.0
@@ -54,7 +54,7 @@ AUDIT_COLUMNS = [
 
 def raw_output(run: Run, record: dict[str, Any]) -> tuple[str | None, str]:
     """The selected chain's whole text from the trace, else the record's prediction; and which."""
-    path = run.path / TRACES / trace_filename(record["id"])
+    path = trace_path(run.path, record["id"])
     try:
         trace = json.loads(path.read_text(encoding="utf-8"))
         selected = trace.get("selected")

@@ -39,8 +39,10 @@ class Comparison:
 
 
 def _name(row: pd.Series) -> str:
+    """`row 3 (best_of_n n=4)`; an incomplete row says so, with how much of it ran."""
     params = f" {row['params']}" if row["params"] else ""
-    return f"row {row['row']} ({row['search']}{params})"
+    partial = f"; incomplete, done {row['done']}" if row.get("incomplete") else ""
+    return f"row {row['row']} ({row['search']}{params}{partial})"
 
 
 def find_row(table: pd.DataFrame, key: str) -> pd.Series:

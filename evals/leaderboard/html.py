@@ -12,7 +12,7 @@ import pandas as pd
 
 from evals.leaderboard.runs import Run
 from evals.leaderboard.table import COLUMNS, SHOWN, format_cell
-from evals.runner import TRACES, trace_filename
+from evals.rundir import TRACES, trace_filename
 from evals.viewer.page import PROBLEMS, escape
 
 _STYLE = """

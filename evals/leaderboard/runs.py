@@ -3,8 +3,9 @@
 A leaderboard is built from many runs, some of them killed, resumed or damaged. Every fault is
 collected as a located `RunError` (file and line) and the other runs are read as usual; a run
 with fewer results than its dataset holds is kept and flagged `incomplete`, never hidden.
-Nothing here writes to a run directory (unlike `evals.runner.read_results`, which cuts a torn
-last line so that a resume can append).
+Nothing here writes to a run directory (unlike `evals.rundir.read_results`, which cuts a torn
+last line so that a resume can append). The format itself (file names, run.json, the selection)
+is `evals.rundir`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.runner import RESULTS, RUN_CONFIG, SUMMARY, TRACES, run_fingerprint
+from evals.rundir import (
+    RESULTS,
+    RUN_CONFIG,
+    SUMMARY,
+    TRACES,
+    done_of,
+    flatten,
+    run_fingerprint,
+)
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 # The run seed and the keys that only repeat it: runs differing in these are seeds of one row.
@@ -49,27 +58,49 @@ class Run:
     records: list[dict[str, Any]]
     config: dict[str, Any]  # flat {dotted key: value}: the summary's config, run.json over it
     summary: dict[str, Any] | None
-    expected: int | None  # problems the run should hold (the summary's count), None: unknown
+    expected: int | None  # problems the run should hold (its selection), None: unknown
     errors: list[RunError] = field(default_factory=list)
     usable: bool = True  # False: its records cannot be attributed to one config (left out)
+    selection: dict[str, Any] | None = None  # run.json's; None: written before it was recorded
+
+    @property
+    def done(self) -> tuple[int, int | None]:
+        """(k, N): k of the N selected problems have a record. N is run.json's selection, else
+        the summary's count for a run written before the selection was recorded (None when
+        neither says: killed before its summary, and no selection)."""
+        progress = done_of(self.selection, self.records)
+        if progress is not None:
+            return progress
+        if self.expected is None:
+            return len(self.records), None
+        return min(len(self.records), self.expected), self.expected
 
     @property
     def incomplete(self) -> bool:
         """No summary (killed before the end) or fewer records than its selection holds."""
-        return self.summary is None or (
-            self.expected is not None and len(self.records) < self.expected
-        )
+        k, n = self.done
+        return self.summary is None or (n is not None and k < n)
+
+    def _recorded(self, key: str) -> Any:
+        """What the first record says about `key` (records carry model, dataset, verifier and
+        budget since run.json records the selection; older ones do not)."""
+        return self.records[0].get(key) if self.records else None
 
     @property
     def dataset(self) -> str:
-        return str(self.config.get("dataset.name") or "?")
+        return str(
+            self.config.get("dataset.name")
+            or (self.selection or {}).get("dataset")
+            or self._recorded("dataset")
+            or "?"
+        )
 
     @property
     def model(self) -> str:
         for key in ("model.name", "model.path", "generator.name", "backend.name"):
             if self.config.get(key):
                 return str(self.config[key])
-        return "?"
+        return str(self._recorded("model") or "?")
 
     @property
     def search(self) -> str:
@@ -89,15 +120,16 @@ class Run:
 
     @property
     def verifier(self) -> str:
-        return str(self.config.get("verifier.name") or "none")
+        return str(self.config.get("verifier.name") or self._recorded("verifier") or "none")
 
     @property
     def budget(self) -> str:
         """The budget's limits (`generated_tokens=2000`), or `unlimited`."""
+        budget = {k: v for k, v in self.config.items() if k.startswith("budget.")}
+        if not budget and isinstance(self._recorded("budget"), dict):
+            budget = flatten(self._recorded("budget"), "budget")
         limits = [
-            f"{k.removeprefix('budget.')}={v}"
-            for k, v in sorted(self.config.items())
-            if k.startswith("budget.") and v is not None
+            f"{k.removeprefix('budget.')}={v}" for k, v in sorted(budget.items()) if v is not None
         ]
         return ", ".join(limits) or "unlimited"
 
@@ -130,15 +162,6 @@ class Run:
 
 def _is_seed(key: str) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in SEED_KEYS)
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out |= _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-        return out
-    return {prefix: value} if prefix else {}
 
 
 def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], list[RunError]]:
@@ -190,7 +213,7 @@ def _read_records(path: Path, errors: list[RunError]) -> list[dict[str, Any]]:
 
 
 def _identity(record: Mapping[str, Any]) -> dict[str, Any]:
-    flat = _flatten({k: record.get(k) for k in ("search", "search_params", "seed", "grader")})
+    flat = flatten({k: record.get(k) for k in ("search", "search_params", "seed", "grader")})
     return {k: v for k, v in flat.items() if k in RECORD_IDENTITY or k.startswith("search_params")}
 
 
@@ -256,7 +279,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> Run:
     run_json = _read_json(run_dir / RUN_CONFIG, errors)
     base = (summary or {}).get("config") or _hydra_config(run_dir)
     config = run_fingerprint(base) if isinstance(base, dict) else {}
-    config |= {k: v for k, v in _flatten(base).items() if k in ("model.name",)}
+    config |= {k: v for k, v in flatten(base).items() if k in ("model.name",)}
     if run_json is None and not (run_dir / RUN_CONFIG).exists():
         errors.append(
             RunError(run_dir / RUN_CONFIG, "missing: the config is read from the summary alone")
@@ -284,7 +307,9 @@ def read_run(run_dir: str | os.PathLike[str]) -> Run:
             )
         seen[r["id"]] = r["_line"]
     records = list({r["id"]: r for r in records}.values())
-    expected = (summary or {}).get("problems")
+    run_selection = (run_json or {}).get("selection")
+    run_selection = run_selection if isinstance(run_selection, dict) else None
+    expected = (summary or {}).get("selected", (summary or {}).get("problems"))
     run = Run(
         path=run_dir,
         records=records,
@@ -293,12 +318,16 @@ def read_run(run_dir: str | os.PathLike[str]) -> Run:
         expected=expected if isinstance(expected, int) else None,
         errors=errors + mixed,
         usable=not mixed,
+        selection=run_selection,
     )
+    done, selected = run.done
+    if selected is not None:
+        run.expected = selected
     if summary is not None and run.incomplete:
         run.errors.append(
             RunError(
                 run_dir / RESULTS,
-                f"{len(records)} of {expected} problems recorded; flagged incomplete",
+                f"{done} of {selected} problems recorded; flagged incomplete",
             )
         )
     return run

@@ -42,6 +42,7 @@ COLUMNS = {
     "grader": "grader name and version",
     "config_hash": "hash of the run config without the seed",
     "incomplete": "a run of the row has fewer results than its dataset, or no summary",
+    "done": "selected problems with a result / selected, over the row's runs (`?`: unknown)",
     "search_params": "all the controller's params (JSON)",
     "run_dirs": "the row's run directories",
 }
@@ -83,6 +84,16 @@ def _cache_hit_rate(records: list[dict[str, Any]]) -> float:
     return cached / prompt if prompt else math.nan
 
 
+def _done(members: Sequence[Run]) -> str:
+    """`k/N` summed over the row's runs: how many of the selected problems have a result; N is
+    `?` when a run (killed before its summary, written before run.json held the selection)
+    does not say how many it selected."""
+    pairs = [run.done for run in members]
+    done = sum(k for k, _ in pairs)
+    known = [n for _, n in pairs if n is not None]
+    return f"{done}/{sum(known)}" if len(known) == len(pairs) else f"{done}/?"
+
+
 def _row(members: list[Run], n_bootstrap: int, seed: int) -> dict[str, Any]:
     first = members[0]
     records = [r for run in members for r in run.records]
@@ -108,6 +119,7 @@ def _row(members: list[Run], n_bootstrap: int, seed: int) -> dict[str, Any]:
         "grader": first.grader,
         "config_hash": first.config_hash,
         "incomplete": any(run.incomplete for run in members),
+        "done": _done(members),
         "search_params": json.dumps(first.search_params, sort_keys=True, default=str),
         "run_dirs": " ".join(str(run.path) for run in members),
     }
@@ -181,7 +193,8 @@ def write_markdown(table: pd.DataFrame, path: Path) -> None:
     text = (
         "# Leaderboard\n\n"
         "Accuracy with its 95% bootstrap interval over problems (and seeds); costs are per "
-        "problem. `incomplete`: a run has fewer results than its dataset, or no summary.\n\n"
+        "problem. `incomplete`: a run has fewer results than its dataset, or no summary; "
+        "`done`: how many of the selected problems have a result (k/N).\n\n"
         + markdown_table(table, SHOWN)
     )
     path.write_text(text, encoding="utf-8")

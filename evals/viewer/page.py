@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import networkx as nx
 
-from evals.runner import TRACES
+from evals.rundir import TRACES
 from reasoning.tree import ROOT, NodeStatus
 
 VIEWER = "viewer"
