@@ -26,7 +26,7 @@ BOXED = "\\boxed"
 
 
 @dataclass(frozen=True)
-class StepPolicy:
+class StepSampling:
     """How one step is sampled and when a chain counts as finished."""
 
     temperature: float = 0.8
@@ -61,7 +61,7 @@ def is_scored(chain: Chain) -> bool:
     return bool(chain.steps) and len(chain.scores) == len(chain.steps)
 
 
-def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
+def child(parent: Chain, completion: Completion, policy: StepSampling) -> Chain:
     """The parent plus the completion as one step, with the reason it finished (if it did)."""
     step = completion.text.strip("\n")
     reason: FinishReason | None = None
@@ -93,7 +93,7 @@ async def expand(
     ctx: Context,
     chains: list[Chain],
     width: int | list[int],
-    policy: StepPolicy,
+    policy: StepSampling,
     *,
     last: bool = False,
 ) -> list[list[Chain]]:
