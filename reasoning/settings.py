@@ -113,13 +113,13 @@ def settings(cls: type[T]) -> type[T]:
         try:
             validate(self, *args, **kwargs)
         except ValidationError as exc:
-            raise _error(type(self), exc) from None
+            raise _error(type(self), exc, kwargs) from None
 
     built.__init__ = __init__
     return built
 
 
-def _error(cls: type, exc: ValidationError) -> ValueError:
+def _error(cls: type, exc: ValidationError, given: dict[str, Any] | None = None) -> ValueError:
     """The first problem of `exc` in the one error shape."""
     err = exc.errors(include_url=False)[0]
     original = (err.get("ctx") or {}).get("error")
@@ -140,7 +140,8 @@ def _error(cls: type, exc: ValidationError) -> ValueError:
         return SettingsError(f"{key} must be set")
     info = fields_of(cls).get(name)
     allowed = describe(info.annotation, info.metadata) if info is not None else err["msg"]
-    return SettingsError(f"{key} must be {allowed}, got {err.get('input')!r}")
+    value = (given or {}).get(name, err.get("input"))  # the whole value, not a bad item of it
+    return SettingsError(f"{key} must be {allowed}, got {value!r}")
 
 
 def fields_of(cls: type) -> dict[str, FieldInfo]:
