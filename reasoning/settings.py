@@ -145,8 +145,18 @@ def _error(cls: type, exc: ValidationError, given: dict[str, Any] | None = None)
 
 
 def fields_of(cls: type) -> dict[str, FieldInfo]:
-    """The declared settings of a `@settings` class, in declaration order."""
-    return dict(getattr(cls, "__pydantic_fields__", {}))
+    """The declared settings of a `@settings` class, in declaration order. A field a subclass
+    redeclares (a new default) keeps the meaning its base documented."""
+    out = dict(getattr(cls, "__pydantic_fields__", {}))
+    for name, info in out.items():
+        if info.description:
+            continue
+        for base in cls.__mro__[1:]:
+            inherited = getattr(base, "__pydantic_fields__", {}).get(name)
+            if inherited is not None and inherited.description:
+                out[name] = FieldInfo.merge_field_infos(info, description=inherited.description)
+                break
+    return out
 
 
 def names(cls: type) -> list[str]:

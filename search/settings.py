@@ -21,7 +21,6 @@ from reasoning.settings import (
     Allowed,
     Count,
     Flag,
-    NonEmptyText,
     NonNegativeCount,
     NonNegativeFloat,
     OptionalCount,
@@ -101,7 +100,13 @@ AnswerCue = Annotated[str, _describe("the text that opens a forced answer")]
 MaxThreadTokens = Annotated[
     OptionalTokenCap, _describe("tokens per thread; null: what is left of the rollout's cap")
 ]
-Prompt = NonEmptyText
+Prefix = Annotated[
+    str | None,
+    _describe(
+        'control text the answer starts with, as if the model wrote it ("": none, for a model '
+        "trained on the format; null: the strategy's default opening)"
+    ),
+]
 
 
 def invalid(key: str, value: Any, problem: str) -> SettingsError:
@@ -194,6 +199,7 @@ __all__ = [
     "MaxThreadTokens",
     "MaxTokens",
     "Passes",
+    "Prefix",
     "ResampleTemperature",
     "RoundTokens",
     "Sampled",

@@ -71,6 +71,7 @@ from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Sampling
 from search.settings import (
     MaxThreadTokens,
+    Prefix,
     StrategySettings,
     settings,
 )
@@ -328,9 +329,7 @@ class APR(StrategySettings):
 
     name: ClassVar[str] = "apr"
 
-    prefix: str | None = None
-    """control text the root's answer starts with ({question}: the problem); "": none (a model
-    trained on APR's format writes its own); null: a calling block of two generic sub-tasks"""
+    prefix: Prefix = None  # {question}: the problem; null: a block of two generic sub-tasks
     sub_call_budget: OptionalNonNegativeCount = None
     """forces `Sub Call Budget: {k} ` first (APR's sub-call conditioning); null: none"""
     max_thread_tokens: MaxThreadTokens = None

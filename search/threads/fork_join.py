@@ -19,6 +19,8 @@ from search.settings import (
     AnswerCue,
     AnswerTokens,
     MaxThreadTokens,
+    Prefix,
+    StepReductionName,
     StrategySettings,
     settings,
 )
@@ -57,8 +59,7 @@ class ForkJoin(StrategySettings):
     """threads forked per rollout"""
     fork_after: Literal["plan", "start"] = "plan"
     """plan: fork after the model's first paragraph (its plan) | start: at the first token"""
-    prefix: str | None = None
-    """control text the answer starts with (e.g. "Plan:"), as if the model wrote it; null: none"""
+    prefix: Prefix = None  # e.g. "Plan:"; null: none
     plan_tokens: TokenCap = 128
     """tokens of the plan before the fork"""
     thread_opening: str = ""
@@ -69,8 +70,7 @@ class ForkJoin(StrategySettings):
     verifier scores best (needs verifier=...) | vote: the threads' majority answer"""
     answer_cue: AnswerCue = SUMMARY_CUE
     answer_tokens: AnswerTokens = 64
-    step_reduction: Literal["last", "min", "prod", "mean", "model"] = "last"
-    """the verifier join's per-step scores -> one score"""
+    step_reduction: StepReductionName = "last"  # the verifier join's
 
     def __post_init__(self) -> None:
         if self.join == "summary" and self.answer_tokens < 1:

@@ -15,6 +15,7 @@ from reasoning.context import Context
 from reasoning.types import FinishReason, Sampling
 from search.settings import (
     MaxThreadTokens,
+    Prefix,
     StrategySettings,
     settings,
 )
@@ -78,9 +79,7 @@ class ThreadWeaver(StrategySettings):
 
     name: ClassVar[str] = "threadweaver"
 
-    prefix: str | None = None
-    """control text the answer starts with, as if the model wrote it ("": none, for a model
-    trained on the format; null: two generic outlines)"""
+    prefix: Prefix = None  # null: two generic outlines
     max_thread_tokens: MaxThreadTokens = None
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:

@@ -25,7 +25,6 @@ class BudgetForcing(Trimmer):
     name: ClassVar[str] = "budget"
 
     conclude_cue: Text = "\n"
-    """written before the close tag at a cut"""
     max_think_tokens: TokenCap = 512
     """thinking tokens that force the end of thinking"""
     min_think_tokens: NonNegativeCount = 0

@@ -33,7 +33,6 @@ class SolveDetect(Trimmer):
     name: ClassVar[str] = "sdv"
 
     conclude_cue: Text = "\n"
-    """written before the close tag at a cut"""
     probe: NonEmptyText = "\n\nHave I already obtained the final answer? Answer Yes or No:"
     """appended to the exact prefix in the side request; the next token answers it"""
     yes: NonEmptyText = "Yes"
@@ -42,8 +41,7 @@ class SolveDetect(Trimmer):
     """the probe's no word; its first token (after a space) is read"""
     threshold: Probability = 0.8
     """P(Yes) at or above it cuts"""
-    cues: Cues = HESITATION_CUES
-    """a blank line followed by a paragraph opening with one of these is probed"""
+    cues: Cues = HESITATION_CUES  # probed at each
 
     def check(self) -> None:
         if self.yes == self.no:

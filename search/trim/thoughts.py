@@ -19,6 +19,10 @@ Cues = Annotated[
     Sequence[NonEmptyText],
     Field(min_length=1),
     Allowed("a non-empty list of non-empty strings"),
+    Field(
+        description="a blank line followed by a paragraph opening with one of these ends a "
+        "thought (where sdv probes, where trimr splits)"
+    ),
 ]
 """Paragraph openings that mark a thought boundary (a list in the config)."""
 

@@ -46,8 +46,8 @@ class TrimR(Trimmer):
 
     name: ClassVar[str] = "trimr"
 
+    # overthinking: when the answer has settled
     conclude_cue: Text = "\n\nI have verified the answer enough; it is settled.\n"
-    """overthinking: written before the close tag when the answer has settled"""
     force_cue: Text = "\n\nI have explored enough; I will commit to the best-supported answer.\n"
     """underthinking and repetition: written before the close tag to force a conclusion"""
     checker: Literal["grader", "model"] = "grader"
@@ -66,7 +66,6 @@ class TrimR(Trimmer):
     repeats: Annotated[int, Field(ge=2), Allowed("an integer >= 2")] = 4
     """repetition: occurrences of one span that make a loop"""
     cues: Cues = REFLECTION_CUES
-    """a blank line followed by a paragraph opening with one of these ends a thought"""
 
     def check(self) -> None:
         if self.ngram > self.window:
