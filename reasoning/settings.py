@@ -123,9 +123,9 @@ def _error(cls: type, exc: ValidationError, given: dict[str, Any] | None = None)
     """The first problem of `exc` in the one error shape."""
     err = exc.errors(include_url=False)[0]
     original = (err.get("ctx") or {}).get("error")
-    if isinstance(original, ValueError):  # raised by __post_init__: already names its key
-        return original if isinstance(original, SettingsError) else SettingsError(str(original))
     loc = err.get("loc") or ()
+    if not loc and isinstance(original, ValueError):  # from __post_init__: names its own key
+        return original if isinstance(original, SettingsError) else SettingsError(str(original))
     name = str(loc[0]) if loc else ""
     key = cls.key_of(name) if hasattr(cls, "key_of") else name
     if err["type"] in ("unexpected_keyword_argument", "unexpected_positional_argument"):

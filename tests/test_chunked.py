@@ -224,7 +224,9 @@ def _ids(gen: ScriptedGenerator, pieces: Sequence[str]) -> tuple[int, ...]:
 async def test_fork_at_keeps_the_prefix_forces_a_token_and_continues_from_it() -> None:
     gen = TokenScript(follow(TRACE, fallback=" then \\boxed{7}"))
     ctx = context(gen)
-    (chunk,) = await decode_chunks(ctx, [start_chain()], ChunkSampling(round_tokens=6, top_logprobs=3))
+    (chunk,) = await decode_chunks(
+        ctx, [start_chain()], ChunkSampling(round_tokens=6, top_logprobs=3)
+    )
     parent = chunk.chain
     forced = gen.tokenize(" Z8")[0]
     kid = fork_at(ctx, parent, 2, forced, logprob=-4.0)
