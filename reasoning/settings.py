@@ -221,6 +221,8 @@ def _cell(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return f"`{getattr(value, 'name', type(value).__name__)}`"
     if callable(value):
         return getattr(value, "__name__", repr(value))
     if isinstance(value, tuple):
