@@ -72,7 +72,8 @@ def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
         # job folders of a long override list are cut to fit (evals.cli.fit_dirname)
         assert len(path.parent.name.encode()) <= 255
         target = json.loads(path.read_text())["config"]["search"]["strategy"]["_target_"]
-        runs[{f"{s.__module__}.{s.__name__}": n for n, s in STRATEGIES.items()}[target]] = path.parent
+        names = {f"{s.__module__}.{s.__name__}": n for n, s in STRATEGIES.items()}
+        runs[names[target]] = path.parent
     assert set(runs) == set(POLICIES)
     for policy, run in runs.items():
         records = _records(run)
