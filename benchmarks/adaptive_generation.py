@@ -70,7 +70,7 @@ decisions where they do not depend on the samples, not the same samples.
 
 hyper (model smollm2-135m): HyPER vs best-of-N vs particle filtering at equal generated tokens
 on arith: `budget.generated_tokens` is the same for all three arms (default 1024 per problem);
-HyPER n=4, interval=32, token_budget=the budget (other keys default); best_of_n n=8,
+HyPER n=4, round_tokens=32, phase over budget.generated_tokens (other keys default); best_of_n n=8,
 max_tokens=128 (8 x 128 = the budget); particle_filter with verifier=arith (the rule-based step
 checker), n=4, max_step_tokens=64. Per arm: accuracy, generated tokens, generator calls,
 samples and verifier calls per problem, problems stopped by the budget, wall seconds; ratios
@@ -627,7 +627,7 @@ def hyper(args: argparse.Namespace) -> dict[str, Any]:
         f"seed={args.seed}",
     ]
     arms = {
-        "hyper": ["search=hyper", "search.n=4", "search.interval=32", f"search.token_budget={b}"],
+        "hyper": ["search=hyper", "search.n=4", "search.round_tokens=32"],
         "best_of_n": ["search=best_of_n", "search.n=8", "search.max_tokens=128"],
         "particle_filter": [
             "search=particle_filter",

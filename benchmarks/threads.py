@@ -120,7 +120,7 @@ def speedup(generator: Any, ks: list[int], tokens: int, rounds: int) -> dict[str
 
 
 async def _hogwild(generator: Any, problems: list[Problem], delta: int) -> list[dict[str, Any]]:
-    policy = Hogwild(delta=delta, max_worker_tokens=128)
+    policy = Hogwild(round_tokens=delta, max_thread_tokens=128)
     sampling = Sampling(temperature=0.6, top_p=0.95, max_tokens=256)
 
     async def one(problem: Problem) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def hogwild(generator: Any, deltas: list[int], n_problems: int) -> dict[str, Any
     problems = load_problems("arith", arith={"n": n_problems, "levels": [3]})
     print(
         f"settings: model=smollm2-135m deltas={deltas} problems={n_problems} workers=2 "
-        "max_worker_tokens=128"
+        "max_thread_tokens=128"
     )
     out: dict[str, Any] = {}
     for delta in deltas:

@@ -91,8 +91,24 @@ def fit_dirname(name: str, limit: int = 200) -> str:
 OmegaConf.register_new_resolver("fit_dirname", fit_dirname, replace=True)
 
 
+HELP_SEARCH = "--help-search"
+
+
+def main() -> float | None:
+    """`reason`: one run (Hydra's arguments), or `reason --help-search NAME`, which prints the
+    settings of a controller, thread strategy or trimmer (rendered from their declarations)."""
+    if HELP_SEARCH in sys.argv[1:]:
+        at = sys.argv.index(HELP_SEARCH)
+        from evals.settings_doc import help_search
+
+        name = sys.argv[at + 1] if at + 1 < len(sys.argv) else ""
+        print(help_search(name), file=console.stdout())
+        raise SystemExit(0)
+    return run()
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     """One run (or multirun job); vLLM's output goes to <run dir>/engine.log unless verbose."""
     _stop_with_the_process()
     verbose = cfg.get("verbose", False) is True

@@ -22,7 +22,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +81,27 @@ __all__ = [
 
 
 def search_params(search: Controller) -> dict[str, Any]:
-    """The controller's hyper-parameters, as recorded in every result (functions by name)."""
-    params = asdict(search) if is_dataclass(search) else {}
-    return {k: getattr(v, "__name__", v) if callable(v) else v for k, v in params.items()}
+    """The settings of the built controller, as recorded in every result (functions by name):
+    nothing it does not read. A nested settings object (the thread strategy of search=threads)
+    is recorded as its own settings plus its `name`."""
+    return _settings_record(search) if is_dataclass(search) else {}
+
+
+def _settings_record(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value) and not isinstance(value, type):
+            value = {
+                "name": getattr(value, "name", type(value).__name__),
+                **_settings_record(value),
+            }
+        elif callable(value):
+            value = getattr(value, "__name__", value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
 
 
 def search_description(search: Controller) -> dict[str, Any]:

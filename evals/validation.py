@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from evals.arith import LEVELS
-from reasoning.build import ConfigError, build_budget
+from reasoning.build import ConfigError, build_budget, check_trim
 from reasoning.cache import CACHE_FILE, MODES, check_cache_file
 
 Check = Callable[[Any], str | None]  # the problem with a value, None when it is fine
@@ -151,6 +151,7 @@ def validate_config(cfg: DictConfig, run_dir: str | Path | None = None) -> None:
             raise invalid(key, value, problem)
     if OmegaConf.select(cfg, "budget") is not None:
         build_budget(cfg)  # budget.<limit> must be a number > 0 or null
+    check_trim(cfg)  # +trim under a controller that decodes its own prompts: refused by name
     _check_cache(cfg, run_dir)
 
 

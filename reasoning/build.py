@@ -56,9 +56,12 @@ def _settings_of(target: Any) -> list[str]:
 
 def instantiate_group(node: Any, key: str) -> Any:
     """`instantiate(node)` with the constructor's own error (Hydra wraps it, and its text names
-    no key) as a `ConfigError` that names `key` (the config group, e.g. "search")."""
+    no key) as a `ConfigError` that names `key` (the config group, e.g. "search").
+
+    Lists and dicts arrive as plain Python containers (`_convert_="all"`), so the typed
+    declarations (reasoning/settings.py) check them as such."""
     try:
-        return instantiate(node)
+        return instantiate(node, _convert_="all")
     except InstantiationException as exc:
         cause: BaseException | None = exc
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
@@ -72,7 +75,7 @@ def instantiate_group(node: Any, key: str) -> Any:
             raise ConfigError(f"{key}.{match.group(1)} is not a {key} setting{also}") from cause
         if isinstance(cause, ValueError | TypeError):
             text = str(cause)
-            # search/settings.py's errors already start with "search.<key>"
+            # SettingsError messages (reasoning/settings.py) already start with "<key>."
             message = text if text.startswith(f"{key}.") else f"{key}: {text}"
             raise ConfigError(message) from cause
         raise
@@ -116,16 +119,45 @@ provide_shared_generators(generator_for)  # verifiers reach the cache through th
 
 def build_search(cfg: DictConfig) -> Controller:
     """The controller of `cfg.search`; its settings are checked on construction
-    (search/settings.py), a bad one raising `ConfigError("search.<key> ...")`."""
-    return instantiate_group(cfg.search, "search")
+    (search/settings.py), a bad one raising `ConfigError("search.<key> ...")`; a controller
+    that reads the budget (`check_budget`, HyPER) is checked against `cfg.budget` here, before
+    any engine starts."""
+    search = instantiate_group(cfg.search, "search")
+    check = getattr(search, "check_budget", None)
+    if check is not None and OmegaConf.select(cfg, "budget") is not None:
+        try:
+            check(build_budget(cfg))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    return search
+
+
+def check_trim(cfg: DictConfig) -> None:
+    """Refuse `+trim=NAME` for a controller that decodes its own prompts (its class sets
+    `decodes_own_prompts`): the trimmer acts only on samples drawn through the Context's prompt,
+    so the run would be labelled trimmed while nothing was trimmed."""
+    if OmegaConf.select(cfg, "trim") is None:
+        return
+    target = OmegaConf.select(cfg, "search._target_", default=None)
+    try:
+        cls = get_object(str(target)) if target is not None else None
+    except Exception:
+        return  # an unknown target fails when the search is built, with its own message
+    if getattr(cls, "decodes_own_prompts", False):
+        name = getattr(cls, "name", "") or str(target).rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"trimming cannot act on {name}: it decodes its own prompts; remove +trim"
+        )
 
 
 def build_sampler(cfg: DictConfig) -> Sampler | None:
     """The thought trimmer of `cfg.trim` (`+trim=NAME`), which takes over every sample the
-    controller draws (docs/thought-trimming.md); None when the config has no `trim`."""
+    controller draws (docs/thought-trimming.md); None when the config has no `trim`. Refused
+    (`check_trim`) for a controller that decodes its own prompts."""
     node = OmegaConf.select(cfg, "trim")
     if node is None:
         return None
+    check_trim(cfg)
     return cast(Sampler, instantiate_group(node, "trim"))
 
 

@@ -211,7 +211,7 @@ def chain_probability(chain: Chain) -> float:
     if chain.logprobs is None:
         raise ValueError(
             f"aggregate='rpc' needs token logprobs but chain {chain.id} has none: "
-            "set search.logprobs=0"
+            "set search.top_logprobs=0"
         )
     return mean_logprob_score(chain.logprobs)
 

@@ -33,23 +33,22 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from reasoning.context import Context
 from reasoning.outcome import Outcome
+from reasoning.settings import Count, Flag, NonNegativeFloat, OptionalCount
 from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Problem
-from search.aggregate import Vote, reduce_step_scores
+from search.aggregate import reduce_step_scores
 from search.conclude import conclude
 from search.expand import expand, is_scored, score
-from search.settings import Stepwise, invalid
+from search.settings import AggregateName, FilterDuplicates, Stepwise, Width, settings
 
 PATH_COSTS = ("risk", "depth", "tokens")
 
 
-@dataclass
+@settings
 class AStar(Stepwise):
     """A*-decoding over reasoning steps with a PRM heuristic h = 1 - r.
 
@@ -67,28 +66,22 @@ class AStar(Stepwise):
 
     name: ClassVar[str] = "astar"
 
-    width: int = 4  # k children sampled per expansion
-    expansions_per_round: int = 1
-    max_expansions: int | None = None  # node expansions per problem; None = no cap
-    path_cost: str = "risk"  # g increment per step: risk | depth | tokens (see module doc)
-    cost_weight: float = 1.0  # lambda in g; 0 = greedy best-first on the PRM
-    token_ref: int = 256  # T_ref of path_cost="tokens"
-    stop_on_first_complete: bool = True
-    aggregate: str | Vote = (
-        "best_score"  # final choice among goals: best_score | weighted | majority
-    )
-    filter_duplicates: bool = True  # drop children whose steps repeat a node already seen
-
-    def check(self) -> None:
-        for key in ("expansions_per_round", "token_ref"):
-            if not getattr(self, key) >= 1:
-                raise invalid(key, getattr(self, key), "must be an integer >= 1")
-        if self.max_expansions is not None and self.max_expansions < 1:
-            raise invalid("max_expansions", self.max_expansions, "must be >= 1 or null")
-        if self.path_cost not in PATH_COSTS:
-            raise invalid("path_cost", self.path_cost, f"must be one of {list(PATH_COSTS)}")
-        if not (math.isfinite(self.cost_weight) and self.cost_weight >= 0):
-            raise invalid("cost_weight", self.cost_weight, "must be finite and >= 0")
+    width: Width = 4  # k children sampled per expansion
+    expansions_per_round: Count = 1
+    """best frontier nodes popped and expanded together in one call (1: strict A*)"""
+    max_expansions: OptionalCount = None
+    """node expansions per problem, null: no cap (a search-shape cap, counted in expansions,
+    not a budget: the budget group still meters tokens and calls)"""
+    path_cost: Literal["risk", "depth", "tokens"] = "risk"
+    """g increment per step: risk (1 - r) | depth (1) | tokens (step tokens / token_ref)"""
+    cost_weight: NonNegativeFloat = 1.0
+    """lambda in g; 0 = greedy best-first on the PRM"""
+    token_ref: Count = 256
+    """T_ref of path_cost=tokens"""
+    stop_on_first_complete: Flag = True
+    """stop at the first finished chain popped from the frontier"""
+    aggregate: AggregateName = "best_score"  # best_score | weighted | majority
+    filter_duplicates: FilterDuplicates = True
 
     @property
     def verifier_use(self) -> str | None:
@@ -176,7 +169,7 @@ class _Search:
         """One round's expansions, in flight together; nodes one step short of the cap write to
         EOS (`last=True`), the others stop at the step delimiter."""
         astar, ctx = self.astar, self.ctx
-        policy = astar.policy
+        policy = astar.sampling
         inner = [n for n in nodes if len(n.steps) + 1 < astar.max_steps]
         final = [n for n in nodes if len(n.steps) + 1 >= astar.max_steps]
         inner_kids, final_kids = await asyncio.gather(

@@ -31,16 +31,16 @@ the Context's per-call clamp tightens this to `B + n - 1`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from reasoning.context import Context
 from reasoning.outcome import Outcome
+from reasoning.settings import Flag
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem
 from search.conclude import conclude
 from search.expand import expand
-from search.settings import invalid
+from search.settings import FilterDuplicates, settings
 from search.step_search import StepSearch, budget_pool, cyclic_counts, rank, score_with_lookahead
 
 FINISHED_ORDERS = ("score", "finish")
@@ -54,27 +54,20 @@ def slot_order(groups: Sequence[Sequence[Chain]]) -> list[int]:
     return sorted(range(len(slots)), key=slots.__getitem__)
 
 
-@dataclass
+@settings
 class Beam(StepSearch):
     """Beam search: keep the `n / width` best open beams, each grown by `width` samples."""
 
     name: ClassVar[str] = "beam"
 
-    filter_duplicates: bool = True  # drop open beams whose text repeats an earlier one
-    finished_order: str = "score"  # "score": keep the n best finished; "finish": the n first (SAL)
-    lookahead_ranking: bool = True  # rank by the lookahead rollout (false: by the step, as SAL)
-
-    def check(self) -> None:
-        super().check()
-        if self.finished_order not in FINISHED_ORDERS:
-            raise invalid(
-                "finished_order", self.finished_order, f"must be one of {list(FINISHED_ORDERS)}"
-            )
-        if not isinstance(self.lookahead_ranking, bool):
-            raise invalid("lookahead_ranking", self.lookahead_ranking, "must be true or false")
+    filter_duplicates: FilterDuplicates = True
+    finished_order: Literal["score", "finish"] = "score"
+    """which n finished beams are kept: score (the n best) | finish (the n first, as SAL)"""
+    lookahead_ranking: Flag = True
+    """rank by the lookahead rollout's score (false: by the step's own, as SAL)"""
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
-        policy, keep = self.policy, self.n // self.width
+        policy, keep = self.sampling, self.n // self.width
         active: list[Chain] = [Chain()]  # n empty beams = one empty beam sampled n times
         finished: list[Chain] = []
         frontier: list[Chain] = []  # the latest open beams: the answer pool if nothing finished

@@ -5,7 +5,6 @@ See docs/best-of-n.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from reasoning.budget import BudgetExhausted
@@ -14,30 +13,39 @@ from reasoning.outcome import Outcome
 from reasoning.steps import chain_from_completion
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem, Sampling
-from search.aggregate import VERIFIER_AGGREGATES, StepReduction, Vote
+from search.aggregate import VERIFIER_AGGREGATES
 from search.conclude import conclude
-from search.settings import Sampled, invalid
+from search.settings import (
+    AggregateName,
+    BatchSize,
+    MaxTokens,
+    Sampled,
+    Samples,
+    StepReductionName,
+    TopLogprobs,
+    invalid,
+    settings,
+)
 
 
-@dataclass
+@settings
 class BestOfN(Sampled):
     """N samples at temperature T; `aggregate` = majority | best_score | weighted | rpc."""
 
     name: ClassVar[str] = "best_of_n"
 
-    n: int = 8
-    max_tokens: int = 512  # per sample
-    aggregate: str | Vote = "majority"
-    step_reduction: str | StepReduction = "last"
-    batch_size: int | None = None  # samples per generator call; None sends all N at once
-    # keep logprobs on the chains: None off, 0 sampled tokens (RPC, mean-logprob confidence),
-    # k also the top-k alternatives per token (self-certainty)
-    logprobs: int | None = None
+    n: Samples = 8
+    max_tokens: MaxTokens = 512
+    aggregate: AggregateName = "majority"
+    step_reduction: StepReductionName = "last"
+    batch_size: BatchSize = None
+    # 0: sampled tokens (RPC, mean-logprob confidence); k: also top-k (self-certainty)
+    top_logprobs: TopLogprobs = None
 
     def check(self) -> None:
-        if self.aggregate == "rpc" and self.logprobs is None:
+        if self.aggregate == "rpc" and self.top_logprobs is None:
             raise invalid(
-                "aggregate", "rpc", "needs token logprobs: set search.logprobs=0 (or k > 0)"
+                "aggregate", "rpc", "needs token logprobs: set search.top_logprobs=0 (or k > 0)"
             )
 
     @property
@@ -56,7 +64,7 @@ class BestOfN(Sampled):
                     top_p=self.top_p,
                     max_tokens=self.max_tokens,
                     n=min(batch, self.n - len(chains)),
-                    logprobs=self.logprobs,
+                    logprobs=self.top_logprobs,
                 )
                 for completion in await ctx.generate(sampling):
                     chain = chain_from_completion(completion)

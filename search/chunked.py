@@ -21,23 +21,23 @@ from reasoning.types import Chain, Completion, FinishReason, Sampling, TokenProm
 
 
 @dataclass(frozen=True)
-class ChunkPolicy:
-    """How one chunk is sampled: up to `chunk_tokens` tokens, with `logprobs` alternatives."""
+class ChunkSampling:
+    """How one chunk is sampled: up to `round_tokens` tokens, with `top_logprobs` alternatives."""
 
     temperature: float = 0.8
     top_p: float = 1.0
-    chunk_tokens: int = 256
-    logprobs: int | None = None
+    round_tokens: int = 256
+    top_logprobs: int | None = None
     stop: tuple[str, ...] = ()  # vLLM matches these within one chunk only
 
     def sampling(self, max_tokens: int | None = None) -> Sampling:
         return Sampling(
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=max_tokens or self.chunk_tokens,
+            max_tokens=max_tokens or self.round_tokens,
             stop=self.stop,
             n=1,
-            logprobs=self.logprobs,
+            logprobs=self.top_logprobs,
         )
 
 
@@ -100,7 +100,7 @@ def chunk_child(parent: Chain, completion: Completion) -> Chain:
 async def decode_chunks(
     ctx: Context,
     chains: Sequence[Chain],
-    policy: ChunkPolicy,
+    policy: ChunkSampling,
     *,
     new_samples: Sequence[bool] | None = None,
     max_tokens: int | None = None,

@@ -22,6 +22,7 @@ from reasoning.types import Chain, Problem
 from search.aggregate import argmax_first
 from search.conclude import conclude
 from search.expand import expand
+from search.settings import settings
 from search.step_search import StepSearch, budget_pool, score_with_lookahead
 
 
@@ -32,14 +33,14 @@ class _Subtree:
     live: bool = True
 
 
-@dataclass
+@settings
 class DVTS(StepSearch):
     """n / width greedy subtrees, each taking its best of `width` step samples per iteration."""
 
     name: ClassVar[str] = "dvts"
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
-        policy = self.policy
+        policy = self.sampling
         subtrees = [_Subtree(Chain()) for _ in range(self.n // self.width)]
         pending: list[Chain] = []  # samples the budget left unscored
         done = 0

@@ -32,7 +32,7 @@ from search.aggregate import StepReduction, scores_whole_prefix
 
 
 @dataclass(frozen=True)
-class StepPolicy:
+class StepSampling:
     """How one step is sampled and when a chain counts as finished."""
 
     temperature: float = 0.8
@@ -67,7 +67,7 @@ def is_scored(chain: Chain) -> bool:
     return bool(chain.steps) and len(chain.scores) == len(chain.steps)
 
 
-def child(parent: Chain, completion: Completion, policy: StepPolicy) -> Chain:
+def child(parent: Chain, completion: Completion, policy: StepSampling) -> Chain:
     """The parent plus the completion as one step, with the reason it finished (if it did).
 
     A step that hit the step cap before `max_step_tokens` was cut by the budget (BUDGET): the
@@ -101,7 +101,7 @@ async def expand(
     ctx: Context,
     chains: list[Chain],
     width: int | list[int],
-    policy: StepPolicy,
+    policy: StepSampling,
     *,
     last: bool = False,
 ) -> list[list[Chain]]:

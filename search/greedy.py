@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import ClassVar
 
+from reasoning.context import Context
+from reasoning.outcome import Outcome
+from reasoning.types import Problem
 from search.best_of_n import BestOfN
+from search.settings import MaxTokens, SearchSettings, TopLogprobs, settings
 
-log = logging.getLogger(__name__)
 
-
-@dataclass
-class Greedy(BestOfN):
+@settings
+class Greedy(SearchSettings):
     """Temperature-0 decoding: what the model says without any search.
 
-    `n` is accepted so that a sweep over `search.n` can include greedy, but greedy always
-    takes exactly one sample (and records n=1).
+    Greedy has no `n`, `temperature`, `top_p` or `aggregate`: it always takes one sample at
+    T=0 and answers with it, so a sweep `search=greedy search.n=4` is refused by name rather
+    than run under a label that did not act.
     """
 
     name: ClassVar[str] = "greedy"
-    # settings greedy fixes (one sample at T=0, majority of one) and leaves out of its config
-    fixed_keys: ClassVar[tuple[str, ...]] = (
-        "temperature",
-        "top_p",
-        "aggregate",
-        "step_reduction",
-        "batch_size",
-    )
 
-    n: int = 1
-    temperature: float = 0.0
+    max_tokens: MaxTokens = 512
+    top_logprobs: TopLogprobs = None
 
-    def __post_init__(self) -> None:
-        if self.n != 1:
-            log.warning("search=greedy takes one sample; ignoring search.n=%s", self.n)
-        self.n, self.temperature, self.top_p, self.aggregate = 1, 0.0, 1.0, "majority"
-        super().__post_init__()
+    async def run(self, problem: Problem, ctx: Context) -> Outcome:
+        one = BestOfN(
+            n=1,
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=self.max_tokens,
+            top_logprobs=self.top_logprobs,
+        )
+        return await one.run(problem, ctx)

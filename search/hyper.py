@@ -1,7 +1,7 @@
 """HyPER: hypothesis path expansion and reduction (Qiu et al., arXiv 2602.06527).
 
-A pool of paths is decoded in control intervals of `interval` tokens (docs/hyper.md). After
-each interval a controller reads cheap per-path statistics (tail and group confidence from the
+A pool of paths is decoded in rounds of `round_tokens` tokens (docs/hyper.md). After
+each round a controller reads cheap per-path statistics (tail and group confidence from the
 top-k logprobs, length, the answer written so far and its agreement with the others) and the
 phase phi = tokens spent / token budget, then EXPANDS (forks the most confident paths) early or
 while the answers disagree, or REDUCES (aborts the least confident fraction rho(phi)) late or once
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reasoning.answers import last_box_closed
+from reasoning.budget import Budget
 from reasoning.context import Context
 from reasoning.logprobs import (
     min_group_confidence,
@@ -32,11 +33,27 @@ from reasoning.logprobs import (
     top_probability,
 )
 from reasoning.outcome import Outcome
+from reasoning.settings import (
+    Count,
+    Fraction,
+    NonNegativeCount,
+    NonNegativeFloat,
+    SettingsError,
+    settings,
+)
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, EventKind, FinishReason, Problem, Sampling, TokenPrompt
 from search.aggregate import cluster_answers, select
-from search.chunked import Chunk, ChunkPolicy, chunk_finish, decode_chunks, fork_at, start_chain
-from search.settings import Sampled, invalid
+from search.chunked import Chunk, ChunkSampling, chunk_finish, decode_chunks, fork_at, start_chain
+from search.settings import (
+    AnswerCue,
+    AnswerTokens,
+    RoundTokens,
+    Sampled,
+    Samples,
+    TopLogprobs,
+    invalid,
+)
 
 ANSWER_CUE = "\n\nFinal answer: $\\boxed{"
 """Appended to a path still open at the end, so one short call makes it state an answer."""
@@ -139,114 +156,110 @@ class _Path:
 
     chain: Chain
     fresh: bool = True
-    last: Chunk | None = None  # this interval's chunk, for refinement
+    last: Chunk | None = None  # this round's chunk, for refinement
 
 
 @dataclass
 class _Tally:
-    expansions: int = 0  # intervals that forked paths
+    expansions: int = 0  # rounds that forked paths
     forks: int = 0
-    reductions: int = 0  # intervals that aborted paths
+    reductions: int = 0  # rounds that aborted paths
     aborted: int = 0
     refinements: int = 0  # refined tokens (each spawns up to refine_siblings paths)
     refined_paths: int = 0
     closed: int = 0  # open paths closed by the finisher
-    intervals: int = 0
+    rounds: int = 0
 
 
-@dataclass
+@settings
 class HyPER(Sampled):
-    """Dynamic expand/reduce over a pool of chunk-decoded paths; see the module docstring."""
+    """Dynamic expand/reduce over a pool of chunk-decoded paths; see the module docstring.
+
+    Its phase is the share of `budget.generated_tokens` spent, so it needs that budget: the
+    config validation refuses a run without it (`check_budget`), and `run` says so to API users.
+    """
 
     name: ClassVar[str] = "hyper"
+    decodes_own_prompts: ClassVar[bool] = True
 
-    n: int = 8  # initial pool
-    max_paths: int = 16
-    min_paths: int = 2
-    interval: int = 64  # Delta: tokens per path per control interval
-    top_k: int = 20  # logprobs=k alternatives per token, for confidence and refinement
-    token_budget: int = 4096  # generated tokens over the pool: the phase's denominator
-    tail_window: int = 256
-    group_window: int = 32
-    explore_until: float = 0.3
-    diversity_threshold: float = 0.25
-    expand_top: int = 2
-    max_reduce_fraction: float = 0.5
-    refine_threshold: float = 0.4  # top-1 probability under which a token may be refined
-    refine_siblings: int = 2
-    max_refinements: int = 4
-    length_penalty: float = 1.0  # beta
-    finish_open: bool = True
-    finisher_tokens: int = 32
+    n: Samples = 8
+    """initial pool of paths (within [min_paths, max_paths])"""
+    max_paths: Count = 16
+    """most paths in the pool at once"""
+    min_paths: Count = 2
+    """fewest open paths reduction leaves"""
+    round_tokens: RoundTokens = 64
+    top_logprobs: TopLogprobs = 20
+    tail_window: Count = 256
+    """tail confidence: mean token confidence over the last tail_window tokens of a path"""
+    group_window: Count = 32
+    """minimum group confidence: lowest mean over sliding windows of group_window tokens"""
+    explore_until: Fraction = 0.3
+    """expand while the phase is below it (or answers are diverse); else reduce"""
+    diversity_threshold: Fraction = 0.25
+    """expand while answer diversity is above it"""
+    expand_top: NonNegativeCount = 2
+    """forks per expansion: the expand_top most confident open paths"""
+    max_reduce_fraction: Fraction = 0.5
+    """reduction aborts max_reduce_fraction * phase of the open paths (< 1)"""
+    refine_threshold: Fraction = 0.4
+    """top-1 probability under which a token may be refined"""
+    refine_siblings: NonNegativeCount = 2
+    """paths forked per refined token, forcing the next most likely tokens"""
+    max_refinements: NonNegativeCount = 4
+    """refined tokens per problem"""
+    length_penalty: NonNegativeFloat = 1.0
+    """beta in the vote weight: tail confidence * (shortest answered length / length)^beta"""
+    answer_tokens: AnswerTokens = 32
+    answer_cue: AnswerCue = ANSWER_CUE
 
     def check(self) -> None:
-        counts = {
-            "max_paths": 1,
-            "min_paths": 1,
-            "interval": 1,
-            "top_k": 2,
-            "token_budget": 1,
-            "tail_window": 1,
-            "group_window": 1,
-            "expand_top": 0,
-            "refine_siblings": 0,
-            "max_refinements": 0,
-            "finisher_tokens": 1,
-        }
-        for key, low in counts.items():
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise invalid(key, v, f"must be an integer >= {low}")
-        fractions = {
-            "explore_until": (0.0, 1.0),
-            "diversity_threshold": (0.0, 1.0),
-            "max_reduce_fraction": (0.0, 1.0),
-            "refine_threshold": (0.0, 1.0),
-            "length_penalty": (0.0, math.inf),
-        }
-        for key, (low, high) in fractions.items():
-            v = getattr(self, key)
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
-            if not ok or math.isnan(v):
-                raise invalid(key, v, f"must be a number in [{low}, {high}]")
+        if self.top_logprobs is None or self.top_logprobs < 2:
+            raise invalid("top_logprobs", self.top_logprobs, "must be an integer >= 2 for hyper")
         if self.max_reduce_fraction >= 1.0:
             raise invalid("max_reduce_fraction", self.max_reduce_fraction, "must be < 1")
-        if not isinstance(self.finish_open, bool):
-            raise invalid("finish_open", self.finish_open, "must be true or false")
-        first = self.n * (self.interval + self._reserve())
-        if self.token_budget < first:
-            raise invalid(
-                "token_budget",
-                self.token_budget,
-                f"must afford one interval and a finisher call for each of the n paths "
-                f"(n * (interval + finisher_tokens) = {first})",
-            )
         if not self.min_paths <= self.n <= self.max_paths:
             span = f"[{self.min_paths}, {self.max_paths}]"
             raise invalid("n", self.n, f"must lie in [min_paths, max_paths] = {span}")
 
+    def check_budget(self, budget: Budget) -> None:
+        """Refuse a budget HyPER cannot run under (before any engine starts)."""
+        tokens = budget.generated_tokens
+        if tokens is None:
+            raise SettingsError(
+                "search=hyper needs budget.generated_tokens (its phase is the share of it "
+                "spent): set budget.generated_tokens=N"
+            )
+        first = self.n * (self.round_tokens + self.answer_tokens)
+        if tokens < first:
+            raise SettingsError(
+                f"budget.generated_tokens must afford one round and a forced answer for each "
+                f"of search.n paths (n * (round_tokens + answer_tokens) = {first}) under "
+                f"search=hyper, got {tokens!r}"
+            )
+
     @property
-    def policy(self) -> ChunkPolicy:
-        return ChunkPolicy(
+    def sampling(self) -> ChunkSampling:
+        return ChunkSampling(
             temperature=self.temperature,
             top_p=self.top_p,
-            chunk_tokens=self.interval,
-            logprobs=self.top_k,
+            round_tokens=self.round_tokens,
+            top_logprobs=self.top_logprobs,
         )
 
     # -- budget ------------------------------------------------------------------------------
 
     def _reserve(self) -> int:
-        """Tokens kept back per open path for its finisher call."""
-        return self.finisher_tokens if self.finish_open else 0
+        """Tokens kept back per open path for its forced answer."""
+        return self.answer_tokens
 
     def _room(self, spent: int, budget: int, open_paths: int) -> int:
         """New paths the budget affords: each open path must still be able to decode one more
-        interval and be closed, so a fork is never born only to be cut off."""
-        per_path = self.interval + self._reserve()
+        round and be closed, so a fork is never born only to be cut off."""
+        per_path = self.round_tokens + self._reserve()
         return max(0, (budget - spent) // per_path - open_paths)
 
-    # -- one interval ------------------------------------------------------------------------
+    # -- one round ---------------------------------------------------------------------------
 
     def _answer(self, ctx: Context, chain: Chain) -> str | None:
         """Only a finished path, or one that closed a \\boxed{} answer, has answered."""
@@ -256,7 +269,7 @@ class HyPER(Sampled):
         return ctx.judge.extract(chain.text)
 
     def _tail(self, chain: Chain) -> float:
-        return tail_confidence(chain.top_logprobs or (), self.tail_window, self.top_k)
+        return tail_confidence(chain.top_logprobs or (), self.tail_window, self.top_logprobs)
 
     async def _stats(
         self, ctx: Context, pool: list[_Path]
@@ -271,7 +284,7 @@ class HyPER(Sampled):
                 {
                     "tail_confidence": round(self._tail(p.chain), 6),
                     "min_group_confidence": round(
-                        min_group_confidence(top, self.group_window, self.top_k), 6
+                        min_group_confidence(top, self.group_window, self.top_logprobs), 6
                     ),
                     "length": p.chain.tokens,
                     "answer": answers[i],
@@ -280,17 +293,17 @@ class HyPER(Sampled):
             )
         return stats, clusters
 
-    def _expand(self, ctx: Context, pool: list[_Path], room: int, interval: int) -> int:
+    def _expand(self, ctx: Context, pool: list[_Path], room: int, at_round: int) -> int:
         open_ = [p for p in pool if not p.chain.finished]
         count = min(self.expand_top, len(open_), self.max_paths - len(pool), room)
         tails = [self._tail(p.chain) for p in open_]
         for i in top_indices(tails, count):
             parent = open_[i].chain
-            ctx.tree.mark(parent.id, NodeStatus.FORKED, forked_at_interval=interval)
+            ctx.tree.mark(parent.id, NodeStatus.FORKED, forked_at_round=at_round)
             pool.append(_Path(parent))  # the same prefix; its next call draws a new seed
         return max(0, count)
 
-    def _reduce(self, ctx: Context, pool: list[_Path], phase: float, interval: int) -> int:
+    def _reduce(self, ctx: Context, pool: list[_Path], phase: float, at_round: int) -> int:
         open_ = [p for p in pool if not p.chain.finished]
         rho = reduce_fraction(phase, self.max_reduce_fraction)
         count = min(math.floor(rho * len(open_)), len(pool) - self.min_paths)
@@ -298,13 +311,13 @@ class HyPER(Sampled):
         for i in bottom_indices(tails, count):
             victim = open_[i]
             ctx.tree.mark_pruned(
-                victim.chain.id, aborted_at_interval=interval, tail_confidence=tails[i]
+                victim.chain.id, aborted_at_round=at_round, tail_confidence=tails[i]
             )
             pool.remove(victim)  # identity: _Path compares by object
         return max(0, count)
 
-    def _refine(self, ctx: Context, pool: list[_Path], room: int, interval: int) -> int:
-        """Fork siblings at the pool's least confident uncertain token of this interval."""
+    def _refine(self, ctx: Context, pool: list[_Path], room: int, at_round: int) -> int:
+        """Fork siblings at the pool's least confident uncertain token of this round."""
         capacity = min(self.refine_siblings, self.max_paths - len(pool), room)
         if capacity <= 0:
             return 0
@@ -312,7 +325,7 @@ class HyPER(Sampled):
             (site, p)
             for p in pool
             if p.last is not None
-            and (site := refine_site(p.last, self.refine_threshold, self.top_k, capacity))
+            and (site := refine_site(p.last, self.refine_threshold, self.top_logprobs, capacity))
         ]
         if not sites:
             return 0
@@ -320,7 +333,7 @@ class HyPER(Sampled):
         parent = path.chain
         for forced, logprob in site.alternatives:
             kid = fork_at(ctx, parent, site.position, forced, logprob=logprob)
-            ctx.tree.annotate(kid.id, refined_at_interval=interval)
+            ctx.tree.annotate(kid.id, refined_at_round=at_round)
             pool.append(_Path(kid))
         ctx.tree.mark(
             parent.id,
@@ -334,14 +347,14 @@ class HyPER(Sampled):
 
     async def _close(self, ctx: Context, chain: Chain) -> Chain:
         """One short greedy call after the answer cue; the path as it was if the budget refuses."""
-        cue = ctx.tokenize(ANSWER_CUE)
+        cue = ctx.tokenize(self.answer_cue)
         prompt = TokenPrompt(ctx.prompt_ids(chain) + cue)
-        sampling = Sampling(temperature=0.0, max_tokens=self.finisher_tokens, n=1)
+        sampling = Sampling(temperature=0.0, max_tokens=self.answer_tokens, n=1)
         (c,) = await ctx.try_generate(sampling, prompt=prompt, new_samples=False)
         if c.refused:
             return chain
         kid = chain.extend(
-            ANSWER_CUE + c.text,
+            self.answer_cue + c.text,
             tokens=c.tokens,
             finished=True,
             finish_reason=chunk_finish(c) or FinishReason.LENGTH,
@@ -354,11 +367,11 @@ class HyPER(Sampled):
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:
         if ctx.judge is None:
-            raise ValueError("search=hyper needs an answer judge (it reads answers per interval)")
+            raise ValueError("search=hyper needs an answer judge (it reads answers per round)")
         start = ctx.ledger.generated_tokens
-        budget = self.token_budget
-        if ctx.budget.generated_tokens is not None:
-            budget = min(budget, ctx.budget.generated_tokens - start)
+        self.check_budget(ctx.budget)
+        assert ctx.budget.generated_tokens is not None
+        budget = ctx.budget.generated_tokens - start
         pool = [_Path(start_chain()) for _ in range(self.n)]
         tally = _Tally()
         stop = "finished"
@@ -371,7 +384,7 @@ class HyPER(Sampled):
             if not open_:
                 break
             if spent() + len(open_) * self._reserve() >= budget:
-                stop = "token_budget"
+                stop = "generated_tokens"
                 break
             if ctx.exhausted():
                 stop = ctx.stopped_by or "budget"
@@ -379,7 +392,7 @@ class HyPER(Sampled):
             for p in pool:
                 p.last = None
             chunks = await decode_chunks(
-                ctx, [p.chain for p in open_], self.policy, new_samples=[p.fresh for p in open_]
+                ctx, [p.chain for p in open_], self.sampling, new_samples=[p.fresh for p in open_]
             )
             for p, chunk in zip(open_, chunks, strict=True):
                 if not chunk.decoded:
@@ -390,14 +403,14 @@ class HyPER(Sampled):
             if not any(c.decoded for c in chunks):
                 stop = ctx.stopped_by or "budget"
                 break
-            tally.intervals += 1
+            tally.rounds += 1
             await self._control(ctx, pool, tally, spent(), budget)
         if stop == "finished" and ctx.stopped_by:
             stop = ctx.stopped_by
         pool = self._drop_unstarted(ctx, pool)
         # a path never decoded has nothing to close (and its call would break the bound)
         open_ = [p for p in pool if not p.chain.finished and p.chain.token_ids]
-        if self.finish_open and open_:
+        if self.answer_tokens > 0 and open_:
             closed = await asyncio.gather(*(self._close(ctx, p.chain) for p in open_))
             for p, chain in zip(open_, closed, strict=True):
                 tally.closed += chain is not p.chain
@@ -417,12 +430,12 @@ class HyPER(Sampled):
     async def _control(
         self, ctx: Context, pool: list[_Path], tally: _Tally, spent: int, budget: int
     ) -> None:
-        """Statistics, the phase decision and refinement after one interval."""
-        interval = tally.intervals
+        """Statistics, the phase decision and refinement after one round."""
+        at_round = tally.rounds
         stats, clusters = await self._stats(ctx, pool)
         for p, s in zip(pool, stats, strict=True):
             if p.chain.id in ctx.tree:
-                ctx.tree.annotate(p.chain.id, interval=interval, **s)
+                ctx.tree.annotate(p.chain.id, round=at_round, **s)
         phase = min(1.0, spent / budget) if budget > 0 else 1.0
         diversity = answer_diversity(clusters)
         open_count = sum(not p.chain.finished for p in pool)
@@ -433,12 +446,12 @@ class HyPER(Sampled):
             room = 0 if ctx.exhausted() else self._room(spent, budget, open_count)
             if expand_wanted(phase, diversity, self.explore_until, self.diversity_threshold):
                 rule = "expand"
-                forked = self._expand(ctx, pool, room, interval)
+                forked = self._expand(ctx, pool, room, at_round)
                 room -= forked
             else:
-                aborted = self._reduce(ctx, pool, phase, interval)
+                aborted = self._reduce(ctx, pool, phase, at_round)
             if tally.refinements < self.max_refinements:
-                refined = self._refine(ctx, pool, room, interval)
+                refined = self._refine(ctx, pool, room, at_round)
         action = "expand" if forked else "reduce" if aborted else "hold"
         tally.expansions += bool(forked)
         tally.forks += forked
@@ -449,7 +462,7 @@ class HyPER(Sampled):
         ctx.record(
             EventKind.HYPER,
             **{
-                "interval": interval,
+                "round": at_round,
                 "phase": round(phase, 4),
                 "rule": rule,
                 "action": action,
@@ -491,7 +504,7 @@ class HyPER(Sampled):
             "refinements": tally.refinements,
             "refined_paths": tally.refined_paths,
             "closed_by_finisher": tally.closed,
-            "intervals": tally.intervals,
+            "rounds": tally.rounds,
             "stop": stop,
         }
         return Outcome(

@@ -53,16 +53,17 @@ import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from reasoning.context import Context
 from reasoning.outcome import Outcome
+from reasoning.settings import Probability
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem
 from search.aggregate import StepReduction, reduce_step_scores
 from search.conclude import conclude
 from search.expand import expand, is_scored, score
-from search.settings import Stepwise, invalid
+from search.settings import ResampleTemperature, Samples, StepReductionName, Stepwise, settings
 
 EPS = 1e-6  # rewards are clipped to (EPS, 1 - EPS) before the logit
 REFERENCE_EPS = sys.float_info.epsilon  # the official code's clip (float64 machine epsilon)
@@ -176,33 +177,24 @@ def candidates(pools: Sequence[Sequence[Chain]]) -> list[Chain]:
     return finished or scored or list(seen.values())
 
 
-@dataclass
+@settings
 class ParticleFilter(Stepwise):
     """N particles grown one step at a time, resampled ∝ softmax(logit(reward) / T)."""
 
     name: ClassVar[str] = "particle_filter"
 
-    n: int = 8
-    resample_temperature: float = 1.0  # T of the resampling weights
-    resample: str = "always"  # "always" | "ess": only when ESS < ess_threshold * n
-    ess_threshold: float = 0.5
-    weighting: str = "logit"  # "logit": softmax(logit(r)/T) (code); "reward": softmax(r/T) (paper)
-    step_reduction: str | StepReduction = "model"  # the paper's model aggregation
-    # "float": rewards as the verifier returns them; "bf16": rounded to bfloat16 and the logit
-    # clipped at machine epsilon, as the official code reads them
-    reward_precision: str = "float"
-
-    def check(self) -> None:
-        if self.resample not in RESAMPLING:
-            raise invalid("resample", self.resample, f"must be one of {list(RESAMPLING)}")
-        if not 0.0 < self.ess_threshold <= 1.0:
-            raise invalid("ess_threshold", self.ess_threshold, "must be in (0, 1]")
-        if self.weighting not in WEIGHTINGS:
-            raise invalid("weighting", self.weighting, f"must be one of {list(WEIGHTINGS)}")
-        if self.reward_precision not in PRECISIONS:
-            raise invalid(
-                "reward_precision", self.reward_precision, f"must be one of {list(PRECISIONS)}"
-            )
+    n: Samples = 8
+    resample_temperature: ResampleTemperature = 1.0
+    resample: Literal["always", "ess"] = "always"
+    """always: resample every step | ess: only when ESS < ess_threshold * n"""
+    ess_threshold: Probability = 0.5
+    """fraction of n under which the ESS triggers resampling (resample=ess only)"""
+    weighting: Literal["logit", "reward"] = "logit"
+    """logit: softmax(logit(r)/T) (official code) | reward: softmax(r/T) (paper)"""
+    step_reduction: StepReductionName = "model"  # the paper's model aggregation
+    reward_precision: Literal["float", "bf16"] = "float"
+    """float: rewards as the verifier returns them | bf16: rounded to bfloat16, the logit
+    clipped at machine epsilon (official code)"""
 
     def particle_reward(self, chain: Chain) -> float:
         """The reward the weights, the reference draw and the final pick read (rounded to
@@ -264,7 +256,7 @@ class ParticleFilter(Stepwise):
         for depth in range(self.max_steps):
             active = [i for i, c in enumerate(pool) if not c.finished and not (ref and i == 0)]
             last = depth == self.max_steps - 1  # the last step writes to EOS, as in SAL
-            kids = await expand(ctx, [pool[i] for i in active], 1, self.policy, last=last)
+            kids = await expand(ctx, [pool[i] for i in active], 1, self.sampling, last=last)
             scored = iter(await score(ctx, [k[0] for k in kids if k], self.step_reduction))
             stalled = False
             for i, grown in zip(active, kids, strict=True):

@@ -28,8 +28,7 @@ Two points on which the references disagree, each a key:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from reasoning.context import Context
 from reasoning.outcome import Outcome
@@ -37,41 +36,34 @@ from reasoning.types import Chain, Problem
 from search.conclude import conclude
 from search.expand import is_scored
 from search.particle_filter import (
-    REFERENCE_REWARDS,
     ParticleFilter,
     candidates,
     lineage,
     resample_indices,
 )
-from search.settings import invalid
+from search.settings import Passes, invalid, settings
 
 FINAL_POOLS = ("all", "last")
 
 
-@dataclass
+@settings
 class ParticleGibbs(ParticleFilter):
     """`passes` conditional PF passes of `n` particles; answer = best final reward over the
     final pools of all passes (`final_pool="all"`) or of the last one (`"last"`)."""
 
     name: ClassVar[str] = "particle_gibbs"
 
-    passes: int = 4
-    final_pool: str = "all"  # "all": every pass's final pool; "last": the last pass's (paper code)
-    reference_reward: str = "prefix"  # "prefix" | "ahead" (paper code) | "final" (its_hub)
+    passes: Passes = 4
+    final_pool: Literal["all", "last"] = "all"
+    """which final pools compete: all (every pass's) | last (the last pass's, paper code)"""
+    reference_reward: Literal["prefix", "ahead", "final"] = "prefix"
+    """the reference's reward per depth: prefix | ahead (paper code) | final (its_hub)"""
 
     def check(self) -> None:
         super().check()
         if self.passes > 1 and self.n < 2:
             raise invalid(
                 "n", self.n, "must be >= 2 with search.passes > 1 (one slot is the reference)"
-            )
-        if self.final_pool not in FINAL_POOLS:
-            raise invalid("final_pool", self.final_pool, f"must be one of {list(FINAL_POOLS)}")
-        if self.reference_reward not in REFERENCE_REWARDS:
-            raise invalid(
-                "reference_reward",
-                self.reference_reward,
-                f"must be one of {list(REFERENCE_REWARDS)}",
             )
 
     async def run(self, problem: Problem, ctx: Context) -> Outcome:

@@ -1,17 +1,10 @@
-"""One meaning per search key: the settings controllers share, and their validation.
+"""One meaning per search key: the settings controllers share, declared once.
 
-Every controller is a dataclass built from `conf/search/<name>.yaml`. A key that two controllers
-both have means the same thing in both (docs/configuration.md has the table):
-
-- `n`: samples, beams, particles or completions the search keeps (its width of the search);
-- `temperature`, `top_p`: how the policy samples text (never a resampling temperature);
-- `max_tokens`: tokens per whole sample (best-of-N); `max_step_tokens`: tokens per step;
-- `max_steps`: steps per chain; the last allowed step is written to EOS;
-- `step_reduction`: per-step verifier scores -> one score (a name or a function);
-- `aggregate`: the final vote (a name or a function);
-- `filter_duplicates`: drop candidates whose text repeats one seen before;
-- `resample_temperature`: the temperature of particle-filter resampling weights;
-- `passes`: how many times a whole search is repeated (particle Gibbs).
+Every controller is a `@settings` dataclass (reasoning/settings.py) built from
+`conf/search/<name>.yaml`. A key that two controllers (or a controller, a thread strategy and a
+trimmer) both have is declared once here, with its type and one-line meaning, and means the
+same thing everywhere (tests/test_structure.py compares the declarations; docs/configuration.md
+carries the tables they render).
 
 Budget limits (tokens, verifier calls, samples, seconds) are never search keys: the `budget`
 group owns them, so every controller stops on the same limits.
@@ -19,102 +12,134 @@ group owns them, so every controller stops on the same limits.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from pydantic import AfterValidator, Field
+
+from reasoning.settings import (
+    Allowed,
+    Count,
+    Flag,
+    NonNegativeCount,
+    NonNegativeFloat,
+    OptionalCount,
+    OptionalNonNegativeCount,
+    OptionalTokenCap,
+    PositiveFloat,
+    Probability,
+    Settings,
+    SettingsError,
+    TokenCap,
+    settings,
+)
 from search.aggregate import AGGREGATES, STEP_REDUCTIONS, VOTES, StepReduction, Vote
-from search.expand import StepPolicy
+from search.expand import StepSampling
 
 
-def _at_least(low: int) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        ok = isinstance(v, int) and not isinstance(v, bool) and v >= low
-        return None if ok else f"must be an integer >= {low}"
+def _named(table: Any) -> Callable[[Any], Any]:
+    names = list(table)
+
+    def check(value: Any) -> Any:
+        if not callable(value) and value not in names:
+            raise ValueError(f"must be one of {names} or a function")
+        return value
 
     return check
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def _describe(text: str) -> Any:
+    return Field(description=text)
 
 
-def _non_negative(v: Any) -> str | None:
-    ok = _number(v) and v >= 0
-    return None if ok else "must be a finite number >= 0"
+# --- the shared vocabulary: one name, one type, one meaning ---------------------------------
+Samples = Annotated[
+    Count, _describe("samples, beams, particles or rollouts the search keeps (its width)")
+]
+Temperature = Annotated[NonNegativeFloat, _describe("policy sampling temperature")]
+TopP = Annotated[Probability, _describe("policy nucleus (top-p) sampling mass")]
+MaxTokens = Annotated[TokenCap, _describe("tokens per whole sample or rollout")]
+MaxStepTokens = Annotated[TokenCap, _describe("tokens per step")]
+MaxSteps = Annotated[Count, _describe("steps per chain; the last allowed step is written to EOS")]
+Width = Annotated[Count, _describe("children sampled per expanded node")]
+Lookahead = Annotated[
+    NonNegativeCount, _describe("greedy steps rolled out to rank a candidate (0: none)")
+]
+StepReductionName = Annotated[
+    str | Callable[..., Any],
+    AfterValidator(_named(STEP_REDUCTIONS)),
+    Allowed(f"one of {list(STEP_REDUCTIONS)} or a function"),
+    _describe("per-step verifier scores -> one score (a name or a function)"),
+]
+AggregateName = Annotated[
+    str | Callable[..., Any],
+    Allowed("one of the controller's votes or a function"),
+    _describe("the final vote over the answers (a name or a function)"),
+]
+FilterDuplicates = Annotated[Flag, _describe("drop candidates whose text repeats one seen before")]
+ResampleTemperature = Annotated[
+    PositiveFloat, _describe("temperature of the resampling weights (never the policy's)")
+]
+Passes = Annotated[Count, _describe("how many times a whole search is repeated")]
+BatchSize = Annotated[
+    OptionalCount, _describe("samples per generator call; null sends all at once")
+]
+TopLogprobs = Annotated[
+    OptionalNonNegativeCount,
+    Allowed("an integer >= 0 or null"),
+    _describe(
+        "logprob alternatives per token kept on the chains: null off, 0 the sampled token only, "
+        "k also the k most likely alternatives"
+    ),
+]
+RoundTokens = Annotated[TokenCap, _describe("tokens each open path or thread decodes per round")]
+AnswerTokens = Annotated[
+    NonNegativeCount, _describe("tokens of a forced answer after the answer cue (0: off)")
+]
+AnswerCue = Annotated[str, _describe("the text that opens a forced answer")]
+MaxThreadTokens = Annotated[
+    OptionalTokenCap, _describe("tokens per thread; null: what is left of the rollout's cap")
+]
+Prefix = Annotated[
+    str | None,
+    _describe(
+        'control text the answer starts with, as if the model wrote it ("": none, for a model '
+        "trained on the format; null: the strategy's default opening)"
+    ),
+]
 
 
-def _positive(v: Any) -> str | None:
-    return None if _number(v) and v > 0 else "must be > 0"
+def invalid(key: str, value: Any, problem: str) -> SettingsError:
+    """The one error shape for a bad search setting: it names the `search.<key>` config key."""
+    return SettingsError(f"search.{key} {problem}, got {value!r}")
 
 
-def _probability(v: Any) -> str | None:
-    return None if _number(v) and 0 < v <= 1 else "must be in (0, 1]"
-
-
-def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    def inner(v: Any) -> str | None:
-        problem = check(v) if v is not None else None
-        return None if problem is None else f"{problem} or null"
-
-    return inner
-
-
-def _named(table: tuple[str, ...] | dict[str, Any]) -> Callable[[Any], str | None]:
-    names = list(table)
-    return lambda v: None if callable(v) or v in names else f"must be one of {names} or a function"
-
-
-# key -> check returning what is wrong (None when the value is fine); shared by every controller
-CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "n": _at_least(1),
-    "width": _at_least(1),
-    "temperature": _non_negative,
-    "top_p": _probability,
-    "max_tokens": _at_least(1),
-    "max_step_tokens": _at_least(1),
-    "max_steps": _at_least(1),
-    "lookahead": _at_least(0),
-    "step_reduction": _named(STEP_REDUCTIONS),
-    "resample_temperature": _positive,
-    "passes": _at_least(1),
-    "batch_size": _optional(_at_least(1)),
-    "logprobs": _optional(_at_least(0)),
-    "filter_duplicates": lambda v: None if isinstance(v, bool) else "must be true or false",
-}
-
-
-def invalid(key: str, value: Any, problem: str) -> ValueError:
-    """The one error shape for a bad search setting: it names the config key."""
-    return ValueError(f"search.{key} {problem}, got {value!r}")
-
-
-@dataclass
-class SearchSettings:
-    """Base of every controller: validates the shared keys on construction.
+class SearchSettings(Settings):
+    """Base of every controller: checks the final vote and the controller's own cross-field
+    rules (`check`) once the declared fields have passed.
 
     Subclasses set `name` (their config name), `aggregates` (the final votes they accept) and
-    may override `verifier_use` and `check` (their own keys).
+    may override `verifier_use` and `check`. `decodes_own_prompts`: the controller writes its
+    own prompts (explicit continuations), so a trimmer, which acts on the calls that sample
+    through the Context's prompt, cannot act on it and `+trim` is refused.
     """
 
+    settings_key: ClassVar[str] = "search"
+    settings_kind: ClassVar[str] = "search"
     name: ClassVar[str] = ""
     aggregates: ClassVar[tuple[str, ...]] = AGGREGATES
+    decodes_own_prompts: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            check = CHECKS.get(f.name)
-            problem = check(value) if check is not None else None
-            if problem is not None:
-                raise invalid(f.name, value, problem)
         aggregate = getattr(self, "aggregate", None)
         if aggregate is not None and not callable(aggregate) and aggregate not in self.aggregates:
-            raise invalid("aggregate", aggregate, f"must be one of {list(self.aggregates)}")
+            raise invalid(
+                "aggregate", aggregate, f"must be one of {list(self.aggregates)} or a function"
+            )
         self.check()
 
     def check(self) -> None:
-        """Controller-specific validation (raise `invalid(...)`)."""
+        """Controller-specific cross-field validation (raise `invalid(...)`)."""
 
     @property
     def verifier_use(self) -> str | None:
@@ -122,27 +147,39 @@ class SearchSettings:
         return None
 
 
-@dataclass
+class StrategySettings(Settings):
+    """Base of every thread strategy (`search/strategy=NAME`): its settings live under
+    `search.strategy`, and an unknown key is "not a <name> setting"."""
+
+    settings_key: ClassVar[str] = "search.strategy"
+    name: ClassVar[str] = ""
+
+    @property
+    def verifier_use(self) -> str | None:
+        return None
+
+
+@settings
 class Sampled(SearchSettings):
     """How the policy samples text."""
 
-    temperature: float = 0.8
-    top_p: float = 1.0
+    temperature: Temperature = 0.8
+    top_p: TopP = 1.0
 
 
-@dataclass
+@settings
 class Stepwise(Sampled):
     """Controllers that grow chains one step at a time and read per-step verifier scores."""
 
     aggregates: ClassVar[tuple[str, ...]] = tuple(VOTES)  # rpc needs whole-sample logprobs
 
-    max_steps: int = 40
-    max_step_tokens: int = 512
-    step_reduction: str | StepReduction = "last"
+    max_steps: MaxSteps = 40
+    max_step_tokens: MaxStepTokens = 512
+    step_reduction: StepReductionName = "last"
 
     @property
-    def policy(self) -> StepPolicy:
-        return StepPolicy(
+    def sampling(self) -> StepSampling:
+        return StepSampling(
             temperature=self.temperature,
             top_p=self.top_p,
             max_step_tokens=self.max_step_tokens,
@@ -150,4 +187,33 @@ class Stepwise(Sampled):
         )
 
 
-__all__ = ["CHECKS", "Sampled", "SearchSettings", "Stepwise", "StepReduction", "Vote", "invalid"]
+__all__ = [
+    "AggregateName",
+    "AnswerCue",
+    "AnswerTokens",
+    "BatchSize",
+    "FilterDuplicates",
+    "Lookahead",
+    "MaxStepTokens",
+    "MaxSteps",
+    "MaxThreadTokens",
+    "MaxTokens",
+    "Passes",
+    "Prefix",
+    "ResampleTemperature",
+    "RoundTokens",
+    "Sampled",
+    "Samples",
+    "SearchSettings",
+    "StepReduction",
+    "StepReductionName",
+    "Stepwise",
+    "StrategySettings",
+    "Temperature",
+    "TopLogprobs",
+    "TopP",
+    "Vote",
+    "Width",
+    "invalid",
+    "settings",
+]

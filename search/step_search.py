@@ -6,15 +6,23 @@ budget stops a search early.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import ClassVar
 
 from reasoning.context import Context
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain
 from search.aggregate import VERIFIER_AGGREGATES, StepReduction, Vote, reduce_step_scores
-from search.expand import StepPolicy, expand, is_scored, score
-from search.settings import Stepwise, invalid
+from search.expand import StepSampling, expand, is_scored, score
+from search.settings import (
+    AggregateName,
+    Lookahead,
+    Samples,
+    Stepwise,
+    Width,
+    invalid,
+    settings,
+)
 
 
 def rank(chains: Sequence[Chain], how: str | StepReduction) -> list[Chain]:
@@ -26,7 +34,7 @@ async def score_with_lookahead(
     ctx: Context,
     kids: list[Chain],
     lookahead: int,
-    policy: StepPolicy,
+    policy: StepSampling,
     how: str | StepReduction,
     rank_by_rollout: bool = True,
 ) -> tuple[list[Chain], list[float | None]]:
@@ -99,16 +107,16 @@ def cyclic_counts(active: int, n: int) -> list[int]:
     return [n // active + (1 if j < n % active else 0) for j in range(active)]
 
 
-@dataclass
+@settings
 class StepSearch(Stepwise):
     """The knobs beam search and DVTS share (HF search-and-learn's recipe)."""
 
     aggregates: ClassVar[tuple[str, ...]] = ("best_score", "weighted", "majority")
 
-    n: int = 8  # completions (and step samples per iteration); SAL uses 4..256
-    width: int = 4  # M: samples per expanded chain; n / M beams or subtrees
-    lookahead: int = 0  # greedy extra steps used only to score a candidate
-    aggregate: str | Vote = "best_score"  # final choice: best_score | weighted | majority
+    n: Samples = 8  # completions (and step samples per iteration); SAL uses 4..256
+    width: Width = 4  # M: samples per expanded chain; n / M beams or subtrees
+    lookahead: Lookahead = 0  # greedy extra steps used only to score a candidate
+    aggregate: AggregateName = "best_score"  # final choice: best_score | weighted | majority
 
     def check(self) -> None:
         if self.n % self.width != 0:

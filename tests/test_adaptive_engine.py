@@ -26,7 +26,7 @@ from reasoning.context import Context
 from reasoning.loop import run_sync
 from reasoning.types import Problem, Sampling, TokenPrompt
 from search import BestOfN
-from search.chunked import ChunkPolicy, decode_chunks, start_chain
+from search.chunked import ChunkSampling, decode_chunks, start_chain
 from search.trim.budget import BudgetForcing
 from search.trim.sdv import SolveDetect
 
@@ -101,7 +101,7 @@ def test_a_trace_decoded_in_chunks_equals_the_trace_decoded_whole(thinker) -> No
             async for delta in stream:
                 streamed.extend(delta.token_ids)
         chain = start_chain()
-        policy = ChunkPolicy(temperature=0, chunk_tokens=16)
+        policy = ChunkSampling(temperature=0, round_tokens=16)
         while not chain.finished and len(chain.token_ids or ()) < 90:
             (chunk,) = await decode_chunks(ctx, [chain], policy)
             chain = chunk.chain

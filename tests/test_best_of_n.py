@@ -64,9 +64,14 @@ async def test_weighted_falls_back_to_majority_when_verifier_budget_is_spent() -
 
 async def test_greedy_is_one_temperature_zero_sample() -> None:
     gen = ScriptedGenerator(["\\boxed{5}"])
-    out = await Greedy(n=16).run(PROBLEM, _ctx(gen))
+    out = await Greedy().run(PROBLEM, _ctx(gen))
     assert out.answer == "5" and len(gen.calls) == 1
     assert gen.calls[0][1].temperature == 0.0 and gen.calls[0][1].n == 1
+
+
+def test_greedy_has_no_n_to_label_a_run_with() -> None:
+    with pytest.raises(ValueError, match=r"search\.n is not a search setting; valid: max_tokens"):
+        Greedy(n=16)  # type: ignore[call-arg]
 
 
 def test_bad_settings_name_the_key() -> None:

@@ -13,7 +13,7 @@ from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search.chunked import (
     Chunk,
-    ChunkPolicy,
+    ChunkSampling,
     chunk_child,
     decode_chunks,
     fork_at,
@@ -73,7 +73,7 @@ def context(gen: ScriptedGenerator, budget: Budget | None = None) -> Context:
     return Context(PROBLEM, gen, judge=Grader(), budget=budget)
 
 
-async def decode_all(ctx: Context, policy: ChunkPolicy) -> list[Chunk]:
+async def decode_all(ctx: Context, policy: ChunkSampling) -> list[Chunk]:
     """Chunks of one chain from the bare prompt until it finishes."""
     chain, chunks = start_chain(), []
     while not chain.finished:
@@ -88,8 +88,8 @@ async def test_a_trace_decoded_in_chunks_equals_it_decoded_whole() -> None:
     whole_gen, chunk_gen = TokenScript(follow(TRACE)), TokenScript(follow(TRACE))
     chunk_gen.vocabulary = whole_gen.vocabulary  # one tokenizer: ids compare across runs
     whole_ctx, chunk_ctx = context(whole_gen), context(chunk_gen)
-    (whole,) = await decode_all(whole_ctx, ChunkPolicy(chunk_tokens=100, logprobs=3))
-    chunks = await decode_all(chunk_ctx, ChunkPolicy(chunk_tokens=5, logprobs=3))
+    (whole,) = await decode_all(whole_ctx, ChunkSampling(round_tokens=100, top_logprobs=3))
+    chunks = await decode_all(chunk_ctx, ChunkSampling(round_tokens=5, top_logprobs=3))
     a, b = whole.chain, chunks[-1].chain
     assert len(chunks) == 3 and len(a.token_ids or ()) == 13  # 5 + 5 + 3 tokens
     assert b.text == a.text == TRACE and b.token_ids == a.token_ids
@@ -117,19 +117,19 @@ async def test_a_trace_decoded_in_chunks_equals_it_decoded_whole() -> None:
 async def test_a_length_finish_does_not_finish_but_eos_and_stop_do() -> None:
     gen = TokenScript(follow(TRACE))
     ctx = context(gen)
-    (cut,) = await decode_chunks(ctx, [start_chain()], ChunkPolicy(chunk_tokens=3))
+    (cut,) = await decode_chunks(ctx, [start_chain()], ChunkSampling(round_tokens=3))
     assert cut.completion is not None and cut.completion.finish_reason == "length"
     assert not cut.chain.finished and cut.chain.finish_reason is None
-    (done,) = await decode_chunks(ctx, [cut.chain], ChunkPolicy(chunk_tokens=50))
+    (done,) = await decode_chunks(ctx, [cut.chain], ChunkSampling(round_tokens=50))
     assert done.chain.finished and done.chain.finish_reason is FinishReason.EOS
     stopped = TokenScript(follow("we add 4 STOP and more"))
     (stop,) = await decode_chunks(
-        context(stopped), [start_chain()], ChunkPolicy(chunk_tokens=50, stop=("STOP",))
+        context(stopped), [start_chain()], ChunkSampling(round_tokens=50, stop=("STOP",))
     )
     assert stop.chain.finished and stop.chain.finish_reason is FinishReason.STOP
     assert stop.chain.text == "we add 4"
     # a finished chain is not decoded again
-    (again,) = await decode_chunks(ctx, [done.chain], ChunkPolicy())
+    (again,) = await decode_chunks(ctx, [done.chain], ChunkSampling())
     assert again.completion is None and again.chain is done.chain and len(gen.calls) == 2
 
 
@@ -159,13 +159,13 @@ def test_a_chunk_without_token_ids_is_an_error() -> None:
 
 async def test_a_chain_without_token_ids_cannot_be_chunked() -> None:
     with pytest.raises(ValueError, match="start_chain"):
-        await decode_chunks(context(TokenScript(follow(TRACE))), [Chain()], ChunkPolicy())
+        await decode_chunks(context(TokenScript(follow(TRACE))), [Chain()], ChunkSampling())
 
 
 async def test_chunks_of_several_chains_are_in_flight_together() -> None:
     gen = TokenScript(follow(TRACE))
     ctx = context(gen)
-    chunks = await decode_chunks(ctx, [start_chain(), start_chain()], ChunkPolicy(chunk_tokens=4))
+    chunks = await decode_chunks(ctx, [start_chain(), start_chain()], ChunkSampling(round_tokens=4))
     assert [c.chain.text for c in chunks] == ["we add 4 and"] * 2
     assert ctx.ledger.samples == 2 and ctx.ledger.generated_tokens == 8
     seeds = {s.seed for _, s in gen.calls}
@@ -174,8 +174,8 @@ async def test_chunks_of_several_chains_are_in_flight_together() -> None:
 
 async def test_the_budget_refuses_a_chunk_and_the_chain_comes_back_unchanged() -> None:
     ctx = context(TokenScript(follow(TRACE)), Budget(generated_tokens=4))
-    (first,) = await decode_chunks(ctx, [start_chain()], ChunkPolicy(chunk_tokens=4))
-    (second,) = await decode_chunks(ctx, [first.chain], ChunkPolicy(chunk_tokens=4))
+    (first,) = await decode_chunks(ctx, [start_chain()], ChunkSampling(round_tokens=4))
+    (second,) = await decode_chunks(ctx, [first.chain], ChunkSampling(round_tokens=4))
     assert second.completion is not None and second.completion.refused and not second.decoded
     assert second.chain is first.chain
     assert ctx.stopped_by == "generated_tokens" and ctx.ledger.generated_tokens == 4
@@ -188,7 +188,9 @@ def _ids(gen: ScriptedGenerator, pieces: Sequence[str]) -> tuple[int, ...]:
 async def test_fork_at_keeps_the_prefix_forces_a_token_and_continues_from_it() -> None:
     gen = TokenScript(follow(TRACE, fallback=" then \\boxed{7}"))
     ctx = context(gen)
-    (chunk,) = await decode_chunks(ctx, [start_chain()], ChunkPolicy(chunk_tokens=6, logprobs=3))
+    (chunk,) = await decode_chunks(
+        ctx, [start_chain()], ChunkSampling(round_tokens=6, top_logprobs=3)
+    )
     parent = chunk.chain
     forced = gen.tokenize(" Z8")[0]
     kid = fork_at(ctx, parent, 2, forced, logprob=-4.0)
@@ -203,7 +205,7 @@ async def test_fork_at_keeps_the_prefix_forces_a_token_and_continues_from_it() -
     assert ctx.tree.node(kid.id)["forced_token"] == forced
     generated = ctx.ledger.generated_tokens
     assert generated == 6  # forcing a token generates nothing
-    (cont,) = await decode_chunks(ctx, [kid], ChunkPolicy(chunk_tokens=50), new_samples=[True])
+    (cont,) = await decode_chunks(ctx, [kid], ChunkSampling(round_tokens=50), new_samples=[True])
     head = gen.tokenize(gen.render(PROBLEM))
     assert gen.token_prompts[-1] == head + ids[:2] + (forced,)
     assert cont.chain.text == "we add Z8 then \\boxed{7}" and cont.chain.finished

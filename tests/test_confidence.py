@@ -115,11 +115,11 @@ def test_window_min_mean_of_a_hand_sequence() -> None:
 
 
 def test_missing_logprobs_name_the_setting() -> None:
-    with pytest.raises(ValueError, match="search.logprobs"):
+    with pytest.raises(ValueError, match="search.top_logprobs"):
         _score(MeanLogprob(), [_chain(None)])
-    with pytest.raises(ValueError, match="search.logprobs"):
+    with pytest.raises(ValueError, match="search.top_logprobs"):
         _score(WindowMinLogprob(), [_chain(None)])
-    with pytest.raises(ValueError, match="search.logprobs"):
+    with pytest.raises(ValueError, match="search.top_logprobs"):
         _score(SelfCertainty(), [_chain([HALF], None)])
 
 
@@ -148,7 +148,9 @@ def test_config_builds_the_facade() -> None:
 @pytest.mark.engine
 def test_self_certainty_on_the_real_engine(engine) -> None:  # noqa: ANN001
     ctx = Context(PROBLEM, engine, verifier=ConfidenceVerifier("self_certainty"), judge=Grader())
-    out = run_sync(BestOfN(n=4, max_tokens=48, logprobs=5, aggregate="weighted").run(PROBLEM, ctx))
+    out = run_sync(
+        BestOfN(n=4, max_tokens=48, top_logprobs=5, aggregate="weighted").run(PROBLEM, ctx)
+    )
     assert len(out.chains) == 4 and out.ledger.verifier_calls == 4
     for c in out.chains:
         assert c.logprobs is not None and len(c.logprobs) == c.tokens

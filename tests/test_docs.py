@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import sys
 import types
 from dataclasses import fields
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from evals.grading import Grader
+from evals.settings_doc import generated, help_search, page_part
 from reasoning import Budget, Context, Outcome, Problem
 from reasoning.build import check_verifier
 from reasoning.controller import Controller
@@ -171,11 +173,34 @@ def test_every_page_opens_with_a_title_and_a_one_line_summary(page: Path) -> Non
 # --- (c) every search key is documented -------------------------------------------------------
 
 
+def test_the_configuration_tables_are_what_the_declarations_render() -> None:
+    """docs/configuration.md carries the settings tables rendered from the declarations
+    (`python -m evals.settings_doc` rewrites them), so the page cannot drift from the code."""
+    page = (DOCS / "configuration.md").read_text()
+    assert page_part(page) == generated()
+    for how in ("search=hyper", "search/strategy=hogwild", "+trim=trimr"):
+        assert how in generated()
+
+
+def test_reason_help_search_prints_a_controllers_settings() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "evals.cli", "--help-search", "hyper"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| `round_tokens` | an integer >= 1 | `64` |" in out.stdout
+    assert "token_budget" not in out.stdout
+    assert "known: " in help_search("nope")
+
+
 def test_every_search_key_appears_in_the_configuration_page() -> None:
     page = (DOCS / "configuration.md").read_text()
     missing = {}
     for path in sorted((REPO / "conf" / "search").glob("*.yaml")):
-        keys = set(yaml.safe_load(path.read_text())) - {"_target_"}
+        keys = set(yaml.safe_load(path.read_text())) - {"_target_", "defaults"}
         absent = sorted(k for k in keys if f"`{k}`" not in page)
         if absent:
             missing[path.name] = absent

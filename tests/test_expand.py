@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from evals.grading import Grader
 from reasoning import Budget, Chain, Completion, Context, Problem, Sampling
-from search.expand import StepPolicy, child, expand, score
+from search.expand import StepSampling, child, expand, score
 from tests.fakes import ConstantVerifier, ScriptedGenerator
 
 PROBLEM = Problem("x", "What is 2 + 2?", "4")
-POLICY = StepPolicy(max_steps=3)
+POLICY = StepSampling(max_steps=3)
 
 
 def test_child_finish_reasons() -> None:

@@ -11,6 +11,7 @@ import pytest
 from reasoning import Budget, Context
 from reasoning.answers import last_box_closed
 from reasoning.logprobs import min_group_confidence, tail_confidence, token_confidence
+from reasoning.settings import fields_of
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search import HyPER
@@ -116,8 +117,8 @@ async def control(
     for chain in chains:
         ctx.tree.add(chain, NodeStatus.FINISHED if chain.finished else NodeStatus.EXPANDED)
     pool = [_Path(c, fresh=False) for c in chains]
-    tally = _Tally(intervals=1)
-    await search._control(ctx, pool, tally, spent, search.token_budget)
+    tally = _Tally(rounds=1)
+    await search._control(ctx, pool, tally, spent, 4096)  # budget.generated_tokens=4096
     (event,) = ctx.events
     return ctx, pool, event
 
@@ -224,16 +225,16 @@ def refine_table(before: str, piece: str) -> dict[str, float]:
 
 async def test_refinement_forks_the_runner_up_tokens_from_the_exact_prefix() -> None:
     gen = TokenScript(follow(REFINE_TRACE, fallback=" so \\boxed{7}"), refine_table)
-    ctx = context(gen)
+    ctx = context(gen, Budget(generated_tokens=1000))
     search = HyPER(
-        n=2, max_paths=4, interval=8, top_k=3, expand_top=0, max_refinements=1, token_budget=1000
+        n=2, max_paths=4, round_tokens=8, top_logprobs=3, expand_top=0, max_refinements=1
     )
     out = await search.run(PROBLEM, ctx)
     head = gen.tokenize(gen.render(PROBLEM))
     first = out.chains[0]
     ids = first.token_ids or ()
     z5, z6 = gen.tokenize(" Z5")[0], gen.tokenize(" Z6")[0]
-    # interval 1: two paths from the bare prompt; interval 2: both, then the two siblings that
+    # round 1: two paths from the bare prompt; round 2: both, then the two siblings that
     # keep the first path's 5 tokens and force the 2nd and 3rd most likely token at " to"
     assert gen.token_prompts[:2] == [head, head]
     assert gen.token_prompts[4:] == [head + ids[:5] + (z5,), head + ids[:5] + (z6,)]
@@ -293,12 +294,12 @@ def endless(before: str, sampling: Sampling) -> str:
 
 async def test_the_token_budget_bounds_the_pool_and_the_finisher_closes_open_paths() -> None:
     gen = TokenScript(endless)
-    ctx = context(gen)
-    search = HyPER(n=4, max_paths=8, interval=16, token_budget=300, finisher_tokens=8, top_k=3)
+    ctx = context(gen, Budget(generated_tokens=300))
+    search = HyPER(n=4, max_paths=8, round_tokens=16, answer_tokens=8, top_logprobs=3)
     out = await search.run(PROBLEM, ctx)
     spent = out.ledger.generated_tokens
     assert 300 - 8 * 8 <= spent <= 300 + 8 * 16  # at most one interval per path past it
-    assert out.details["stop"] == "token_budget" and out.stopped_by is None
+    assert out.details["stop"] == "generated_tokens" and out.stopped_by is None
     closed = out.details["closed_by_finisher"]
     assert closed == len(out.chains) >= 2 and all(c.finished for c in out.chains)
     cue = gen.tokenize(ANSWER_CUE)
@@ -315,7 +316,7 @@ async def test_the_token_budget_bounds_the_pool_and_the_finisher_closes_open_pat
 
 async def test_a_lower_context_budget_takes_the_place_of_the_token_budget() -> None:
     ctx = context(TokenScript(endless), Budget(generated_tokens=120))
-    search = HyPER(n=4, max_paths=8, interval=16, finisher_tokens=8, top_k=3)
+    search = HyPER(n=4, max_paths=8, round_tokens=16, answer_tokens=8, top_logprobs=3)
     out = await search.run(PROBLEM, ctx)
     assert out.ledger.generated_tokens <= 120 + 4
     phases = [e["phase"] for e in ctx.events]
@@ -332,11 +333,11 @@ async def test_the_trace_records_every_interval_and_decision() -> None:
             return "9}$"
         return follow(*traces, fallback=" hmm")(before, sampling)
 
-    ctx = context(TokenScript(script))
-    out = await HyPER(n=4, interval=4, top_k=3, token_budget=400).run(PROBLEM, ctx)
+    ctx = context(TokenScript(script), Budget(generated_tokens=400))
+    out = await HyPER(n=4, round_tokens=4, top_logprobs=3).run(PROBLEM, ctx)
     events = ctx.events
-    assert [e["interval"] for e in events] == list(range(1, len(events) + 1))
-    assert len(events) == out.details["intervals"] >= 2
+    assert [e["round"] for e in events] == list(range(1, len(events) + 1))
+    assert len(events) == out.details["rounds"] >= 2
     assert all(
         e["event"] == "hyper" and e["action"] in {"expand", "reduce", "hold"} for e in events
     )
@@ -355,8 +356,8 @@ async def test_the_trace_records_every_interval_and_decision() -> None:
 
 
 async def test_paths_refused_before_they_start_are_dropped() -> None:
-    ctx = context(TokenScript(endless), Budget(samples=2))
-    search = HyPER(n=4, interval=8, top_k=3, token_budget=64, finisher_tokens=4)
+    ctx = context(TokenScript(endless), Budget(samples=2, generated_tokens=64))
+    search = HyPER(n=4, round_tokens=8, top_logprobs=3, answer_tokens=4)
     out = await search.run(PROBLEM, ctx)
     assert len(out.chains) == 2 and ctx.ledger.samples == 2
     assert all(c.token_ids for c in out.chains) and out.stopped_by == "samples"
@@ -367,19 +368,37 @@ async def test_paths_refused_before_they_start_are_dropped() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("top_k", 1),
-        ("interval", 0),
+        ("top_logprobs", 1),
+        ("top_logprobs", None),
+        ("round_tokens", 0),
         ("n", 1),  # below min_paths
         ("max_paths", True),
         ("max_reduce_fraction", 1.0),
         ("explore_until", 1.5),
         ("refine_threshold", math.nan),
         ("length_penalty", -1),
-        ("finish_open", "yes"),
-        ("token_budget", 8 * (64 + 32) - 1),  # cannot run and close the first interval
+        ("answer_tokens", -1),
+        ("answer_cue", 3),
         ("temperature", -1.0),  # a shared key, checked by the shared rule
     ],
 )
 def test_bad_keys_name_the_key(key: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"search.{key} "):
         HyPER(**{key: value})  # type: ignore[arg-type]
+
+
+def test_hyper_reads_its_phase_from_budget_generated_tokens() -> None:
+    """No search key is a budget: HyPER's denominator is budget.generated_tokens, which it
+    needs, and which must afford one round and a forced answer per initial path."""
+    search = HyPER()
+    with pytest.raises(ValueError, match=r"needs budget\.generated_tokens"):
+        search.check_budget(Budget())
+    with pytest.raises(ValueError, match=r"budget\.generated_tokens must afford .* = 768"):
+        search.check_budget(Budget(generated_tokens=8 * (64 + 32) - 1))
+    search.check_budget(Budget(generated_tokens=8 * (64 + 32)))
+    assert "token_budget" not in fields_of(HyPER)
+
+
+async def test_hyper_refuses_to_run_without_a_token_budget() -> None:
+    with pytest.raises(ValueError, match=r"budget\.generated_tokens"):
+        await HyPER().run(PROBLEM, context(TokenScript(endless)))

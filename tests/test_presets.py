@@ -273,7 +273,7 @@ def test_the_preset_builds_its_controller_and_needs_no_missing_verifier(name: st
     if getattr(search, "verifier_use", None):
         assert PAPERS[name].prm is not None, f"{name}: the controller needs a verifier"
     if getattr(search, "aggregate", None) == "rpc":
-        assert search.logprobs is not None
+        assert search.top_logprobs is not None
 
 
 def _unknown_keys(node: DictConfig, target: str) -> set[str]:

@@ -144,7 +144,7 @@ def test_aggregate_reads_chain_logprobs() -> None:
     assert chain_probability(chains[3]) == mean_logprob_score(chains[3].logprobs or ())
     sel = run_sync(aggregate(chains, Grader(), "rpc"))
     assert sel.answer == "8" and sel.details["rpc"]["pruned"] == [0, 1, 2]
-    with pytest.raises(ValueError, match="search.logprobs"):
+    with pytest.raises(ValueError, match="search.top_logprobs"):
         run_sync(aggregate([Chain(steps=("\\boxed{1}",))], Grader(), "rpc"))
     with pytest.raises(ValueError, match="aggregate"):
         select(["1"], [0], "rpc", [0.5])
@@ -157,14 +157,14 @@ def _logprob_generator(samples: list[tuple[str, float]]) -> RuleGenerator:
 
 
 def test_best_of_n_rpc_reports_pruning() -> None:
-    with pytest.raises(ValueError, match="search.logprobs"):
+    with pytest.raises(ValueError, match="search.top_logprobs"):
         BestOfN(aggregate="rpc")
-    assert not BestOfN(aggregate="rpc", logprobs=0).verifier_use
+    assert not BestOfN(aggregate="rpc", top_logprobs=0).verifier_use
     assert BestOfN(aggregate="weighted").verifier_use
     samples = [(f"try {i} \\boxed{{7}}", 0.3 + 0.01 * i) for i in range(3)]
     samples += [("\\boxed{8}", 0.9), ("yes \\boxed{8}", 0.92)]
     ctx = Context(PROBLEM, _logprob_generator(samples), judge=Grader())  # no verifier needed
-    out = run_sync(BestOfN(n=5, logprobs=0, aggregate="rpc").run(PROBLEM, ctx))
+    out = run_sync(BestOfN(n=5, top_logprobs=0, aggregate="rpc").run(PROBLEM, ctx))
     assert out.answer == "8" and out.details["aggregate"] == "rpc"
     assert out.details["rpc"]["pruned"] == [0, 1, 2]
     assert out.details["votes"]["8"] == pytest.approx(1.82)
@@ -175,7 +175,7 @@ def test_best_of_n_rpc_reports_pruning() -> None:
 @pytest.mark.engine
 def test_rpc_on_the_real_engine(engine) -> None:  # noqa: ANN001
     ctx = Context(PROBLEM, engine, judge=Grader())
-    out = run_sync(BestOfN(n=6, logprobs=0, aggregate="rpc", max_tokens=48).run(PROBLEM, ctx))
+    out = run_sync(BestOfN(n=6, top_logprobs=0, aggregate="rpc", max_tokens=48).run(PROBLEM, ctx))
     assert len(out.chains) == 6
     assert out.answer is None or isinstance(out.answer, str)
     info = out.details["rpc"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import importlib
-from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,13 @@ from evals.runner import RESULTS, Runner, read_results
 from reasoning import Chain, Context, Problem
 from reasoning.build import check_verifier
 from reasoning.controller import Controller
+from reasoning.settings import default_of, describe, fields_of, meaning
 from reasoning.tree import ROOT, NodeStatus, SearchTree
 from reasoning.types import FinishReason
 from search import DVTS, AStar, Beam, BestOfN, ParticleFilter
 from search.aggregate import reduce_step_scores, select
-from search.settings import CHECKS
+from search.greedy import Greedy
+from search.threads import STRATEGIES
 from tests.conftest import REPO
 from tests.fakes import ConstantVerifier, ScriptedGenerator
 
@@ -109,55 +110,103 @@ def test_outcome_and_tree_do_not_import_each_other() -> None:
     assert "reasoning.tree" not in (REPO / "reasoning" / "types.py").read_text()
 
 
-# --- one meaning per search key ---------------------------------------------------------------
+# --- one meaning per key -------------------------------------------------------------------
+
+
+STRATEGY_CONFIGS = sorted((REPO / "conf" / "search" / "strategy").glob("*.yaml"))
+TRIM_CONFIGS = sorted((REPO / "conf" / "trim").glob("*.yaml"))
+ALL_SETTINGS_CONFIGS = SEARCH_CONFIGS + STRATEGY_CONFIGS + TRIM_CONFIGS
 
 
 def _controller(path: Path) -> tuple[type, dict[str, object]]:
     cfg = yaml.safe_load(path.read_text())
+    cfg.pop("defaults", None)  # a nested group's selection (search=threads: its strategy)
     module, _, cls = cfg.pop("_target_").rpartition(".")
     return getattr(importlib.import_module(module), cls), cfg
 
 
-@pytest.mark.parametrize("path", SEARCH_CONFIGS, ids=lambda p: p.stem)
-def test_every_search_config_matches_its_controller(path: Path) -> None:
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("path", ALL_SETTINGS_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_config_matches_its_declaration(path: Path) -> None:
+    """Every YAML key is a declared setting with the same default (CLI == API), and every
+    declared setting is in the YAML (the strategy of search=threads comes from its own group)."""
     cls, keys = _controller(path)
     assert cls.name == path.stem  # the config name is what result lines record
-    fixed = set(getattr(cls, "fixed_keys", ()))
-    assert set(keys) == {f.name for f in fields(cls)} - fixed, "YAML keys vs controller fields"
-    defaults = {f.name: f.default for f in fields(cls) if f.name not in fixed}
-    # a block of settings per policy (search=threads): the YAML block lists that policy's own
-    # defaults, and the controller's field is empty (meaning those defaults)
-    for name, policy in getattr(cls, "policies", {}).items():
-        own = {f.name: f.default for f in fields(policy) if f.init}
-        own = {k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}
-        assert MISSING not in own.values() and keys.get(name) == own, f"search.{name} defaults"
-        defaults[name] = keys[name]
-    assert MISSING not in defaults.values() and keys == defaults, (
+    declared = {n: f for n, f in fields_of(cls).items() if n != "strategy"}
+    assert set(keys) == set(declared), "YAML keys vs declared settings"
+    defaults = {n: _plain(default_of(f)) for n, f in declared.items()}
+    assert ... not in defaults.values() and keys == defaults, (
         "the YAML and the class must agree on defaults (CLI == API)"
     )
-    assert isinstance(cls(**keys), Controller)
+    built = cls(**keys)
+    if path in SEARCH_CONFIGS:
+        assert isinstance(built, Controller)
 
 
-def test_a_key_shared_by_two_controllers_is_a_shared_key() -> None:
-    """A key two controllers both have must be in the shared table: one meaning, one check."""
-    owners: dict[str, set[str]] = {}
-    classes = {path.stem: _controller(path) for path in SEARCH_CONFIGS}
-    for stem, (cls, keys) in classes.items():
-        if any(cls is not other and issubclass(cls, other) for other, _ in classes.values()):
-            continue  # a variant of another controller (greedy, particle Gibbs) shares its keys
-        for key in keys:
-            owners.setdefault(key, set()).add(stem)
-    shared = {k for k, who in owners.items() if len(who) > 1}
-    assert shared - set(CHECKS) - {"aggregate"} == set()
-    # the notions the issue names are each one key
-    for key in ("temperature", "resample_temperature", "max_steps", "max_step_tokens"):
-        assert key in owners
-    assert owners["resample_temperature"] == {"particle_filter"}
-    assert "passes" in classes["particle_gibbs"][1]
-    assert owners["filter_duplicates"] == {"beam", "astar"}
-    # tokens of one whole sample: a best-of-N sample, a thread policy's rollout
-    assert "max_tokens" in owners and owners["max_tokens"] == {"best_of_n", "threads"}
-    assert not {"iterations", "sampling_temperature", "dedupe"} & set(owners)
+def test_threads_strategy_is_a_nested_group_defaulting_to_threadweaver() -> None:
+    cfg = yaml.safe_load((REPO / "conf" / "search" / "threads.yaml").read_text())
+    assert {"strategy": "threadweaver"} in cfg["defaults"]
+    assert {p.stem for p in STRATEGY_CONFIGS} == set(STRATEGIES)
+
+
+def _meanings() -> dict[str, dict[tuple[str, str], list[str]]]:
+    """key -> (accepted values, meaning) -> the configs declaring it that way."""
+    seen: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for path in ALL_SETTINGS_CONFIGS:
+        cls, _ = _controller(path)
+        for name, info in fields_of(cls).items():
+            what = (describe(info.annotation, info.metadata), meaning(info))
+            seen.setdefault(name, {}).setdefault(what, []).append(f"{path.parent.name}/{path.stem}")
+    return seen
+
+
+def test_a_key_means_one_thing_wherever_it_appears() -> None:
+    """A key declared by two controllers, strategies or trimmers has one declared meaning:
+    the same accepted values (type, bounds, options) and the same description."""
+    seen = _meanings()
+    assert {k: v for k, v in seen.items() if len(v) > 1} == {}
+    undocumented = sorted(k for k, v in seen.items() for (_, text) in v if not text)
+    assert undocumented == []
+
+
+def test_one_name_per_idea() -> None:
+    """The ideas the issue names are each one key, wherever they appear."""
+    owners = {k: {who for users in v.values() for who in users} for k, v in _meanings().items()}
+    assert owners["top_logprobs"] >= {"search/best_of_n", "search/greedy", "search/hyper"}
+    assert owners["round_tokens"] >= {"search/hyper", "strategy/hogwild"}
+    assert owners["answer_tokens"] >= {
+        "search/hyper",
+        "strategy/hogwild",
+        "strategy/fork_join",
+        "trim/trimr",
+    }
+    assert owners["answer_cue"] >= {"search/hyper", "strategy/hogwild", "strategy/fork_join"}
+    assert owners["max_thread_tokens"] >= {"strategy/apr", "strategy/hogwild"}
+    old = {
+        "logprobs",
+        "top_k",
+        "interval",
+        "delta",
+        "chunk_tokens",
+        "finisher_tokens",
+        "finish_open",
+        "summary_tokens",
+        "summary_cue",
+        "max_child_tokens",
+        "max_worker_tokens",
+        "token_budget",
+        "policy",
+        "iterations",
+        "sampling_temperature",
+        "dedupe",
+    }
+    assert not old & set(owners)
+    assert owners["resample_temperature"] == {"search/particle_filter", "search/particle_gibbs"}
+    assert owners["filter_duplicates"] == {"search/beam", "search/astar"}
+    assert "n" not in fields_of(Greedy)  # greedy takes one sample: no n to label a run with
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -17,10 +18,12 @@ from reasoning.budget import Budget
 from reasoning.context import Context
 from reasoning.tree import ROOT, NodeStatus, SearchTree
 from reasoning.types import Chain, Problem, Sampling
-from search.threads import POLICIES, Threads
-from search.threads.fork_join import SUMMARY_CUE, merged_threads
+from search.threads import STRATEGIES, Threads
+from search.threads.fork_join import SUMMARY_CUE, ForkJoin, merged_threads
+from search.threads.hogwild import Hogwild
 from search.threads.threadweaver import (
     DEFAULT_PREFIX,
+    ThreadWeaver,
     joined_text,
     outline_ids,
     thread_opening,
@@ -120,7 +123,7 @@ def weaver_rules(thread2: Reply = (" 2 * 3 = 6", "</Thread>")) -> list:
 def test_threadweaver_forks_joins_and_continues_like_the_evaluator() -> None:
     gen = ScriptedThreads(weaver_rules())
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver", threadweaver={"prefix": ""}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""})).run(PROBLEM, ctx))
     ctx.settle(out)
     expected = (
         SEQ
@@ -152,7 +155,7 @@ def test_a_thread_cut_by_its_cap_is_closed_and_ends_the_rollout() -> None:
     long = (" ".join(["w"] * 40), "</Thread>")
     gen = ScriptedThreads(weaver_rules(thread2=long))
     ctx = context(gen)
-    search = Threads(policy="threadweaver", threadweaver={"prefix": "", "max_thread_tokens": 8})
+    search = Threads(strategy=ThreadWeaver(**{"prefix": "", "max_thread_tokens": 8}))
     out = run(search.run(PROBLEM, ctx))
     assert out.chain is not None
     assert out.chain.text.endswith("<Thread>\n2:" + " ".join(["w"] * 8) + "</Thread>\n")
@@ -168,7 +171,7 @@ def test_a_thread_cut_by_its_cap_is_closed_and_ends_the_rollout() -> None:
 def test_a_thread_ended_by_eos_is_closed_and_the_rollout_goes_on() -> None:
     gen = ScriptedThreads(weaver_rules(thread2=(" 2 * 3 = 6", None)))
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver", threadweaver={"prefix": ""}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""})).run(PROBLEM, ctx))
     assert (
         out.chain is not None and "<Thread>\n2: 2 * 3 = 6</Thread>\n</Parallel>" in out.chain.text
     )
@@ -183,7 +186,7 @@ def test_a_block_without_outline_ids_falls_back_to_sequential_decoding() -> None
         ]
     )
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver", threadweaver={"prefix": ""}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""})).run(PROBLEM, ctx))
     assert out.chain is not None
     assert (
         out.chain.text == "<Parallel><Outlines><Outline>first: x</Outline></Outlines>so \\boxed{11}"
@@ -203,7 +206,7 @@ def test_repeated_outline_ids_run_once_and_appear_twice() -> None:
         ]
     )
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver", threadweaver={"prefix": ""}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""})).run(PROBLEM, ctx))
     assert out.chain is not None
     assert "\n<Thread>\n1: one</Thread><Thread>\n1: one</Thread>\n" in out.chain.text
     assert sum(1 for p, _ in gen.calls if p.endswith("\n<Thread>\n1:")) == 1
@@ -214,7 +217,7 @@ def test_nested_blocks_inside_a_thread_are_literal_text() -> None:
     nested = (" <Parallel><Outlines><Outline>9: inner</Outline></Outlines> done", "</Thread>")
     gen = ScriptedThreads(weaver_rules(thread2=nested))
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver", threadweaver={"prefix": ""}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""})).run(PROBLEM, ctx))
     assert out.chain is not None and "<Outline>9: inner" in out.chain.text
     assert not any(p.endswith("\n<Thread>\n9:") for p, _ in gen.calls)  # no fork from it
     assert [e["event"] for e in ctx.events] == ["fork", "join"]
@@ -229,7 +232,7 @@ def test_the_default_prefix_forks_an_untrained_model() -> None:
         ]
     )
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver").run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver()).run(PROBLEM, ctx))
     assert out.chain is not None and out.chain.text.startswith(DEFAULT_PREFIX + "\n<Thread>\n1:")
     assert len(gen.calls) == 3  # no decode before the forced block: it forks at once
     assert ctx.ledger.samples == 1  # the rollout's sample starts with its first thread
@@ -240,7 +243,7 @@ def test_the_default_prefix_forks_an_untrained_model() -> None:
 def test_a_truncated_sequential_phase_ends_the_rollout() -> None:
     gen = ScriptedThreads([(HEAD, (" ".join(["t"] * 50), None))])
     ctx = context(gen)
-    search = Threads(policy="threadweaver", max_tokens=20, threadweaver={"prefix": ""})
+    search = Threads(strategy=ThreadWeaver(**{"prefix": ""}), max_tokens=20)
     out = run(search.run(PROBLEM, ctx))
     assert out.answer is None and out.chains[0].finish_reason == "length"
     assert ctx.ledger.generated_tokens == 20 and len(gen.calls) == 1
@@ -261,7 +264,7 @@ def fork_rules(answers: Sequence[str]) -> list:
 def test_fork_join_summary_reads_every_thread_then_answers() -> None:
     gen = ScriptedThreads(fork_rules(["11", "10", "11"]))
     ctx = context(gen)
-    search = Threads(policy="fork_join", fork_join={"threads": 3, "join": "summary"})
+    search = Threads(strategy=ForkJoin(**{"threads": 3, "join": "summary"}))
     out = run(search.run(PROBLEM, ctx))
     ctx.settle(out)
     plan = "First add, then multiply.\n\n"
@@ -281,7 +284,7 @@ def test_fork_join_summary_reads_every_thread_then_answers() -> None:
 def test_fork_join_vote_keeps_the_majority_thread() -> None:
     gen = ScriptedThreads(fork_rules(["7", "11", "11", "9"]))
     ctx = context(gen)
-    out = run(Threads(policy="fork_join", fork_join={"join": "vote"}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ForkJoin(**{"join": "vote"})).run(PROBLEM, ctx))
     assert out.answer == "11"
     assert out.chain is not None and out.chain.text.count("\\boxed") == 1
     assert not any(p.endswith(SUMMARY_CUE) for p, _ in gen.calls)
@@ -300,7 +303,7 @@ def test_fork_join_verifier_keeps_the_best_scored_thread() -> None:
     replies = iter(["\\boxed{3}", "a longer thread that says \\boxed{11}", "\\boxed{4}"])
     gen = ScriptedThreads([(HEAD, ("Plan.", "\n\n")), ("\n\n", lambda p, s: (next(replies), None))])
     ctx = Context(PROBLEM, gen, judge=Grader(), verifier=LengthVerifier())
-    search = Threads(policy="fork_join", fork_join={"threads": 3, "join": "verifier"})
+    search = Threads(strategy=ForkJoin(**{"threads": 3, "join": "verifier"}))
     assert search.verifier_use is not None
     out = run(search.run(PROBLEM, ctx))
     assert out.answer == "11" and ctx.ledger.verifier_calls == 3
@@ -311,7 +314,7 @@ def test_a_plan_cut_by_its_cap_is_forked_where_it_was_cut() -> None:
         [(HEAD, ("a plan that goes on and on", "\n\n")), ("that", ("\\boxed{11}", None))]
     )
     ctx = context(gen)
-    search = Threads(policy="fork_join", fork_join={"plan_tokens": 3, "join": "vote"})
+    search = Threads(strategy=ForkJoin(**{"plan_tokens": 3, "join": "vote"}))
     out = run(search.run(PROBLEM, ctx))
     assert out.answer == "11" and len(gen.calls) == 1 + 4
     assert all(p == HEAD + "a plan that" for p, _ in gen.calls[1:])
@@ -320,7 +323,7 @@ def test_a_plan_cut_by_its_cap_is_forked_where_it_was_cut() -> None:
 def test_a_plan_ended_by_eos_is_not_forked() -> None:
     gen = ScriptedThreads([(HEAD, ("so \\boxed{11}", None))])
     ctx = context(gen)
-    out = run(Threads(policy="fork_join", fork_join={"join": "vote"}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ForkJoin(**{"join": "vote"})).run(PROBLEM, ctx))
     assert out.answer == "11" and len(gen.calls) == 1
     assert "fork" not in [e["event"] for e in ctx.events]
 
@@ -328,7 +331,7 @@ def test_a_plan_ended_by_eos_is_not_forked() -> None:
 def test_fork_join_at_the_start_forks_the_bare_prompt() -> None:
     gen = ScriptedThreads([(HEAD, ("\\boxed{11}", None))])
     ctx = context(gen)
-    search = Threads(policy="fork_join", fork_join={"fork_after": "start", "join": "vote"})
+    search = Threads(strategy=ForkJoin(**{"fork_after": "start", "join": "vote"}))
     out = run(search.run(PROBLEM, ctx))
     assert len(gen.calls) == 4 and all(p == HEAD for p, _ in gen.calls)
     assert ctx.ledger.samples == 1
@@ -340,7 +343,7 @@ def test_budget_bounds_hold_across_concurrent_threads() -> None:
         [(HEAD, ("plan", "\n\n")), ("\n\n", (" ".join(["x"] * 300), None))], delay_s=0.01
     )
     ctx = context(gen, Budget(generated_tokens=100))
-    search = Threads(policy="fork_join", n=2, fork_join={"threads": 8, "join": "vote"})
+    search = Threads(strategy=ForkJoin(**{"threads": 8, "join": "vote"}), n=2)
     out = run(search.run(PROBLEM, ctx))
     # every call in flight holds its share, so the spend ends within one token per sample
     assert ctx.ledger.generated_tokens <= 100 + 16
@@ -351,28 +354,29 @@ def test_budget_bounds_hold_across_concurrent_threads() -> None:
 # --- the controller -----------------------------------------------------------------------------
 
 
-def test_rollouts_vote_and_every_policy_is_registered() -> None:
-    assert set(POLICIES) == {"threadweaver", "apr", "fork_join", "hogwild"}
+def test_rollouts_vote_and_every_strategy_is_registered() -> None:
+    assert set(STRATEGIES) == {"threadweaver", "apr", "fork_join", "hogwild"}
     replies = iter(["\\boxed{11}", "\\boxed{12}", "\\boxed{11}"])
     gen = ScriptedThreads([(HEAD, lambda p, s: (next(replies), None))])
     ctx = context(gen)
-    out = run(Threads(policy="threadweaver", n=3, threadweaver={"prefix": ""}).run(PROBLEM, ctx))
+    out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""}), n=3).run(PROBLEM, ctx))
     assert out.answer == "11" and ctx.ledger.samples == 3
-    assert len(out.details["rollouts"]) == 3 and out.details["policy"] == "threadweaver"
+    assert len(out.details["rollouts"]) == 3 and out.details["strategy"] == "threadweaver"
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "names"),
+    ("build", "names"),
     [
-        ({"policy": "tree"}, "search.policy"),
-        ({"threadweaver": {"max_thread_tokens": 0}}, "search.threadweaver.max_thread_tokens"),
-        ({"threadweaver": {"bogus": 1}}, "search.threadweaver.bogus"),
-        ({"policy": "fork_join", "fork_join": {"join": "merge"}}, "search.fork_join.join"),
-        ({"policy": "fork_join", "fork_join": {"threads": 0}}, "search.fork_join.threads"),
-        ({"aggregate": "rpc"}, "search.aggregate"),
-        ({"n": 0}, "search.n"),
+        (lambda: Threads(strategy="tree"), "search.strategy"),
+        (lambda: ThreadWeaver(max_thread_tokens=0), "search.strategy.max_thread_tokens"),
+        (lambda: ThreadWeaver(bogus=1), "search.strategy.bogus is not a threadweaver setting"),
+        (lambda: ForkJoin(join="merge"), "search.strategy.join"),
+        (lambda: ForkJoin(threads=0), "search.strategy.threads"),
+        (lambda: Hogwild(delta=8), "search.strategy.delta is not a hogwild setting"),
+        (lambda: Threads(aggregate="rpc"), "search.aggregate"),
+        (lambda: Threads(n=0), "search.n"),
     ],
 )
-def test_bad_settings_name_their_key(kwargs: dict, names: str) -> None:
+def test_bad_settings_name_their_key(build: Any, names: str) -> None:
     with pytest.raises(ValueError, match=names.replace(".", r"\.")):
-        Threads(**kwargs)
+        build()

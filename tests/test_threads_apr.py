@@ -442,7 +442,7 @@ def test_children_share_the_budget_and_the_rollout_ends_cleanly() -> None:
     )
 
 
-def test_max_child_tokens_caps_each_child() -> None:
+def test_max_thread_tokens_caps_each_child() -> None:
     gen = Script(
         [
             ("A", "A: ", "one two three four five \\boxed{1}"),
@@ -450,7 +450,7 @@ def test_max_child_tokens_caps_each_child() -> None:
         ]
     )
     ctx = context(gen)
-    result = run(APR(prefix=block("A") + "\n", max_child_tokens=3), ctx)  # a forced block
+    result = run(APR(prefix=block("A") + "\n", max_thread_tokens=3), ctx)  # a forced block
     assert result.details["spawns"][0]["child_tokens"] == [3]
     assert "<No Solution in Sub Search 0" in result.chain.text  # cut before its box
 
@@ -460,12 +460,12 @@ def test_max_child_tokens_caps_each_child() -> None:
     [
         ("max_depth", 0),
         ("max_depth", None),
-        ("max_child_tokens", 0),
+        ("max_thread_tokens", 0),
         ("max_children", True),
         ("sub_call_budget", -1),
         ("prefix", 3),
     ],
 )
 def test_bad_settings_name_their_key(key: str, value: object) -> None:
-    with pytest.raises(ValueError, match=rf"search\.apr\.{key}"):
+    with pytest.raises(ValueError, match=rf"search\.strategy\.{key}"):
         APR(**{key: value})  # type: ignore[arg-type]

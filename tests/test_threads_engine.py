@@ -22,22 +22,15 @@ from reasoning.build import compose_config
 from reasoning.context import Context
 from reasoning.loop import run_sync
 from reasoning.types import Problem
-from search.threads import Threads
+from search.threads import STRATEGIES, Threads
+from search.threads.fork_join import ForkJoin
 
 pytestmark = pytest.mark.engine
 
 POLICIES = ("threadweaver", "apr", "fork_join", "hogwild")
-SMALL = [
-    "search.max_tokens=160",
-    "search.threadweaver.max_thread_tokens=48",
-    "search.apr.max_child_tokens=48",
-    "search.fork_join.threads=3",
-    "search.fork_join.plan_tokens=32",
-    "search.fork_join.max_thread_tokens=48",
-    "search.fork_join.summary_tokens=16",
-    "search.hogwild.delta=16",
-    "search.hogwild.max_worker_tokens=48",
-]
+# one name per idea: every strategy has max_thread_tokens, so one sweep can set it for all
+# (a strategy's own keys, e.g. fork_join's threads, exist only when it is chosen)
+SMALL = ["search.max_tokens=160", "search.strategy.max_thread_tokens=48"]
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
@@ -53,7 +46,7 @@ def _joins(trace: dict[str, Any]) -> list[int]:
 
 
 def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
-    """`reason -m search=threads search.policy=threadweaver,apr,fork_join,hogwild`."""
+    """`reason -m search=threads search/strategy=threadweaver,apr,fork_join,hogwild`."""
     sweep = tmp_path / "sweep"
     out = subprocess.run(
         [
@@ -62,7 +55,7 @@ def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
             "evals.cli",
             "-m",
             "search=threads",
-            f"search.policy={','.join(POLICIES)}",
+            f"search/strategy={','.join(POLICIES)}",
             "dataset.arith.n=2",
             *SMALL,
             "progress=false",
@@ -78,7 +71,9 @@ def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
     for path in sweep.glob("*/summary.json"):
         # job folders of a long override list are cut to fit (evals.cli.fit_dirname)
         assert len(path.parent.name.encode()) <= 255
-        runs[json.loads(path.read_text())["config"]["search"]["policy"]] = path.parent
+        target = json.loads(path.read_text())["config"]["search"]["strategy"]["_target_"]
+        names = {f"{s.__module__}.{s.__name__}": n for n, s in STRATEGIES.items()}
+        runs[names[target]] = path.parent
     assert set(runs) == set(POLICIES)
     for policy, run in runs.items():
         records = _records(run)
@@ -94,7 +89,7 @@ def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
             assert r["events"].get("join", 0) >= 1, (policy, r["events"])
             trace = json.loads((run / "traces" / f"{r['id']}.json").read_text())
             assert trace["ledger"]["critical_path_tokens"] == r["ledger"]["critical_path_tokens"]
-            assert trace["details"]["policy"] == policy
+            assert trace["details"]["strategy"] == policy
             joins = _joins(trace)
             assert joins and max(joins) >= 2, (policy, joins)  # a join with several parents
 
@@ -105,9 +100,8 @@ def test_threads_run_together_and_share_the_prompt_prefix(engine: Any) -> None:
     problem = Problem("t", "What is 17 + 25? Explain each step.", "42")
     ctx = Context(problem, engine, judge=Grader())
     search = Threads(
-        policy="fork_join",
+        strategy=ForkJoin(threads=4, plan_tokens=24, max_thread_tokens=48, join="vote"),
         max_tokens=200,
-        fork_join={"threads": 4, "plan_tokens": 24, "max_thread_tokens": 48, "join": "vote"},
     )
     peak = 0
 
@@ -137,7 +131,7 @@ def test_apr_on_countdown_through_the_runner(engine: Any, tmp_path: Path) -> Non
     cfg = compose_config(
         [
             "search=threads",
-            "search.policy=apr",
+            "search/strategy=apr",
             "dataset=countdown",
             "dataset.countdown.n=2",
             *SMALL,

@@ -133,7 +133,7 @@ def test_default_rules_name_every_worker_and_the_answer_form() -> None:
     assert "### Work in progress (others)" in rules and "### Work in progress (own)" in rules
     assert "\\boxed{answer}" in rules
     gen = Workers()
-    run(gen, rules=None, workers=["Alice", "Bob", "Carol"], max_worker_tokens=2)
+    run(gen, rules=None, workers=["Alice", "Bob", "Carol"], max_thread_tokens=2)
     head = f"<user>{rules}\n\nWhat is 2 + 2?</user>\n<assistant>\n"
     assert all(p.startswith(head + OTHERS) for p, _ in gen.calls)
 
@@ -148,7 +148,7 @@ def test_two_worker_views_are_the_reference_layout() -> None:
             "Bob": [cut(" I will check", 3), step(" the sum.", 3)],
         }
     )
-    ctx, result = run(gen, delta=4, max_worker_tokens=8, finisher_tokens=0)
+    ctx, result = run(gen, round_tokens=4, max_thread_tokens=8, answer_tokens=0)
     alice, bob = gen.of("Alice"), gen.of("Bob")
     assert [p for p, _ in alice] == [
         HEAD + OTHERS + BOB_1 + "<...>\n\n" + OWN + ALICE_1,
@@ -201,7 +201,7 @@ def test_a_break_without_a_sentence_end_stays_in_the_step() -> None:
             "Bob": [cut(" wait", 1), cut(" a", 1), cut(" b", 1)],
         }
     )
-    _, result = run(gen, delta=5, max_worker_tokens=8, finisher_tokens=0)
+    _, result = run(gen, round_tokens=5, max_thread_tokens=8, answer_tokens=0)
     (r1, _), (r2, _), (r3, _) = gen.of("Alice")
     assert r2.endswith(OWN + ALICE_1 + " add them\n\n")  # the break is kept in the step
     assert r2.startswith(HEAD + OTHERS)  # and nothing was committed
@@ -216,7 +216,7 @@ def test_commits_follow_worker_order_not_arrival_order() -> None:
         {"Alice": [step(" go.", 2)], "Bob": [step(" Sure.", 2)]},
         delay={"Alice": 0.02},
     )
-    _, result = run(gen, delta=4, max_worker_tokens=2, finisher_tokens=0)
+    _, result = run(gen, round_tokens=4, max_thread_tokens=2, answer_tokens=0)
     assert gen.arrivals == ["Bob", "Alice"]  # Bob's reply came first
     assert result.chain.text.startswith(
         ALICE_1 + " go.\n\n" + BOB_1 + " Sure.\n\n" + OTHERS + "**Alice [2]:** <...>\n\n"
@@ -229,7 +229,7 @@ def test_quick_check_opens_the_step_after_collab_every_tokens() -> None:
         "Bob": [cut(" hm", 3), step(" ok.", 3), step("Fine.", 3)],
     }
     gen = Workers(scripts)
-    ctx, result = run(gen, delta=3, max_worker_tokens=9, collab_every=5, finisher_tokens=0)
+    ctx, result = run(gen, round_tokens=3, max_thread_tokens=9, collab_every=5, answer_tokens=0)
     # shared counter: r1 Alice 3 (commits, 3 <= 5), Bob 6; r2 Alice 9 > 5: her step 3 asks, reset;
     # Bob 3 (commits, 3 <= 5); r3 Alice 4 (commits, no), Bob 7 > 5: his step 3 asks
     alice, bob = gen.of("Alice"), gen.of("Bob")
@@ -247,14 +247,14 @@ def test_quick_check_opens_the_step_after_collab_every_tokens() -> None:
     assert result.details["totals"]["collab_checks"] == 2
 
     gen = Workers({k: list(v) for k, v in scripts.items()})
-    ctx, result = run(gen, delta=3, max_worker_tokens=9, collab_every=None, finisher_tokens=0)
+    ctx, result = run(gen, round_tokens=3, max_thread_tokens=9, collab_every=None, answer_tokens=0)
     assert QUICK_CHECK not in result.chain.text
     assert not [e for e in ctx.events if e["event"] == "collab_check"]
 
 
 def test_quick_check_needs_more_than_collab_every_tokens_from_all_workers() -> None:
     gen = Workers({"Alice": [step(" go.", 6)], "Bob": [step(" ok.", 6)]})
-    ctx, result = run(gen, delta=6, max_worker_tokens=6, collab_every=6, finisher_tokens=0)
+    ctx, result = run(gen, round_tokens=6, max_thread_tokens=6, collab_every=6, answer_tokens=0)
     # Alice's 6 tokens are not more than 6; with Bob's (a shared count) they are
     assert result.chain.text.endswith(
         OTHERS + "**Alice [2]:** <...>\n\n**Bob [2]:** " + QUICK_CHECK + "<...>\n\n"
@@ -269,7 +269,7 @@ def test_a_boxed_answer_in_a_committed_step_ends_the_run() -> None:
             "Bob": [step(" I'll verify.", 3), step("An empty \\boxed{} is no answer.", 5)],
         }
     )
-    ctx, result = run(gen, delta=8)
+    ctx, result = run(gen, round_tokens=8)
     assert len(gen.calls) == 4  # two rounds; no third, and no finisher: the answer is there
     assert result.chain.text == (
         BOB_1
@@ -288,13 +288,13 @@ def test_a_boxed_answer_in_a_committed_step_ends_the_run() -> None:
 
 def test_a_boxed_answer_still_being_written_does_not_end_the_run() -> None:
     gen = Workers({"Alice": [cut(" \\boxed{4}", 3)], "Bob": [cut(" hm", 3)]})
-    _, result = run(gen, delta=3, max_worker_tokens=6, finisher_tokens=0)
+    _, result = run(gen, round_tokens=3, max_thread_tokens=6, answer_tokens=0)
     assert len(gen.calls) == 4 and result.details["stopped"] == "tokens"
 
 
 def test_eos_commits_the_step_and_ends_only_that_worker() -> None:
     gen = Workers({"Alice": [cut(" think", 2)], "Bob": [eos(" bye", 1)]})
-    _, result = run(gen, delta=2, max_worker_tokens=4, finisher_tokens=0)
+    _, result = run(gen, round_tokens=2, max_thread_tokens=4, answer_tokens=0)
     alice = gen.of("Alice")
     assert len(alice) == 2 and len(gen.of("Bob")) == 1
     # Bob's step is history; he has no step in progress to show
@@ -304,7 +304,7 @@ def test_eos_commits_the_step_and_ends_only_that_worker() -> None:
 
 def test_finisher_forces_an_answer_when_none_was_written() -> None:
     gen = Workers({"Alice": [cut(" think", 4)], "Bob": [cut(" think too", 4)]})
-    ctx, result = run(gen, delta=4, max_worker_tokens=4)
+    ctx, result = run(gen, round_tokens=4, max_thread_tokens=4)
     merged = OTHERS + ALICE_1 + " think<...>\n\n" + BOB_1 + " think too<...>\n\n"
     prompt, sampling = gen.calls[-1]
     assert prompt == HEAD + merged + FINISHER
@@ -316,7 +316,7 @@ def test_finisher_forces_an_answer_when_none_was_written() -> None:
     assert ctx.ledger.samples == 1  # the finisher continues the sample
 
     gen = Workers({"Alice": [cut(" think", 4)], "Bob": [cut(" think too", 4)]})
-    ctx, result = run(gen, delta=4, max_worker_tokens=4, finisher_tokens=0)
+    ctx, result = run(gen, round_tokens=4, max_thread_tokens=4, answer_tokens=0)
     assert len(gen.calls) == 2 and result.chain.text == merged
     assert not [e for e in ctx.events if e["event"] == "finisher"]
 
@@ -327,7 +327,7 @@ def test_three_workers_see_the_others_in_worker_order() -> None:
         delay={"Alice": 0.02, "Bob": 0.01},
     )
     names = ["Alice", "Bob", "Carol"]
-    ctx, result = run(gen, workers=names, delta=2, max_worker_tokens=2, finisher_tokens=0)
+    ctx, result = run(gen, workers=names, round_tokens=2, max_thread_tokens=2, answer_tokens=0)
     carol_1 = "**Carol [1]:** Hi, I'm Carol."
     views = {n: gen.of(n)[0][0] for n in names}
     cut_off = "<...>\n\n"
@@ -355,7 +355,7 @@ def test_rounds_are_tree_layers_and_the_critical_path_takes_each_rounds_longest_
     gen = Workers(
         {"Alice": [cut("a", 5), cut("b", 5)], "Bob": [step(" b.", 2), cut("c", 3)]},
     )
-    ctx, result = run(gen, delta=5, max_worker_tokens=10)
+    ctx, result = run(gen, round_tokens=5, max_thread_tokens=10)
     tree = ctx.tree
     rounds: dict[int, list[str]] = {}
     for node, data in tree.graph.nodes(data=True):
@@ -384,7 +384,7 @@ def test_rounds_are_tree_layers_and_the_critical_path_takes_each_rounds_longest_
 
 def test_round_metrics_count_reprefill_and_shared_prefix_hits() -> None:
     gen = TokenizingWorkers({"Alice": [step(" split the work.", 4)], "Bob": [cut(" ok", 4)]})
-    _, result = run(gen, delta=4, max_worker_tokens=8, finisher_tokens=0)
+    _, result = run(gen, round_tokens=4, max_thread_tokens=8, answer_tokens=0)
     r1, r2 = result.details["rounds"]
     calls = [len(p.split()) for p, _ in gen.calls]
     assert r1["calls"] == r2["calls"] == 2
@@ -401,7 +401,7 @@ def test_round_metrics_count_reprefill_and_shared_prefix_hits() -> None:
     assert totals["reprefill_tokens"] == r1["reprefill_tokens"] + r2["reprefill_tokens"]
     assert totals["prompt_tokens"] == sum(calls)
 
-    _, plain = run(Workers(), delta=4, max_worker_tokens=4, finisher_tokens=0)
+    _, plain = run(Workers(), round_tokens=4, max_thread_tokens=4, answer_tokens=0)
     (only,) = plain.details["rounds"]
     assert only["shared_prefix_tokens"] is None and only["shared_cache_hit_rate"] is None
 
@@ -409,7 +409,7 @@ def test_round_metrics_count_reprefill_and_shared_prefix_hits() -> None:
 def test_concurrent_workers_stay_inside_a_token_budget() -> None:
     gen = Workers()  # every call writes all it may
     budget = Budget(generated_tokens=30)
-    ctx, result = run(gen, budget=budget, workers=["Alice", "Bob", "Carol"], delta=8)
+    ctx, result = run(gen, budget=budget, workers=["Alice", "Bob", "Carol"], round_tokens=8)
     assert 30 <= ctx.ledger.generated_tokens <= 30 + 3
     assert result.details["stopped"] == "budget"
     assert result.chain.finish_reason in (FinishReason.BUDGET, FinishReason.LENGTH)
@@ -423,21 +423,21 @@ def test_concurrent_workers_stay_inside_a_token_budget() -> None:
         ("workers", "Alice"),
         ("workers", ["Alice", "Alice"]),
         ("workers", ["Alice", ""]),
-        ("delta", 0),
-        ("delta", True),
-        ("max_worker_tokens", 0),
+        ("round_tokens", 0),
+        ("round_tokens", True),
+        ("max_thread_tokens", 0),
         ("collab_every", -1),
-        ("finisher_tokens", -1),
-        ("finisher_tokens", 1.5),
+        ("answer_tokens", -1),
+        ("answer_tokens", 1.5),
         ("rules", 3),
     ],
 )
 def test_bad_settings_name_their_key(key: str, value: Any) -> None:
-    with pytest.raises(ValueError, match=rf"search\.hogwild\.{key} "):
+    with pytest.raises(ValueError, match=rf"search\.strategy\.{key} "):
         Hogwild(**{key: value})
 
 
 def test_defaults_are_valid() -> None:
-    policy = Hogwild(workers=("Ann", "Ben"), collab_every=0, max_worker_tokens=None)  # type: ignore[arg-type]
-    assert policy.workers == ["Ann", "Ben"] and policy.delta == 32
-    assert Hogwild().workers == ["Alice", "Bob"] and Hogwild().finisher_tokens == 16
+    policy = Hogwild(workers=("Ann", "Ben"), collab_every=0, max_thread_tokens=None)  # type: ignore[arg-type]
+    assert policy.workers == ["Ann", "Ben"] and policy.round_tokens == 32
+    assert Hogwild().workers == ["Alice", "Bob"] and Hogwild().answer_tokens == 16

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from evals.grading import Grader
 from reasoning import Context, Problem
+from reasoning.build import instantiate_group
 from reasoning.prompts import ThinkingFormat
+from reasoning.settings import default_of, fields_of
 from reasoning.types import Completion, FinishReason, Sampling
 from search.best_of_n import BestOfN
 from search.trim import BudgetForcing, SolveDetect, Trimmer, TrimR
@@ -387,13 +387,10 @@ def test_there_is_one_config_per_policy() -> None:
 def test_every_trim_config_lists_each_key_with_its_default(path: Path) -> None:
     keys = yaml.safe_load(path.read_text())
     target = keys.pop("_target_")
-    built = instantiate(OmegaConf.load(path))  # as Hydra builds it (lists as ListConfig)
+    built = instantiate_group(OmegaConf.load(path), "trim")  # as `reason` builds it
     assert f"{type(built).__module__}.{type(built).__name__}" == target
     assert built.name == path.stem
-    defaults = {
-        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        for f in fields(built)
-    }
+    defaults = {name: default_of(info) for name, info in fields_of(type(built)).items()}
     assert set(keys) == set(defaults)
     plain = {k: tuple(v) if isinstance(v, list) else v for k, v in keys.items()}
     assert plain == defaults

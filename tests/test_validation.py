@@ -88,6 +88,62 @@ def test_search_errors_come_unwrapped(overrides: list[str], message: str) -> Non
     assert "Error in call to target" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["search=threads", "search/strategy=apr", "+search.strategy.delta=8"],
+            "search.strategy.delta is not a apr setting; valid: prefix,",
+        ),
+        (
+            ["search=threads", "search/strategy=hogwild", "search.strategy.round_tokens=0"],
+            "search.strategy.round_tokens must be an integer >= 1, got 0",
+        ),
+        (["search=greedy", "+search.n=4"], "search.n is not a search setting; valid: max_tokens"),
+        (["search=hyper"], "search=hyper needs budget.generated_tokens"),
+        (
+            ["search=hyper", "budget.generated_tokens=100"],
+            "budget.generated_tokens must afford one round and a forced answer",
+        ),
+        (["search=best_of_n", "search.top_logprobs=-1"], "search.top_logprobs must be"),
+    ],
+)
+def test_settings_that_would_not_act_fail_before_any_engine(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_search(compose_config(overrides))
+    assert str(err.value).startswith(message)
+
+
+def test_inactive_strategy_blocks_do_not_exist() -> None:
+    cfg = compose_config(["search=threads", "search/strategy=apr"])
+    assert cfg.search.strategy._target_.endswith(".APR")
+    assert not {"threadweaver", "apr", "fork_join", "hogwild", "policy"} & set(cfg.search)
+    with pytest.raises(Exception, match="search.hogwild"):  # Hydra's struct refusal names it
+        compose_config(["search=threads", "search.hogwild.delta=8"])
+    with pytest.raises(Exception, match="search.n"):
+        compose_config(["search=greedy", "search.n=4"])  # greedy has no n
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        (["search=hyper", "budget.generated_tokens=4096", "+trim=trimr"], "hyper"),
+        (["search=threads", "+trim=budget"], "threads"),
+        (["search=threads", "search/strategy=hogwild", "+trim=sdv"], "threads"),
+    ],
+)
+def test_trimming_is_refused_for_controllers_that_decode_their_own_prompts(
+    overrides: list[str], name: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose_config(overrides))
+    assert str(err.value).startswith(f"trimming cannot act on {name}: it decodes its own prompts")
+    assert "+trim" in str(err.value)
+    validate_config(compose_config(["search=best_of_n", "+trim=trimr"]))  # it acts there
+
+
 def test_budget_and_verifier_errors_are_config_errors() -> None:
     assert build_budget(compose_config(["budget.wall_s=2"])).wall_s == 2
     with pytest.raises(ConfigError, match=r"budget.wall_s must be positive or null, got -1"):

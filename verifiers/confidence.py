@@ -1,6 +1,6 @@
 """Model-free confidence verifiers: score a chain from its own token logprobs.
 
-No extra model is queried, so these cost nothing beyond sampling with `search.logprobs` set
+No extra model is queried, so these cost nothing beyond sampling with `search.top_logprobs` set
 (0 for the sampled-token scores, k >= 2 for self-certainty). The logprobs are whatever the
 backend returns: with vLLM V1 that is the *raw* model distribution (before temperature, top-p and
 penalties: vLLM's default `logprobs_mode`), so scores do not move with the sampling temperature.
@@ -19,7 +19,7 @@ from reasoning.types import Chain, Problem, StepScores
 def _need_logprobs(chain: Chain) -> tuple[float, ...]:
     if chain.logprobs is None:
         raise ValueError(
-            f"chain {chain.id} has no token logprobs: sample with search.logprobs=0 (or k > 0) "
+            f"chain {chain.id} has no token logprobs: sample with search.top_logprobs=0 (or k > 0) "
             "to use a confidence verifier"
         )
     return chain.logprobs
@@ -28,7 +28,7 @@ def _need_logprobs(chain: Chain) -> tuple[float, ...]:
 def _need_top_logprobs(chain: Chain) -> tuple[tuple[float, ...], ...]:
     if chain.top_logprobs is None:
         raise ValueError(
-            f"chain {chain.id} has no top-k logprobs: sample with search.logprobs=k (k >= 2, "
+            f"chain {chain.id} has no top-k logprobs: sample with search.top_logprobs=k (k >= 2, "
             "e.g. 5) to use self-certainty"
         )
     return chain.top_logprobs

@@ -24,7 +24,7 @@ math-verify) and, with --compare, compare.md."""
 
 EPILOG = """\
 examples:
-  reason -m search=greedy,best_of_n search.n=1,4,8 dataset=arith dataset.limit=30
+  reason -m search=best_of_n search.n=1,4,8 dataset=arith dataset.limit=30
   reason-leaderboard runs/multirun/2026-01-05/10-00-00 --out board
   reason-leaderboard runs/ --out board --compare 2 5       # rows by number or hash prefix
 

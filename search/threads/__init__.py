@@ -1,9 +1,9 @@
 """Parallel reasoning threads: rollouts that fork into concurrent threads and join back.
 
-`search=threads` with `search.policy` = threadweaver | apr | fork_join | hogwild
+`search=threads` with `search/strategy=` threadweaver | apr | fork_join | hogwild
 (docs/threads.md).
 """
 
-from search.threads.controller import POLICIES, Threads
+from search.threads.controller import STRATEGIES, Threads
 
-__all__ = ["POLICIES", "Threads"]
+__all__ = ["STRATEGIES", "Threads"]

@@ -67,13 +67,18 @@ from typing import Any, ClassVar
 
 from reasoning.answers import any_box_closed
 from reasoning.context import Context
+from reasoning.settings import Count, OptionalCount, OptionalNonNegativeCount
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, EventKind, Sampling
+from search.settings import (
+    MaxThreadTokens,
+    Prefix,
+    StrategySettings,
+    settings,
+)
 from search.threads.runtime import (
     Rollout,
     RolloutResult,
-    bad_setting,
-    check_count,
     continuation,
 )
 
@@ -307,32 +312,20 @@ class _Log:
     fallbacks: int = 0
 
 
-@dataclass
-class APR:
-    """`search.policy=apr`."""
+@settings
+class APR(StrategySettings):
+    """`search/strategy=apr`."""
 
     name: ClassVar[str] = "apr"
 
-    # control text the root's answer starts with, as if the model wrote it ({question}: the
-    # problem's question); "": none (a model trained on APR's format writes its own); null:
-    # DEFAULT_PREFIX, a calling block of two generic sub-tasks
-    prefix: str | None = None
-    # forced `Sub Call Budget: {k} ` before the prefix (the reference's sub-call conditioning)
-    sub_call_budget: int | None = None
-    # tokens per child; null: what is left of the spawning rollout's cap
-    max_child_tokens: int | None = None
-    # rollouts up to this depth may spawn (1: only the root, as the reference)
-    max_depth: int = 1
-    # children per calling block (the rest are dropped); null: no cap, as the reference
-    max_children: int | None = None
-
-    def __post_init__(self) -> None:
-        check_count(self.name, "max_child_tokens", self.max_child_tokens, 1, optional=True)
-        check_count(self.name, "max_depth", self.max_depth, 1)
-        check_count(self.name, "max_children", self.max_children, 1, optional=True)
-        check_count(self.name, "sub_call_budget", self.sub_call_budget, 0, optional=True)
-        if self.prefix is not None and not isinstance(self.prefix, str):
-            raise bad_setting(self.name, "prefix", self.prefix, "must be text or null")
+    prefix: Prefix = None  # {question}: the problem; null: a block of two generic sub-tasks
+    sub_call_budget: OptionalNonNegativeCount = None
+    """forces `Sub Call Budget: {k} ` first (APR's sub-call conditioning); null: none"""
+    max_thread_tokens: MaxThreadTokens = None
+    max_depth: Count = 1
+    """rollouts up to this depth may spawn (1: only the root, as in APR)"""
+    max_children: OptionalCount = None
+    """children per calling block (the rest are dropped); null: no cap"""
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
         run = Rollout.start(ctx, ctx.render(None), sampling.max_tokens, label=label)
@@ -403,7 +396,7 @@ class APR:
             dropped = len(searches) - self.max_children
             searches = searches[: self.max_children]
             ctx.record(EventKind.DROPPED_CHILDREN, policy=self.name, dropped=dropped)
-        cap = run.left if self.max_child_tokens is None else min(self.max_child_tokens, run.left)
+        cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
         spawn = run.chain
         ctx.tree.mark(spawn.id, NodeStatus.FORKED)
         ctx.record(EventKind.FORK, policy=self.name, at=spawn.id, threads=len(searches))

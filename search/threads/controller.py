@@ -1,70 +1,81 @@
 """`search=threads`: rollouts that fork into concurrent threads and join back (docs/threads.md).
 
-One controller carries the four published forms; `policy` picks who decides to fork and how
-the threads meet again, and each policy's own settings live under `search.<policy>`.
+One controller carries the four published forms; the strategy (`search/strategy=NAME`, a nested
+Hydra group under `conf/search/strategy/`) decides who forks and how the threads meet again.
+Hydra builds the chosen strategy from `search.strategy` (its own settings only), so the blocks
+of the strategies not chosen do not exist in the config or in the records.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from reasoning.context import Context
 from reasoning.outcome import Outcome
+from reasoning.settings import Allowed
 from reasoning.types import Problem, Sampling
 from search.aggregate import VOTES
 from search.conclude import conclude
-from search.settings import Sampled, invalid
+from search.settings import (
+    AggregateName,
+    MaxTokens,
+    Sampled,
+    Samples,
+    StrategySettings,
+    Temperature,
+    TopP,
+    settings,
+)
 from search.threads.apr import APR
 from search.threads.fork_join import ForkJoin
 from search.threads.hogwild import Hogwild
-from search.threads.runtime import RolloutResult, ThreadPolicy
+from search.threads.runtime import RolloutResult, ThreadStrategy
 from search.threads.threadweaver import ThreadWeaver
 
-POLICIES: dict[str, type[Any]] = {p.name: p for p in (ThreadWeaver, APR, ForkJoin, Hogwild)}
+STRATEGIES: dict[str, type[ThreadStrategy]] = {
+    s.name: s for s in (ThreadWeaver, APR, ForkJoin, Hogwild)
+}
+
+StrategySetting = Annotated[
+    StrategySettings, Allowed(f"a thread strategy: one of {list(STRATEGIES)}")
+]
 
 
-@dataclass
+def _threadweaver() -> StrategySettings:
+    return ThreadWeaver()
+
+
+@settings
 class Threads(Sampled):
-    """`n` rollouts of one thread policy, run concurrently, their answers voted by `aggregate`."""
+    """`n` rollouts of one thread strategy, run concurrently, their answers voted by `aggregate`."""
 
     name: ClassVar[str] = "threads"
     aggregates: ClassVar[tuple[str, ...]] = tuple(VOTES)
-    # each policy's settings block (search.<policy>); empty means the policy's own defaults
-    policies: ClassVar[dict[str, type[Any]]] = POLICIES
+    decodes_own_prompts: ClassVar[bool] = True
 
-    temperature: float = 0.6
-    top_p: float = 0.95
-    policy: str = "threadweaver"
-    n: int = 1
-    aggregate: str = "majority"
+    temperature: Temperature = 0.6
+    top_p: TopP = 0.95
+    strategy: Annotated[
+        StrategySettings, Allowed(f"a thread strategy: one of {list(STRATEGIES)}")
+    ] = Field(
+        default_factory=_threadweaver,
+        description="the thread strategy (search/strategy=NAME), built with its own settings",
+    )
+    n: Samples = 1
+    aggregate: AggregateName = "majority"
     # tokens one rollout's text may hold after the prompt, threads included (its context)
-    max_tokens: int = 1024
-    threadweaver: dict[str, Any] = field(default_factory=dict)
-    apr: dict[str, Any] = field(default_factory=dict)
-    fork_join: dict[str, Any] = field(default_factory=dict)
-    hogwild: dict[str, Any] = field(default_factory=dict)
+    max_tokens: MaxTokens = 1024
 
-    def check(self) -> None:
-        if self.policy not in POLICIES:
-            raise invalid("policy", self.policy, f"must be one of {list(POLICIES)}")
-        self._policy: ThreadPolicy = self._build(self.policy)
-
-    def _build(self, name: str) -> ThreadPolicy:
-        settings = dict(getattr(self, name) or {})
-        cls = POLICIES[name]
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            valid = ", ".join(sorted(known))
-            raise ValueError(f"search.{name}.{unknown[0]} is not a {name} setting; valid: {valid}")
-        return cls(**settings)
+    @property
+    def _strategy(self) -> ThreadStrategy:
+        return self.strategy  # type: ignore[return-value]
 
     @property
     def verifier_use(self) -> str | None:
-        use = getattr(self._policy, "verifier_use", None)
+        use = getattr(self.strategy, "verifier_use", None)
         if use:
             return use
         return super().verifier_use
@@ -74,9 +85,9 @@ class Threads(Sampled):
             temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens
         )
         results: list[RolloutResult] = await asyncio.gather(
-            *(self._policy.rollout(ctx, sampling, f"r{i}") for i in range(self.n))
+            *(self._strategy.rollout(ctx, sampling, f"r{i}") for i in range(self.n))
         )
         outcome = await conclude(ctx, [r.chain for r in results], self.aggregate)
-        outcome.details["policy"] = self.policy
+        outcome.details["strategy"] = self.strategy.name
         outcome.details["rollouts"] = [r.details for r in results]
         return outcome

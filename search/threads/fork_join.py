@@ -8,20 +8,27 @@ answers (docs/threads.md). It needs no model trained on a thread format.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from reasoning.context import Context
+from reasoning.settings import Count, TokenCap
 from reasoning.steps import split_steps
 from reasoning.types import Chain, FinishReason, Sampling
-from search.aggregate import STEP_REDUCTIONS, aggregate, reduce_step_scores
+from search.aggregate import aggregate, reduce_step_scores
+from search.settings import (
+    AnswerCue,
+    AnswerTokens,
+    MaxThreadTokens,
+    Prefix,
+    StepReductionName,
+    StrategySettings,
+    settings,
+)
 from search.threads.runtime import (
     Branch,
     Rollout,
     RolloutResult,
     Thread,
-    bad_setting,
-    check_count,
     continuation,
     fork,
     join,
@@ -41,55 +48,41 @@ def merged_threads(texts: list[str]) -> str:
     return "".join(f"\n\n### Thread {i + 1}\n{t.strip()}" for i, t in enumerate(texts))
 
 
-@dataclass
-class ForkJoin:
-    """`search.policy=fork_join`."""
+@settings
+class ForkJoin(StrategySettings):
+    """`search/strategy=fork_join`."""
 
     name: ClassVar[str] = "fork_join"
 
-    threads: int = 4
-    # plan: fork after the model's first paragraph (its plan); start: fork at the first token
-    fork_after: str = "plan"
-    # control text the answer starts with (e.g. "Plan:"), as if the model wrote it; null: none
-    prefix: str | None = None
-    plan_tokens: int = 128
-    # what each thread's request adds to the shared prefix ({i}: the thread's number, from 1)
+    threads: Count = 4
+    """threads forked per rollout"""
+    fork_after: Literal["plan", "start"] = "plan"
+    """plan: fork after the model's first paragraph (its plan) | start: at the first token"""
+    prefix: Prefix = None  # e.g. "Plan:"; null: none
+    plan_tokens: TokenCap = 128
+    """tokens of the plan before the fork"""
     thread_opening: str = ""
-    # tokens per thread; null: what is left of the rollout's context
-    max_thread_tokens: int | None = None
-    # summary: one continuation reads all threads and writes the answer; verifier: the thread
-    # the verifier scores best; vote: the majority answer of the threads
-    join: str = "summary"
-    summary_cue: str = SUMMARY_CUE
-    summary_tokens: int = 64
-    step_reduction: str = "last"  # the verifier join's per-step scores -> one score
+    """what each thread's request adds to the shared prefix ({i}: its number, from 1)"""
+    max_thread_tokens: MaxThreadTokens = None
+    join: Literal["summary", "verifier", "vote"] = "summary"
+    """summary: a continuation reads every thread and answers | verifier: the thread the
+    verifier scores best (needs verifier=...) | vote: the threads' majority answer"""
+    answer_cue: AnswerCue = SUMMARY_CUE
+    answer_tokens: AnswerTokens = 64
+    step_reduction: StepReductionName = "last"  # the verifier join's
 
     def __post_init__(self) -> None:
-        for key, low in (("threads", 1), ("plan_tokens", 1), ("summary_tokens", 1)):
-            check_count(self.name, key, getattr(self, key), low)
-        check_count(self.name, "max_thread_tokens", self.max_thread_tokens, 1, optional=True)
-        if self.fork_after not in FORK_POINTS:
-            raise bad_setting(
-                self.name, "fork_after", self.fork_after, f"must be one of {list(FORK_POINTS)}"
-            )
-        if self.join not in JOINS:
-            raise bad_setting(self.name, "join", self.join, f"must be one of {list(JOINS)}")
-        if self.step_reduction not in STEP_REDUCTIONS:
-            raise bad_setting(
-                self.name,
-                "step_reduction",
-                self.step_reduction,
-                f"must be one of {list(STEP_REDUCTIONS)}",
+        if self.join == "summary" and self.answer_tokens < 1:
+            raise self.invalid(
+                "answer_tokens", self.answer_tokens, "must be >= 1 with join=summary"
             )
         if "{" in self.thread_opening.replace("{i}", ""):
-            raise bad_setting(
-                self.name, "thread_opening", self.thread_opening, "may only use the field {i}"
-            )
+            raise self.invalid("thread_opening", self.thread_opening, "may only use the field {i}")
 
     @property
     def verifier_use(self) -> str | None:
         if self.join == "verifier":
-            return "search.fork_join.join=verifier keeps the thread the verifier scores best"
+            return "search.strategy.join=verifier keeps the thread the verifier scores best"
         return None
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
@@ -141,10 +134,10 @@ class ForkJoin:
     async def _summarize(self, run: Rollout, threads: list[Thread], sampling: Sampling) -> None:
         texts = [t.branch.opening + t.text for t in threads]
         join(run, threads, merged_threads(texts), policy=self.name, rule="summary")
-        run.force(self.summary_cue)
+        run.force(self.answer_cue)
         # the summary is part of the rollout's context, but always gets its own tokens
-        run.budget_tokens = max(run.budget_tokens, run.decoded_tokens + self.summary_tokens)
-        step = await run.decode(continuation(sampling, self.summary_tokens), rule="summary")
+        run.budget_tokens = max(run.budget_tokens, run.decoded_tokens + self.answer_tokens)
+        step = await run.decode(continuation(sampling, self.answer_tokens), rule="summary")
         run.end(step.finish)
 
     async def _choose(self, ctx: Context, run: Rollout, threads: list[Thread]) -> int:

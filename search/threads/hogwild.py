@@ -43,13 +43,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from reasoning.answers import nonempty_box_closed
 from reasoning.context import Context
+from reasoning.settings import Allowed, OptionalNonNegativeCount
 from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Chain, Completion, EventKind, FinishReason, Sampling, chain_finish
-from search.threads.runtime import RolloutResult, bad_setting, call, check_count, continuation
+from search.settings import (
+    AnswerCue,
+    AnswerTokens,
+    MaxThreadTokens,
+    RoundTokens,
+    StrategySettings,
+    settings,
+)
+from search.threads.runtime import RolloutResult, call, continuation
 
 SEP = "\n\n"
 OTHERS_HEADER = "\n\n### Work in progress (others)\n\n"  # after the history
@@ -146,41 +155,37 @@ class _State:
         return [w.wip for w in self.workers]
 
 
-@dataclass
-class Hogwild:
-    """`search.policy=hogwild`."""
+@settings
+class Hogwild(StrategySettings):
+    """`search/strategy=hogwild`."""
 
     name: ClassVar[str] = "hogwild"
 
-    # the workers' names, in the order they are processed within a round (K >= 2)
-    workers: Sequence[str] = ("Alice", "Bob")
-    # tokens each worker decodes per round (others see its progress one round later)
-    delta: int = 32
-    # tokens each worker may decode; null: (the rollout's max_tokens - finisher_tokens) // K
-    max_worker_tokens: int | None = None
-    # decoded tokens (all workers together) between "Quick check" questions; null or 0: never
-    collab_every: int | None = 256
-    # tokens of the forced final answer when the workers wrote none; 0: no finisher
-    finisher_tokens: int = 16
-    # the collaboration rules shown before the problem; null: ours for these workers
+    workers: Annotated[Sequence[str], Allowed("a list of at least 2 distinct non-empty names")] = (
+        "Alice",
+        "Bob",
+    )
+    """the workers' names, in the order their replies are applied within a round"""
+    round_tokens: RoundTokens = 32
+    max_thread_tokens: MaxThreadTokens = None
+    """tokens each worker may decode; null: (max_tokens - answer_tokens) // workers"""
+    collab_every: OptionalNonNegativeCount = 256
+    """decoded tokens (all workers together) between "Quick check" questions; 0 or null: never"""
+    answer_tokens: AnswerTokens = 16
+    answer_cue: AnswerCue = FINISHER
     rules: str | None = None
+    """the collaboration rules shown before the problem; null: ours for these workers"""
 
     def __post_init__(self) -> None:
         w = self.workers
-        if isinstance(w, str) or not isinstance(w, Sequence):
-            raise bad_setting(self.name, "workers", w, "must be a list of names")
+        if isinstance(w, str):
+            raise self.invalid("workers", w, "must be a list of names")
         names = list(w)
         if len(names) < 2 or not all(isinstance(n, str) and n.strip() for n in names):
-            raise bad_setting(self.name, "workers", w, "must list at least 2 non-empty names")
+            raise self.invalid("workers", w, "must list at least 2 non-empty names")
         if len(set(names)) != len(names):
-            raise bad_setting(self.name, "workers", w, "must not repeat a name")
+            raise self.invalid("workers", w, "must not repeat a name")
         self.workers = names
-        check_count(self.name, "delta", self.delta, 1)
-        check_count(self.name, "max_worker_tokens", self.max_worker_tokens, 1, optional=True)
-        check_count(self.name, "collab_every", self.collab_every, 0, optional=True)
-        check_count(self.name, "finisher_tokens", self.finisher_tokens, 0)
-        if self.rules is not None and not isinstance(self.rules, str):
-            raise bad_setting(self.name, "rules", self.rules, "must be text or null")
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
         rules = default_rules(self.workers) if self.rules is None else self.rules
@@ -189,8 +194,8 @@ class Hogwild:
             [_Worker(n, first_step(i, n)) for i, n in enumerate(self.workers)],
         )
         # the finisher's tokens are kept out of the workers' share: a rollout stays in max_tokens
-        share = (sampling.max_tokens - self.finisher_tokens) // len(self.workers)
-        cap = self.max_worker_tokens or max(1, share)
+        share = (sampling.max_tokens - self.answer_tokens) // len(self.workers)
+        cap = self.max_thread_tokens or max(1, share)
         count = _token_counter(ctx)
         rounds: list[dict[str, Any]] = []
         last: list[str] = []  # the tree nodes of the last round
@@ -211,7 +216,7 @@ class Hogwild:
                     call(
                         ctx,
                         v,
-                        continuation(sampling, min(self.delta, cap - w.used), (SEP,)),
+                        continuation(sampling, min(self.round_tokens, cap - w.used), (SEP,)),
                         new_sample=number == 1 and w is state.workers[0],
                     )
                     for w, v in zip(active, views, strict=True)
@@ -312,17 +317,17 @@ class Hogwild:
         )
         ctx.record(EventKind.JOIN, policy=self.name, threads=len(last))
         finisher: dict[str, Any] | None = None
-        if self.finisher_tokens > 0 and not nonempty_box_closed(merged):
+        if self.answer_tokens > 0 and not nonempty_box_closed(merged):
             greedy = Sampling(
-                temperature=0.0, top_p=1.0, max_tokens=self.finisher_tokens, seed=sampling.seed
+                temperature=0.0, top_p=1.0, max_tokens=self.answer_tokens, seed=sampling.seed
             )
-            c = await call(ctx, state.head + merged + FINISHER, greedy, new_sample=False)
+            c = await call(ctx, state.head + merged + self.answer_cue, greedy, new_sample=False)
             finisher = {"tokens": c.tokens, "refused": c.refused}
             if not c.refused:
                 ctx.record(EventKind.FINISHER, policy=self.name, tokens=c.tokens)
                 joined = chain.id
                 chain = chain.extend(
-                    FINISHER + c.text,
+                    self.answer_cue + c.text,
                     tokens=c.tokens,
                     finished=True,
                     finish_reason=chain_finish(c),
@@ -338,7 +343,7 @@ class Hogwild:
         if not chain.finished:  # no finisher: the merged response is the answer as it stands
             chain = replace(chain, finished=True, finish_reason=reason)
             ctx.tree.annotate(chain.id, finished=True, finish_reason=reason)
-        totals = _totals(rounds, self.delta, state, finisher)
+        totals = _totals(rounds, self.round_tokens, state, finisher)
         details = {
             "label": label,
             "workers": list(self.workers),

@@ -251,16 +251,16 @@ def join(
 
 @dataclass(frozen=True)
 class RolloutResult:
-    """What one rollout of a policy gives the controller: its final chain (in the tree, its
+    """What one rollout of a strategy gives the controller: its final chain (in the tree, its
     text the whole answer after the prompt) and facts for the trace."""
 
     chain: Chain
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class ThreadPolicy(Protocol):
-    """One way of forking and joining (search.policy); its settings are the dataclass fields,
-    configured under `search.<name>`."""
+class ThreadStrategy(Protocol):
+    """One way of forking and joining (`search/strategy=NAME`); its settings are the
+    `@settings` fields, configured under `search.strategy`."""
 
     name: ClassVar[str]
 
@@ -268,20 +268,6 @@ class ThreadPolicy(Protocol):
         """One whole trajectory. `sampling` carries temperature, top_p and, as `max_tokens`,
         the tokens the trajectory's text may hold (threads included); `label` names it."""
         ...
-
-
-def bad_setting(policy: str, key: str, value: Any, problem: str) -> ValueError:
-    """The one error shape for a bad policy setting: it names `search.<policy>.<key>`."""
-    return ValueError(f"search.{policy}.{key} {problem}, got {value!r}")
-
-
-def check_count(policy: str, key: str, value: Any, low: int, *, optional: bool = False) -> None:
-    """One check for every policy's integer setting (`optional`: null is allowed too)."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        tail = " or null" if optional else ""
-        raise bad_setting(policy, key, value, f"must be an integer >= {low}{tail}")
 
 
 def continuation(base: Sampling, max_tokens: int, stop: tuple[str, ...] = ()) -> Sampling:

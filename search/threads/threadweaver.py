@@ -9,18 +9,21 @@ before sequential decoding resumes (docs/threads.md has the exact join text and 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from reasoning.context import Context
 from reasoning.types import EventKind, FinishReason, Sampling
+from search.settings import (
+    MaxThreadTokens,
+    Prefix,
+    StrategySettings,
+    settings,
+)
 from search.threads.runtime import (
     Branch,
     Rollout,
     RolloutResult,
     Thread,
-    bad_setting,
-    check_count,
     continuation,
     fork,
     join,
@@ -69,22 +72,14 @@ def joined_text(ids: list[str], texts: dict[str, str]) -> str:
     return "\n" + "".join(f"{THREAD_OPEN}\n{i}:{closed(texts[i])}" for i in ids) + "\n"
 
 
-@dataclass
-class ThreadWeaver:
-    """`search.policy=threadweaver`."""
+@settings
+class ThreadWeaver(StrategySettings):
+    """`search/strategy=threadweaver`."""
 
     name: ClassVar[str] = "threadweaver"
 
-    # control text the answer starts with, as if the model wrote it ("": none, for a model
-    # trained on the format; null: DEFAULT_PREFIX, two generic outlines)
-    prefix: str | None = None
-    # tokens per thread; null: what is left of the rollout's context (the evaluator's one cap)
-    max_thread_tokens: int | None = None
-
-    def __post_init__(self) -> None:
-        check_count(self.name, "max_thread_tokens", self.max_thread_tokens, 1, optional=True)
-        if self.prefix is not None and not isinstance(self.prefix, str):
-            raise bad_setting(self.name, "prefix", self.prefix, "must be text or null")
+    prefix: Prefix = None  # null: two generic outlines
+    max_thread_tokens: MaxThreadTokens = None
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
         run = Rollout.start(ctx, ctx.render(None), sampling.max_tokens, label=label)

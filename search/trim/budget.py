@@ -9,40 +9,34 @@ sample ends at EOS with the block open), the close tag and what follows it are d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from reasoning.context import Context
+from reasoning.settings import NonEmptyText, NonNegativeCount, Text, TokenCap, settings
 from reasoning.types import Sampling
-from search.trim.keys import at_least, invalid, nonempty_text, validate
 from search.trim.transcript import Transcript
 from search.trim.watch import Cut, Trimmer, Watch
 
 
-@dataclass
+@settings
 class BudgetForcing(Trimmer):
     """s1's budget forcing as a trimmer: a ceiling and a floor on thinking tokens."""
 
     name: ClassVar[str] = "budget"
 
-    conclude_cue: str = "\n"  # before the close tag
-    max_think_tokens: int = 512  # thinking tokens that force the end of thinking
-    min_think_tokens: int = 0  # thinking that ends earlier is extended
-    extend_cue: str = "Wait"  # written instead of the close tag to think on
-    max_extensions: int = 2  # extensions per sample
+    conclude_cue: Text = "\n"
+    max_think_tokens: TokenCap = 512
+    """thinking tokens that force the end of thinking"""
+    min_think_tokens: NonNegativeCount = 0
+    """thinking that ends earlier is extended (0: never)"""
+    extend_cue: NonEmptyText = "Wait"
+    """written instead of the close tag to think on"""
+    max_extensions: NonNegativeCount = 2
+    """extensions per sample"""
 
     def check(self) -> None:
-        validate(
-            self,
-            {
-                "max_think_tokens": at_least(1),
-                "min_think_tokens": at_least(0),
-                "extend_cue": nonempty_text,
-                "max_extensions": at_least(0),
-            },
-        )
         if self.min_think_tokens > self.max_think_tokens:
-            raise invalid(
+            raise self.invalid(
                 "min_think_tokens",
                 self.min_think_tokens,
                 f"must be <= trim.max_think_tokens ({self.max_think_tokens})",

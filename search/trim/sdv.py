@@ -12,54 +12,47 @@ the toolkit's reading of the paper, not published code: reconstructions.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
+from reasoning.settings import NonEmptyText, Probability, Text, settings
 from reasoning.types import EventKind, Sampling, TokenPrompt
-from search.trim.keys import cue_list, fraction, invalid, nonempty_text, validate
 from search.trim.side import Pending
-from search.trim.thoughts import Thoughts
+from search.trim.thoughts import Cues, Thoughts
 from search.trim.transcript import Transcript
 from search.trim.watch import Cut, Trimmer, Watch
 
 HESITATION_CUES: tuple[str, ...] = ("Wait", "Hmm", "Alternatively", "But let me")
 
 
-@dataclass
+@settings
 class SolveDetect(Trimmer):
     """The detect step: a yes/no probe at each hesitation, answered by the policy model."""
 
     name: ClassVar[str] = "sdv"
 
-    conclude_cue: str = "\n"  # before the close tag
-    probe: str = "\n\nHave I already obtained the final answer? Answer Yes or No:"
-    yes: str = "Yes"  # the probe's answer words; their first token is read (with a leading space)
-    no: str = "No"
-    threshold: float = 0.8  # P(Yes) at or above it cuts
-    cues: tuple[str, ...] = HESITATION_CUES  # a paragraph opening with one is probed
+    conclude_cue: Text = "\n"
+    probe: NonEmptyText = "\n\nHave I already obtained the final answer? Answer Yes or No:"
+    """appended to the exact prefix in the side request; the next token answers it"""
+    yes: NonEmptyText = "Yes"
+    """the probe's yes word; its first token (after a space) is read"""
+    no: NonEmptyText = "No"
+    """the probe's no word; its first token (after a space) is read"""
+    threshold: Probability = 0.8
+    """P(Yes) at or above it cuts"""
+    cues: Cues = HESITATION_CUES  # probed at each
 
     def check(self) -> None:
-        validate(
-            self,
-            {
-                "probe": nonempty_text,
-                "yes": nonempty_text,
-                "no": nonempty_text,
-                "threshold": fraction,
-                "cues": cue_list,
-            },
-        )
         if self.yes == self.no:
-            raise invalid("no", self.no, "must differ from trim.yes")
+            raise self.invalid("no", self.no, "must differ from trim.yes")
         self.cues = tuple(self.cues)
 
     def label_ids(self, ctx: Context) -> tuple[int, int]:
         """The first token of " Yes" and of " No": what the model writes after the colon."""
         yes, no = ctx.tokenize(" " + self.yes)[0], ctx.tokenize(" " + self.no)[0]
         if yes == no:
-            raise invalid("no", self.no, "must start with a different token from trim.yes")
+            raise self.invalid("no", self.no, "must start with a different token from trim.yes")
         return yes, no
 
     def watch(self, ctx: Context, prompt_ids: tuple[int, ...], sampling: Sampling) -> Watch:

@@ -9,6 +9,22 @@ undecided until they are, so a policy never acts on half a word.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
+
+from pydantic import Field
+
+from reasoning.settings import Allowed, NonEmptyText
+
+Cues = Annotated[
+    Sequence[NonEmptyText],
+    Field(min_length=1),
+    Allowed("a non-empty list of non-empty strings"),
+    Field(
+        description="a blank line followed by a paragraph opening with one of these ends a "
+        "thought (where sdv probes, where trimr splits)"
+    ),
+]
+"""Paragraph openings that mark a thought boundary (a list in the config)."""
 
 REFLECTION_CUES: tuple[str, ...] = (
     "Wait",

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
 
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
+from reasoning.settings import Allowed, Count, Probability, Text, settings
 from reasoning.types import Sampling
-from search.trim.keys import at_least, cue_list, fraction, invalid, text, validate
 from search.trim.repetition import repeats_ngram
 from search.trim.side import Pending
-from search.trim.thoughts import REFLECTION_CUES, Thoughts
+from search.trim.thoughts import REFLECTION_CUES, Cues, Thoughts
 from search.trim.transcript import Transcript
 from search.trim.watch import Cut, Trimmer, Watch
 
@@ -38,41 +40,36 @@ CHECKER_QUESTION = (
 CHECKER_TOKENS = 32
 
 
-@dataclass
+@settings
 class TrimR(Trimmer):
     """TrimR's three redundancy rules over thoughts split at reflection cues."""
 
     name: ClassVar[str] = "trimr"
 
-    conclude_cue: str = "\n\nI have verified the answer enough; it is settled.\n"
-    force_cue: str = "\n\nI have explored enough; I will commit to the best-supported answer.\n"
-    checker: str = "grader"  # grader: the answer judge extracts; model: ask the policy model
-    agree: int = 2  # m: consecutive answer-bearing thoughts that must agree
-    underthink_share: float = 0.6  # of the sample's max_tokens spent thinking
-    max_thoughts: int = 20  # thoughts judged without agreement
-    window: int = 512  # repetition: last generated tokens examined
-    ngram: int = 16  # repetition: span length in tokens
-    repeats: int = 4  # repetition: occurrences that make a loop
-    cues: tuple[str, ...] = REFLECTION_CUES  # a paragraph opening with one starts a thought
+    # overthinking: when the answer has settled
+    conclude_cue: Text = "\n\nI have verified the answer enough; it is settled.\n"
+    force_cue: Text = "\n\nI have explored enough; I will commit to the best-supported answer.\n"
+    """underthinking and repetition: written before the close tag to force a conclusion"""
+    checker: Literal["grader", "model"] = "grader"
+    """who reads a thought's answer: grader (the answer judge extracts) | model (the policy
+    model is asked)"""
+    agree: Count = 2
+    """m: consecutive answer-bearing thoughts whose answers must agree"""
+    underthink_share: Probability = 0.6
+    """underthinking: share of the sample's max_tokens spent thinking"""
+    max_thoughts: Count = 20
+    """underthinking: thoughts judged without m agreeing answers"""
+    window: Annotated[int, Field(ge=2), Allowed("an integer >= 2")] = 512
+    """repetition: last generated tokens examined"""
+    ngram: Count = 16
+    """repetition: span length in tokens"""
+    repeats: Annotated[int, Field(ge=2), Allowed("an integer >= 2")] = 4
+    """repetition: occurrences of one span that make a loop"""
+    cues: Cues = REFLECTION_CUES
 
     def check(self) -> None:
-        validate(
-            self,
-            {
-                "force_cue": text,
-                "agree": at_least(1),
-                "underthink_share": fraction,
-                "max_thoughts": at_least(1),
-                "window": at_least(2),
-                "ngram": at_least(1),
-                "repeats": at_least(2),
-                "cues": cue_list,
-            },
-        )
-        if self.checker not in CHECKERS:
-            raise invalid("checker", self.checker, f"must be one of {list(CHECKERS)}")
         if self.ngram > self.window:
-            raise invalid("ngram", self.ngram, f"must be <= trim.window ({self.window})")
+            raise self.invalid("ngram", self.ngram, f"must be <= trim.window ({self.window})")
         self.cues = tuple(self.cues)
 
     def watch(self, ctx: Context, prompt_ids: tuple[int, ...], sampling: Sampling) -> Watch:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.prompts import ThinkingFormat
+from reasoning.settings import Settings, Text, settings
 from reasoning.types import (
     Completion,
     Delta,
@@ -26,7 +27,7 @@ from reasoning.types import (
     Sampling,
     TokenPrompt,
 )
-from search.trim.keys import at_least, text, validate
+from search.settings import AnswerCue, AnswerTokens
 from search.trim.transcript import Piece, Transcript
 
 
@@ -57,28 +58,30 @@ class Watch:
         """Thinking is over: stop side requests (must be safe to call twice)."""
 
 
-@dataclass
-class Trimmer:
+@settings
+class Trimmer(Settings):
     """Base of the trimming policies: the shared keys and the streaming loop.
 
-    Subclasses set `name` and return a `Watch` from `watch`; `check` validates their keys.
+    Subclasses set `name` and return a `Watch` from `watch`; their settings are declared
+    (reasoning/settings.py) and `check` holds their cross-field rules (raise `self.invalid`).
     """
 
+    settings_key: ClassVar[str] = "trim"
+    settings_kind: ClassVar[str] = "trim"
     name: ClassVar[str] = ""
 
-    answer_tokens: int = 256  # tokens of the answer written after a cut
-    answer_cue: str = "\n\nFinal answer: $\\boxed{"  # after the close tag: start the answer
-    conclude_cue: str = "\n\nI have thought enough; time to write the answer.\n"
+    answer_tokens: AnswerTokens = 256
+    answer_cue: AnswerCue = "\n\nFinal answer: $\\boxed{"
+    conclude_cue: Text = "\n\nI have thought enough; time to write the answer.\n"
+    """written before the close tag at a cut"""
 
     def __post_init__(self) -> None:
-        validate(
-            self,
-            {"answer_tokens": at_least(1), "answer_cue": text, "conclude_cue": text},
-        )
+        if self.answer_tokens < 1:
+            raise self.invalid("answer_tokens", self.answer_tokens, "must be >= 1 for a trimmer")
         self.check()
 
     def check(self) -> None:
-        """Policy-specific validation (raise `search.trim.keys.invalid`)."""
+        """Policy-specific cross-field validation (raise `self.invalid`)."""
 
     def watch(self, ctx: Context, prompt_ids: tuple[int, ...], sampling: Sampling) -> Watch:
         return Watch()
