@@ -5,7 +5,7 @@ from __future__ import annotations
 from reasoning.context import Context
 from reasoning.outcome import Outcome
 from reasoning.types import Chain
-from search.aggregate import StepReduction, Vote, aggregate, needs_scores
+from search.aggregate import Selection, StepReduction, Vote, aggregate, needs_scores
 from search.expand import is_scored, score
 
 
@@ -46,10 +46,23 @@ async def conclude(
     if ctx.judge is None:
         raise ValueError("the Context needs an answer judge to aggregate answers")
     selection = await aggregate(chains, ctx.judge, method, step_reduction)
+    return outcome_of(ctx, chains, selection, details)
+
+
+def outcome_of(
+    ctx: Context, chains: list[Chain], selection: Selection, details: dict[str, object]
+) -> Outcome:
+    """The Outcome of a choice already made: the winner marked `selected` in the tree, the
+    vote's counts and facts joined to `details`.
+
+    `conclude` ends here after its vote; a controller that chooses by a rule of its own (HyPER's
+    weighted vote, MCTS's most visited child) builds a `Selection` and ends here too, so every
+    Outcome is put together the same way (docs/adding-a-controller.md).
+    """
     chosen = chains[selection.index] if selection.index is not None else None
     if chosen is not None:
         ctx.tree.mark_selected(chosen.id)
-    details["votes"] = selection.votes
+    details.setdefault("votes", selection.votes)
     details.update(selection.details)
     ctx.tick()
     return Outcome(

@@ -13,6 +13,7 @@ from the generated text and re-inserted by the renderer when the chain is contin
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from reasoning.answers import mentions_box
@@ -159,3 +160,33 @@ async def score(
     for c in scored:
         ctx.tree.annotate(c.id, scores=list(c.scores))
     return scored
+
+
+async def greedy_rollout(
+    ctx: Context,
+    chains: Sequence[Chain],
+    steps: int,
+    sampling: StepSampling,
+    *,
+    status: NodeStatus = NodeStatus.LOOKAHEAD,
+) -> list[Chain]:
+    """Each open chain continued by up to `steps` greedy (temperature 0) steps: its tip, or the
+    chain itself when it is finished or the budget refused its next step.
+
+    One `expand` call per level over every open chain, so all rollouts of a round are in flight
+    together (levels depend on each other, chains do not). Each rollout step is a tree node of
+    `status` (LOOKAHEAD: the step only informs a score and is not kept by the search). Beam
+    search's and DVTS's lookahead use it, and so can a tree search's simulations.
+    """
+    tips = list(chains)
+    greedy = replace(sampling, temperature=0.0)
+    for _ in range(steps):
+        open_ = [j for j, tip in enumerate(tips) if not tip.finished]
+        if not open_:
+            break
+        grown = await expand(ctx, [tips[j] for j in open_], 1, greedy)
+        for j, more in zip(open_, grown, strict=True):
+            if more:
+                tips[j] = more[0]
+                ctx.tree.mark(more[0].id, status)
+    return tips

@@ -45,6 +45,7 @@ from reasoning.tree import NodeStatus
 from reasoning.types import Chain, EventKind, FinishReason, Problem, Sampling, TokenPrompt
 from search.aggregate import cluster_answers, select
 from search.chunked import Chunk, ChunkSampling, chunk_finish, decode_chunks, fork_at, start_chain
+from search.conclude import outcome_of
 from search.settings import (
     AnswerCue,
     AnswerTokens,
@@ -489,10 +490,6 @@ class HyPER(Sampled):
             tails, [c.tokens for c in chains], [a is not None for a in answers], self.length_penalty
         )
         selection = select(answers, clusters, "weighted", weights)
-        chosen = chains[selection.index] if selection.index is not None else None
-        if chosen is not None:
-            ctx.tree.mark_selected(chosen.id)
-        ctx.tick()
         details: dict[str, Any] = {
             "aggregate": "hyper",
             "votes": selection.votes,  # per answer cluster: summed w_i
@@ -507,12 +504,4 @@ class HyPER(Sampled):
             "rounds": tally.rounds,
             "stop": stop,
         }
-        return Outcome(
-            answer=selection.answer,
-            chain=chosen,
-            chains=chains,
-            ledger=ctx.ledger,
-            tree=ctx.tree,
-            stopped_by=ctx.stopped_by,
-            details=details,
-        )
+        return outcome_of(ctx, chains, selection, details)

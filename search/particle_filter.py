@@ -142,19 +142,19 @@ def lineage(chain: Chain, registry: dict[str, Chain]) -> list[Chain]:
 REFERENCE_REWARDS = ("prefix", "ahead", "final")
 
 
-def reference_slot(how: str, depth: int, reference: Sequence[Chain]) -> int:
+def reference_slot(rule: str, depth: int, reference: Sequence[Chain]) -> int:
     """Which prefix of the reference (index into its prefixes by depth) gives its reward at
     `depth` (0-based: the particles have depth + 1 steps): its own ("prefix"), the next longer
     one ("ahead": the official code reads `rewards[step]`, one step ahead), or the whole
     reference ("final": its_hub). Past its end, the whole reference."""
     last = len(reference) - 1
-    if how == "prefix":
+    if rule == "prefix":
         return min(depth, last)
-    if how == "ahead":
+    if rule == "ahead":
         return min(depth + 1, last)
-    if how == "final":
+    if rule == "final":
         return last
-    raise ValueError(f"unknown reference reward {how!r}; valid: {list(REFERENCE_REWARDS)}")
+    raise ValueError(f"unknown reference reward {rule!r}; valid: {list(REFERENCE_REWARDS)}")
 
 
 @dataclass
@@ -307,8 +307,9 @@ class ParticleFilter(Stepwise):
 
     @property
     def reward_description(self) -> str:
-        how = self.step_reduction
-        return f"step scores reduced by {how if isinstance(how, str) else 'a custom function'}"
+        reduction = self.step_reduction
+        name = reduction if isinstance(reduction, str) else "a custom function"
+        return f"step scores reduced by {name}"
 
     @staticmethod
     def _mark(

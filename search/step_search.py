@@ -6,14 +6,12 @@ budget stops a search early.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import ClassVar
 
 from reasoning.context import Context
-from reasoning.tree import NodeStatus
 from reasoning.types import Chain
 from search.aggregate import VERIFIER_AGGREGATES, StepReduction, Vote, reduce_step_scores
-from search.expand import StepSampling, expand, is_scored, score
+from search.expand import StepSampling, greedy_rollout, is_scored, score
 from search.settings import (
     AggregateName,
     Lookahead,
@@ -25,9 +23,9 @@ from search.settings import (
 )
 
 
-def rank(chains: Sequence[Chain], how: str | StepReduction) -> list[Chain]:
+def rank(chains: Sequence[Chain], reduction: str | StepReduction) -> list[Chain]:
     """Best reduced score first; stable, so ties keep their order (deterministic)."""
-    return sorted(chains, key=lambda c: -reduce_step_scores(c.scores, how))
+    return sorted(chains, key=lambda c: -reduce_step_scores(c.scores, reduction))
 
 
 async def score_with_lookahead(
@@ -35,7 +33,7 @@ async def score_with_lookahead(
     kids: list[Chain],
     lookahead: int,
     policy: StepSampling,
-    how: str | StepReduction,
+    reduction: str | StepReduction,
     rank_by_rollout: bool = True,
 ) -> tuple[list[Chain], list[float | None]]:
     """Score `kids`; with `lookahead` > 0 each open kid is ranked by a greedy (T=0) rollout of
@@ -49,21 +47,11 @@ async def score_with_lookahead(
     verifier scores the kids themselves and each is ranked by its own score, as
     search-and-learn's beam search does (it scores the step, not the step plus its lookahead).
     """
-    tips = list(kids)
-    greedy = replace(policy, temperature=0.0)
-    for _ in range(lookahead):
-        open_ = [j for j, tip in enumerate(tips) if not tip.finished]
-        if not open_:
-            break
-        grown = await expand(ctx, [tips[j] for j in open_], 1, greedy)
-        for j, more in zip(open_, grown, strict=True):
-            if more:
-                tips[j] = more[0]
-                ctx.tree.mark(more[0].id, NodeStatus.LOOKAHEAD)
+    tips = await greedy_rollout(ctx, kids, lookahead, policy)
     if not rank_by_rollout:
-        own = await score(ctx, kids, how)
-        return own, [reduce_step_scores(k.scores, how) if is_scored(k) else None for k in own]
-    tips = await score(ctx, tips, how)
+        own = await score(ctx, kids, reduction)
+        return own, [reduce_step_scores(k.scores, reduction) if is_scored(k) else None for k in own]
+    tips = await score(ctx, tips, reduction)
     out: list[Chain] = []
     ranks: list[float | None] = []
     for kid, tip in zip(kids, tips, strict=True):
@@ -71,7 +59,7 @@ async def score_with_lookahead(
             out.append(kid)
             ranks.append(None)
             continue
-        value = reduce_step_scores(tip.scores, how)
+        value = reduce_step_scores(tip.scores, reduction)
         if tip.id == kid.id:
             kid = tip
         else:
@@ -86,7 +74,7 @@ def budget_pool(
     finished: Sequence[Chain],
     partial: Sequence[Chain],
     method: str | Vote,
-    how: str | StepReduction,
+    reduction: str | StepReduction,
     n: int,
 ) -> list[Chain]:
     """The best answers so far when the budget stopped the search: the finished chains if any,
@@ -99,7 +87,7 @@ def budget_pool(
     if method in VERIFIER_AGGREGATES and any(is_scored(c) for c in pool):
         pool = [c for c in pool if is_scored(c)]
     pool = [c if is_scored(c) else c.with_scores(()) for c in pool]
-    return rank(pool, how)[:n]
+    return rank(pool, reduction)[:n]
 
 
 def cyclic_counts(active: int, n: int) -> list[int]:
