@@ -22,13 +22,13 @@ from reasoning.prompts import ThinkingFormat
 from reasoning.settings import default_of, fields_of
 from reasoning.types import Completion, FinishReason, Sampling
 from search.best_of_n import BestOfN
-from search.trim import BudgetForcing, SolveDetect, Trimmer, TrimR
-from search.trim.repetition import repeats_ngram
-from search.trim.sdv import p_yes
-from search.trim.thoughts import Thoughts, opens_with_cue, thought_boundaries
-from search.trim.watch import thinking_ahead
 from tests.conftest import REPO
 from tests.fakes import Reply, ScriptedGenerator
+from trim import BudgetForcing, SolveDetect, Trimmer, TrimR
+from trim.repetition import repeats_ngram
+from trim.solve_detect import p_yes
+from trim.thoughts import Thoughts, opens_with_cue, thought_boundaries
+from trim.trimmer import thinking_ahead
 
 PROBLEM = Problem("p", "What is 2 + 3?", "5")
 THINK = ThinkingFormat(forced=True)
@@ -87,7 +87,7 @@ def test_thoughts_split_at_blank_lines_that_open_with_a_cue() -> None:
      ("Let me check", None), ("Let me compute", False), ("We", False)],
 )  # fmt: skip
 def test_a_boundary_waits_for_the_first_words(visible: str, decided: bool | None) -> None:
-    from search.trim.thoughts import REFLECTION_CUES
+    from trim.thoughts import REFLECTION_CUES
 
     assert opens_with_cue(visible, REFLECTION_CUES) is decided
 

@@ -3,10 +3,10 @@
 Select one with `+trim=NAME` (conf/trim); see docs/thought-trimming.md.
 """
 
-from search.trim.budget import BudgetForcing
-from search.trim.sdv import SolveDetect
-from search.trim.trimr import TrimR
-from search.trim.watch import Cut, Trimmer, Watch
+from trim.budget_forcing import BudgetForcing
+from trim.solve_detect import SolveDetect
+from trim.trimmer import Cut, Trimmer, Watch
+from trim.trimr import TrimR
 
 TRIMMERS: dict[str, type[Trimmer]] = {cls.name: cls for cls in (TrimR, SolveDetect, BudgetForcing)}
 
