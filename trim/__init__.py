@@ -1,6 +1,9 @@
 """Thought trimming: samplers that watch a model think and cut the thinking short.
 
-Select one with `+trim=NAME` (conf/trim); see docs/thought-trimming.md.
+The generation layer between a controller and the generator: it imports only `reasoning/`,
+and `search/` does not import it (Hydra puts the two together). Select one with `+trim=NAME`
+(conf/trim); it is refused for a controller that decodes its own prompts. See
+docs/thought-trimming.md.
 """
 
 from trim.budget_forcing import BudgetForcing
