@@ -16,6 +16,7 @@ from reasoning.build import (
     build_verifier,
     check_verifier,
     compose_config,
+    refuse_inert_trim,
 )
 from reasoning.context import Sampler
 from reasoning.controller import Controller
@@ -66,9 +67,11 @@ class _Session:
         else:
             self.budget = build_budget(cfg)
         check_verifier(self.search, self.verifier)
+        self.sampler = build_sampler(cfg) if isinstance(trim, str) else trim
+        if self.sampler is not None:  # refused before the engine starts, not after
+            refuse_inert_trim(self.search)
         self.generator = generator or build_generator(cfg)
         self.judge = judge if judge is not None else build_judge(cfg)
-        self.sampler = build_sampler(cfg) if isinstance(trim, str) else trim
         self.parts = SolveParts(
             generator=self.generator,
             search=self.search,

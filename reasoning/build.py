@@ -143,8 +143,15 @@ def check_trim(cfg: DictConfig) -> None:
         cls = get_object(str(target)) if target is not None else None
     except Exception:
         return  # an unknown target fails when the search is built, with its own message
-    if getattr(cls, "decodes_own_prompts", False):
-        name = getattr(cls, "name", "") or str(target).rsplit(".", 1)[-1]
+    if cls is not None:
+        refuse_inert_trim(cls, str(target).rsplit(".", 1)[-1])
+
+
+def refuse_inert_trim(search: object, fallback: str = "") -> None:
+    """Raise the refusal of `check_trim` for a controller (a class or a built one) that decodes
+    its own prompts: for the API, which may be handed a ready controller and trimmer."""
+    if getattr(search, "decodes_own_prompts", False):
+        name = getattr(search, "name", "") or fallback or type(search).__name__
         raise ConfigError(
             f"trimming cannot act on {name}: it decodes its own prompts; remove +trim"
         )

@@ -71,6 +71,15 @@ OptionalTokenCap = Annotated[TokenCap | None, Allowed("an integer >= 1 or null")
 OptionalNonNegativeCount = Annotated[NonNegativeCount | None, Allowed("an integer >= 0 or null")]
 """A count where 0 and null both mean off."""
 
+# --- generation settings shared by controllers, thread strategies and trimmers --------------
+# A key that search/ and trim/ both declare is declared here once (the generation layer does not
+# import search/); search/settings.py re-exports these.
+AnswerTokens = Annotated[
+    NonNegativeCount,
+    Field(description="tokens of a forced answer after the answer cue (0: off)"),
+]
+AnswerCue = Annotated[str, Field(description="the text that opens a forced answer")]
+
 CONFIG = ConfigDict(
     extra="forbid",
     arbitrary_types_allowed=True,
@@ -253,6 +262,8 @@ def table(cls: type, prefix: str = "") -> str:
 
 __all__ = [
     "Allowed",
+    "AnswerCue",
+    "AnswerTokens",
     "Count",
     "Flag",
     "Fraction",

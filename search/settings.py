@@ -1,10 +1,11 @@
 """One meaning per search key: the settings controllers share, declared once.
 
 Every controller is a `@settings` dataclass (reasoning/settings.py) built from
-`conf/search/<name>.yaml`. A key that two controllers (or a controller, a thread strategy and a
-trimmer) both have is declared once here, with its type and one-line meaning, and means the
-same thing everywhere (tests/test_structure.py compares the declarations; docs/configuration.md
-carries the tables they render).
+`conf/search/<name>.yaml`. A key that two controllers (or a controller and a thread strategy)
+both have is declared once here, with its type and one-line meaning, and means the same thing
+everywhere (tests/test_structure.py compares the declarations; docs/configuration.md carries the
+tables they render). Keys the trimmers (trim/) share as well, such as the answer cue, are
+declared in reasoning/settings.py and re-exported here.
 
 Budget limits (tokens, verifier calls, samples, seconds) are never search keys: the `budget`
 group owns them, so every controller stops on the same limits.
@@ -19,6 +20,8 @@ from pydantic import AfterValidator, Field
 
 from reasoning.settings import (
     Allowed,
+    AnswerCue,
+    AnswerTokens,
     Count,
     Flag,
     NonNegativeCount,
@@ -93,10 +96,6 @@ TopLogprobs = Annotated[
     ),
 ]
 RoundTokens = Annotated[TokenCap, _describe("tokens each open path or thread decodes per round")]
-AnswerTokens = Annotated[
-    NonNegativeCount, _describe("tokens of a forced answer after the answer cue (0: off)")
-]
-AnswerCue = Annotated[str, _describe("the text that opens a forced answer")]
 MaxThreadTokens = Annotated[
     OptionalTokenCap, _describe("tokens per thread; null: what is left of the rollout's cap")
 ]

@@ -27,8 +27,8 @@ from reasoning.loop import run_sync
 from reasoning.types import Problem, Sampling, TokenPrompt
 from search import BestOfN
 from search.chunked import ChunkSampling, decode_chunks, start_chain
-from search.trim.budget import BudgetForcing
-from search.trim.sdv import SolveDetect
+from trim.budget_forcing import BudgetForcing
+from trim.solve_detect import SolveDetect
 
 pytestmark = pytest.mark.engine
 

@@ -16,19 +16,22 @@ import yaml
 from omegaconf import OmegaConf
 
 from evals.grading import Grader
-from reasoning import Context, Problem
-from reasoning.build import instantiate_group
+from reasoning import Context, Problem, api
+from reasoning.budget import Budget
+from reasoning.build import ConfigError, build_sampler, compose_config, instantiate_group
 from reasoning.prompts import ThinkingFormat
 from reasoning.settings import default_of, fields_of
 from reasoning.types import Completion, FinishReason, Sampling
+from search.beam import Beam
 from search.best_of_n import BestOfN
-from search.trim import BudgetForcing, SolveDetect, Trimmer, TrimR
-from search.trim.repetition import repeats_ngram
-from search.trim.sdv import p_yes
-from search.trim.thoughts import Thoughts, opens_with_cue, thought_boundaries
-from search.trim.watch import thinking_ahead
+from search.hyper import HyPER
 from tests.conftest import REPO
-from tests.fakes import Reply, ScriptedGenerator
+from tests.fakes import EOS, ConstantVerifier, Reply, ScriptedGenerator
+from trim import BudgetForcing, SolveDetect, Trimmer, TrimR
+from trim.repetition import repeats_ngram
+from trim.solve_detect import p_yes
+from trim.thoughts import Thoughts, opens_with_cue, thought_boundaries
+from trim.trimmer import thinking_ahead
 
 PROBLEM = Problem("p", "What is 2 + 3?", "5")
 THINK = ThinkingFormat(forced=True)
@@ -87,7 +90,7 @@ def test_thoughts_split_at_blank_lines_that_open_with_a_cue() -> None:
      ("Let me check", None), ("Let me compute", False), ("We", False)],
 )  # fmt: skip
 def test_a_boundary_waits_for_the_first_words(visible: str, decided: bool | None) -> None:
-    from search.trim.thoughts import REFLECTION_CUES
+    from trim.thoughts import REFLECTION_CUES
 
     assert opens_with_cue(visible, REFLECTION_CUES) is decided
 
@@ -284,6 +287,36 @@ async def test_sdv_missing_logprobs_never_cut_and_are_recorded_once() -> None:
     assert sum(1 for _, s in gen.calls if s.logprob_token_ids) == 3  # every boundary probed
 
 
+# --- side requests the budget refuses ---------------------------------------------------------
+
+
+def _spent(trimmer: Trimmer, gen: ScriptedGenerator) -> Context:
+    """A Context whose whole token budget the sample's own stream holds (30 of 30), so every
+    side request comes back refused (`ctx.try_generate`)."""
+    gen.thinking = THINK
+    budget = Budget(generated_tokens=30)
+    return Context(PROBLEM, gen, judge=Grader(), sampler=trimmer, budget=budget)
+
+
+async def test_a_refused_sdv_probe_is_no_verdict_and_no_probe_failure() -> None:
+    gen = ProbedGenerator(script(HESITANT), _second_probe_sure)  # would cut at the 2nd probe
+    ctx = _spent(SolveDetect(threshold=0.8), gen)
+    out = await one(ctx, max_tokens=30)
+    assert out.text == HESITANT and trims(ctx) == []
+    assert [e for e in ctx.events if e["event"] == "probe_failed"] == []  # not the backend's fault
+    assert not any(s.logprob_token_ids for _, s in gen.calls)  # refused before the generator
+    assert ctx.ledger.generator_calls == 1
+
+
+async def test_a_refused_trimr_question_reads_no_answer() -> None:
+    gen = ScriptedGenerator(script(AGREEING, checker="5"))  # would agree at the 2nd thought
+    ctx = _spent(TrimR(checker="model"), gen)
+    await one(ctx, max_tokens=30)
+    (event,) = trims(ctx)
+    assert (event["reason"], event["answer"]) == ("underthinking", None)  # the share rule
+    assert not any(p.startswith("user: ") for p, _ in gen.calls)
+
+
 # --- budget forcing ---------------------------------------------------------------------------
 
 
@@ -355,6 +388,75 @@ async def test_best_of_n_wrapped_by_a_trimmer_end_to_end() -> None:
     assert len(trims(ctx)) == 3 and out.ledger.samples == 3
     assert out.ledger.generated_tokens == 3 * (4 + 1)
     assert out.ledger.generator_calls == 6  # 3 streams, 3 continuations
+
+
+async def test_a_step_search_is_trimmed_step_by_step() -> None:
+    """Under a step search every step is one watched call: the trimmer acts on the step that
+    thinks too long (here the second), with the step's own token count."""
+
+    def step(steps: tuple[str, ...], sampling: Sampling, k: int) -> str:
+        if steps and "</think>" in steps[-1]:
+            return ANSWER + EOS  # the answer after a cut: the sample's end
+        return "w0 w1" if not steps else "w2 w3 w4 w5 w6"
+
+    gen = ScriptedGenerator(steps=step)
+    gen.thinking = THINK
+    ctx = Context(
+        PROBLEM,
+        gen,
+        verifier=ConstantVerifier(),
+        judge=Grader(),
+        sampler=BudgetForcing(max_think_tokens=3),
+    )
+    out = await Beam(n=2, width=2, max_steps=4).run(PROBLEM, ctx)
+    assert out.answer == "5"
+    cuts = trims(ctx)
+    assert cuts and all((e["reason"], e["at_token"]) == ("budget", 3) for e in cuts)
+    assert len(cuts) == len(gen.streams) - 2  # the two first steps end under the cap, uncut
+    for chain in out.chains:
+        assert chain.steps[0] == "w0 w1"
+        assert chain.steps[1].startswith("w2 w3 w4\n</think>" + CUE + ANSWER)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        (["search=hyper", "budget.generated_tokens=4096", "+trim=trimr"], "hyper"),
+        (["search=threads", "+trim=budget"], "threads"),
+    ],
+)
+def test_trimming_is_refused_by_name_where_it_cannot_act(overrides: list[str], name: str) -> None:
+    with pytest.raises(ConfigError, match=f"^trimming cannot act on {name}: it decodes its own"):
+        build_sampler(compose_config(overrides))
+
+
+# what docs/thought-trimming.md says a trimmer wraps: every controller but hyper and threads
+TRIMMED = ["best_of_n", "greedy", "beam", "dvts", "astar", "particle_filter", "particle_gibbs"]
+
+
+def test_the_trimmed_controllers_are_all_but_those_that_decode_their_own_prompts() -> None:
+    searches = {p.stem for p in (REPO / "conf" / "search").glob("*.yaml")}
+    assert searches - set(TRIMMED) == {"hyper", "threads"}
+
+
+@pytest.mark.parametrize("search", TRIMMED)
+def test_trimming_is_built_under_every_controller_that_samples_through_the_context(
+    search: str,
+) -> None:
+    sampler = build_sampler(compose_config([f"search={search}", "+trim=budget"]))
+    assert isinstance(sampler, BudgetForcing)
+
+
+def test_the_api_refuses_trimming_before_any_engine_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_engine(cfg: object) -> None:
+        raise AssertionError("the engine was started before the refusal")
+
+    monkeypatch.setattr(api, "build_generator", no_engine)
+    overrides = ["budget.generated_tokens=4096"]
+    with pytest.raises(ConfigError, match="^trimming cannot act on hyper"):
+        api.solve("What is 2 + 3?", search="hyper", trim="trimr", overrides=overrides)
+    with pytest.raises(ConfigError, match="^trimming cannot act on hyper"):  # ready objects too
+        api.solve("What is 2 + 3?", search=HyPER(), trim=TrimR(), overrides=overrides)
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from typing import ClassVar
 from reasoning.context import Context
 from reasoning.settings import NonEmptyText, NonNegativeCount, Text, TokenCap, settings
 from reasoning.types import Sampling
-from search.trim.transcript import Transcript
-from search.trim.watch import Cut, Trimmer, Watch
+from trim.transcript import Transcript
+from trim.trimmer import Cut, Trimmer, Watch
 
 
 @settings

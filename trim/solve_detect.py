@@ -14,14 +14,13 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.settings import NonEmptyText, Probability, Text, settings
 from reasoning.types import EventKind, Sampling, TokenPrompt
-from search.trim.side import Pending
-from search.trim.thoughts import Cues, Thoughts
-from search.trim.transcript import Transcript
-from search.trim.watch import Cut, Trimmer, Watch
+from trim.side_requests import Pending
+from trim.thoughts import Cues, Thoughts
+from trim.transcript import Transcript
+from trim.trimmer import Cut, Trimmer, Watch
 
 HESITATION_CUES: tuple[str, ...] = ("Wait", "Hmm", "Alternatively", "But let me")
 
@@ -92,9 +91,8 @@ class DetectWatch(Watch):
     async def _p_yes(self, ids: tuple[int, ...]) -> float | None:
         """P(Yes) over {Yes, No} for the next token after the probe; None when unreadable."""
         sampling = Sampling(temperature=0.0, max_tokens=1, n=1, logprob_token_ids=self.labels)
-        try:
-            (reply,) = await self.ctx.generate(sampling, prompt=TokenPrompt(ids))
-        except BudgetExhausted:
+        (reply,) = await self.ctx.try_generate(sampling, prompt=TokenPrompt(ids))
+        if reply.refused:  # the budget has nothing left for the probe: no verdict
             return None
         first = reply.token_id_logprobs[0] if reply.token_id_logprobs else {}
         yes, no = self.labels

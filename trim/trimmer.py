@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.prompts import ThinkingFormat
-from reasoning.settings import Settings, Text, settings
+from reasoning.settings import AnswerCue, AnswerTokens, Settings, Text, settings
 from reasoning.types import (
     Completion,
     Delta,
@@ -27,8 +27,7 @@ from reasoning.types import (
     Sampling,
     TokenPrompt,
 )
-from search.settings import AnswerCue, AnswerTokens
-from search.trim.transcript import Piece, Transcript
+from trim.transcript import Piece, Transcript
 
 
 @dataclass

@@ -23,15 +23,14 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.settings import Allowed, Count, Probability, Text, settings
 from reasoning.types import Sampling
-from search.trim.repetition import repeats_ngram
-from search.trim.side import Pending
-from search.trim.thoughts import REFLECTION_CUES, Cues, Thoughts
-from search.trim.transcript import Transcript
-from search.trim.watch import Cut, Trimmer, Watch
+from trim.repetition import repeats_ngram
+from trim.side_requests import Pending
+from trim.thoughts import REFLECTION_CUES, Cues, Thoughts
+from trim.transcript import Transcript
+from trim.trimmer import Cut, Trimmer, Watch
 
 CHECKERS = ("grader", "model")
 CHECKER_QUESTION = (
@@ -132,9 +131,8 @@ class TrimRWatch(Watch):
             return judge.extract(thought)
         question = [{"role": "user", "content": f"{thought}\n\n{CHECKER_QUESTION}"}]
         sampling = Sampling(temperature=0.0, max_tokens=CHECKER_TOKENS, n=1)
-        try:
-            (reply,) = await self.ctx.generate(sampling, prompt=question)
-        except BudgetExhausted:
+        (reply,) = await self.ctx.try_generate(sampling, prompt=question)
+        if reply.refused:  # the budget has nothing left for the question: no answer read
             return None
         said = reply.text.strip()
         if not said or said.upper().startswith("NONE"):
