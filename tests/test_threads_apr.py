@@ -12,8 +12,8 @@ from evals.grading import Grader
 from reasoning import Budget, Context
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, FinishReason, Problem, Sampling
-from search.threads.apr import (
-    APR,
+from search.threads.apr import APR
+from search.threads.apr_format import (
     DEFAULT_PREFIX,
     MalformedBlock,
     Node,
@@ -21,9 +21,8 @@ from search.threads.apr import (
     child_prompt,
     countdown_nodes,
     search_result,
-    trimmed,
 )
-from search.threads.runtime import RolloutResult
+from search.threads.runtime import RolloutResult, trimmed
 from tests.fakes import RuleGenerator, words
 
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
