@@ -5,9 +5,9 @@ Two sections, chosen with `--only speedup,hogwild` (default: both). Each prints 
 line, one line per number, and its results go into benchmarks/results/threads.json under the
 section's name.
 
-speedup (model smollm2-135m, the default config): per round, the same generated tokens two
-ways in one process on one engine: `parallel`, K threads of up to T tokens forked from one
-shared prompt through the thread machinery (`Rollout.fork` in `search.threads.runtime`, all in flight
+speedup (model smollm2-135m, the default config): per round, the same generated tokens two ways
+in one process on one engine: `parallel`, K threads of up to T tokens forked from one shared
+prompt through the thread machinery (`search.threads.runtime.Rollout.fork`, all in flight
 together), and `sequential`, one rollout of up to K*T tokens. The prompt asks for a long story,
 at temperature 0.8, so most samples run to their cap; lengths still differ (EOS), so the arms
 are compared per token: `measured_speedup` = the parallel arm's tokens at the sequential arm's
