@@ -53,7 +53,7 @@ Where this differs from the reference (a from-scratch Countdown model served by 
 - Token caps. Each context is capped separately, as the reference caps each request: a
   parent's `Rollout.left` counts what the parent itself decoded (a removed calling block
   included), not its children, whose tokens live in their own contexts. A child may decode up
-  to `max_child_tokens`, by default what is left of its parent's cap at the spawn (the
+  to `max_thread_tokens`, by default what is left of its parent's cap at the spawn (the
   reference gives every request one fixed cap). The Context's budget bounds the sum.
 """
 

@@ -34,8 +34,10 @@ finisher) are the reference's; the rules text is ours. Where we differ from it:
   section instead of showing an empty `<...>` entry.
 - The run also stops when the budget refuses a call (after applying that round's replies), and
   when a round decodes nothing at all.
-- `max_worker_tokens` defaults to `(max_tokens - finisher_tokens) // K`, so a rollout with its
-  finisher stays within `max_tokens` (the reference's finisher comes on top of its budget).
+- The workers share one context, capped by `max_tokens`: `max_thread_tokens` defaults to
+  `(max_tokens - answer_tokens) // K`, and a round never lets the workers together decode past
+  `max_tokens - answer_tokens`, so a rollout with its finisher stays within `max_tokens` (the
+  reference's finisher comes on top of its budget).
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ class Hogwild(StrategySettings):
     )
     """the workers' names, in the order their replies are applied within a round"""
     round_tokens: RoundTokens = 32
+    # each worker's; null: (max_tokens - answer_tokens) // workers (they share one context)
     max_thread_tokens: MaxThreadTokens = None
-    """tokens each worker may decode; null: (max_tokens - answer_tokens) // workers"""
     collab_every: OptionalNonNegativeCount = 256
     """decoded tokens (all workers together) between "Quick check" questions; 0 or null: never"""
     answer_tokens: AnswerTokens = 16
