@@ -433,3 +433,22 @@ def test_fork_join_with_no_room_for_its_threads_ends_before_the_fork() -> None:
     # 9 - 4 (plan) - 4 (summary) leaves 1 token for 2 threads: no fork
     assert len(gen.calls) == 1 and ctx.tree.critical_path_tokens() == 4
     assert out.chains[0].finish_reason == "length"
+
+
+def test_only_the_runtime_writes_a_rollouts_tree_and_state() -> None:
+    """Strategies use the Rollout's verbs: none adds tree nodes, moves a rollout's chain or
+    sample flag, or changes its cap by hand."""
+    from pathlib import Path
+
+    import search.threads.runtime as runtime
+
+    here = Path(runtime.__file__).parent
+    hand_written = ("tree.add(", "tree.mark(", ".chain =", ".new_samples =", ".max_tokens =")
+    found = {
+        (path.name, bad)
+        for path in here.glob("*.py")
+        if path.name != "runtime.py"
+        for bad in hand_written
+        if bad in path.read_text()
+    }
+    assert found == set()
