@@ -215,11 +215,19 @@ class Rollout:
                     self.ctx.tree.mark(self.chain.id, NodeStatus.FINISHED, finish_reason=reason)
 
     async def fork(
-        self, branches: Sequence[Branch], sampling: Sampling, *, keep_stop: bool = True
+        self,
+        branches: Sequence[Branch],
+        sampling: Sampling,
+        *,
+        keep_stop: bool = True,
+        split: bool = True,
     ) -> list[Thread]:
         """Run `branches` concurrently from the rollout's last node (marked FORKED); each is a
-        tree node. Their text writes into this rollout's context, so each call is also capped
-        at an equal share of what the context has left.
+        tree node. Their text writes into this rollout's context, so with `split` each call is
+        also capped at an equal share of what the context has left (the joined context then
+        fits); without it each call may take all that is left, as a reference that caps every
+        request by its own context does (ThreadWeaver), and the rollout ends once the joined
+        context is full.
 
         Threads continue the rollout's sample, so they are not new samples, except the first
         thread of a rollout that forks before its first call (its sample starts there). The
@@ -231,7 +239,7 @@ class Rollout:
         if at.id in self.ctx.tree:
             self.ctx.tree.mark(at.id, NodeStatus.FORKED)
         self.ctx.record(EventKind.FORK, policy=self.policy, at=at.id, threads=len(branches))
-        share = max(1, self.left // max(1, len(branches)))
+        share = max(1, self.left // max(1, len(branches))) if split else max(1, self.left)
         capped = replace(sampling, max_tokens=min(sampling.max_tokens, share))
 
         async def one(branch: Branch, new_samples: bool) -> Thread:

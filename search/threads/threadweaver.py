@@ -97,9 +97,6 @@ class ThreadWeaver(StrategySettings):
                 ctx.record(EventKind.FALLBACK, policy=self.name, reason="no outline ids")
                 segment = ""
                 continue
-            if run.left < len(ids):
-                run.end(FinishReason.LENGTH, "no tokens left to fork")
-                break
             threads = await self._threads(ctx, run, ids, sampling)
             texts = {t.label: t.text for t in threads}
             run.join(threads, joined_text(ids, texts), outline_ids=ids)
@@ -124,13 +121,12 @@ class ThreadWeaver(StrategySettings):
     ) -> list[Thread]:
         """One request per distinct id (a repeated id reuses its thread's text, as the
         evaluator's dictionary of threads does)."""
-        # the threads write into the rollout's one context (a repeated id's text at each of its
-        # places): they share what is left of it
-        cap = run.left // len(ids)
-        if self.max_thread_tokens is not None:
-            cap = min(self.max_thread_tokens, cap)
+        # each thread's request continues the rollout's context, so, as the evaluator caps every
+        # request by its own context, each may take what is left of it; the rollout ends when
+        # its joined context is full
+        cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
         unique = list(dict.fromkeys(ids))
         if len(unique) < len(ids):
             ctx.record(EventKind.DUPLICATE_OUTLINE_IDS, policy=self.name)
         branches = [Branch(i, run.prompt + thread_opening(i), thread_opening(i)) for i in unique]
-        return await run.fork(branches, continuation(sampling, cap, (THREAD_CLOSE,)))
+        return await run.fork(branches, continuation(sampling, cap, (THREAD_CLOSE,)), split=False)
