@@ -5,9 +5,9 @@ Two sections, chosen with `--only speedup,hogwild` (default: both). Each prints 
 line, one line per number, and its results go into benchmarks/results/threads.json under the
 section's name.
 
-speedup (model smollm2-135m, the default config): per round, the same generated tokens two
-ways in one process on one engine: `parallel`, K threads of up to T tokens forked from one
-shared prompt through the thread machinery (`search.threads.runtime.fork`, all in flight
+speedup (model smollm2-135m, the default config): per round, the same generated tokens two ways
+in one process on one engine: `parallel`, K threads of up to T tokens forked from one shared
+prompt through the thread machinery (`search.threads.runtime.Rollout.fork`, all in flight
 together), and `sequential`, one rollout of up to K*T tokens. The prompt asks for a long story,
 at temperature 0.8, so most samples run to their cap; lengths still differ (EOS), so the arms
 are compared per token: `measured_speedup` = the parallel arm's tokens at the sequential arm's
@@ -48,7 +48,7 @@ from reasoning.context import Context  # noqa: E402
 from reasoning.loop import run_sync  # noqa: E402
 from reasoning.types import Problem, Sampling  # noqa: E402
 from search.threads.hogwild import Hogwild  # noqa: E402
-from search.threads.runtime import Branch, Rollout, fork  # noqa: E402
+from search.threads.runtime import Branch, Rollout  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "threads.json"
 STORY = Problem("story", "Write a very long story about a cat who learns to count to one hundred.")
@@ -57,11 +57,12 @@ STORY = Problem("story", "Write a very long story about a cat who learns to coun
 async def _parallel(generator: Any, k: int, tokens: int) -> dict[str, float]:
     ctx = Context(STORY, generator, judge=Grader())
     head = ctx.render(None)
-    rollout = Rollout.start(ctx, head, k * tokens)
+    # not the rollout's sample: the threads are counted as the calls they are
+    rollout = Rollout.start(ctx, head, k * tokens, new_samples=False, policy="benchmark")
     sampling = Sampling(temperature=0.8, max_tokens=tokens)
     branches = [Branch(str(i + 1), head) for i in range(k)]
     started = time.perf_counter()
-    await fork(ctx, rollout.chain, branches, sampling, policy="benchmark")
+    await rollout.fork(branches, sampling)
     wall = time.perf_counter() - started
     return {
         "tokens": ctx.ledger.generated_tokens,

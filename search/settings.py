@@ -61,7 +61,13 @@ Samples = Annotated[
 ]
 Temperature = Annotated[NonNegativeFloat, _describe("policy sampling temperature")]
 TopP = Annotated[Probability, _describe("policy nucleus (top-p) sampling mass")]
-MaxTokens = Annotated[TokenCap, _describe("tokens per whole sample or rollout")]
+MaxTokens = Annotated[
+    TokenCap,
+    _describe(
+        "tokens one context may hold after its prompt: everything decoded into it (a sample; a "
+        "rollout, the threads that write into it included)"
+    ),
+]
 MaxStepTokens = Annotated[TokenCap, _describe("tokens per step")]
 MaxSteps = Annotated[Count, _describe("steps per chain; the last allowed step is written to EOS")]
 Width = Annotated[Count, _describe("children sampled per expanded node")]
@@ -97,7 +103,8 @@ TopLogprobs = Annotated[
 ]
 RoundTokens = Annotated[TokenCap, _describe("tokens each open path or thread decodes per round")]
 MaxThreadTokens = Annotated[
-    OptionalTokenCap, _describe("tokens per thread; null: what is left of the rollout's cap")
+    OptionalTokenCap,
+    _describe("tokens one thread may decode; null: what is left of its context"),
 ]
 Prefix = Annotated[
     str | None,

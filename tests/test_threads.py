@@ -16,6 +16,7 @@ import pytest
 from evals.grading import Grader
 from reasoning.budget import Budget
 from reasoning.context import Context
+from reasoning.outcome import Outcome
 from reasoning.tree import ROOT, NodeStatus, SearchTree
 from reasoning.types import Chain, Problem, Sampling
 from search.threads import STRATEGIES, Threads
@@ -380,3 +381,76 @@ def test_rollouts_vote_and_every_strategy_is_registered() -> None:
 def test_bad_settings_name_their_key(build: Any, names: str) -> None:
     with pytest.raises(ValueError, match=names.replace(".", r"\.")):
         build()
+
+
+# --- search.max_tokens: one context's cap, threads included ---------------------------------------
+
+
+def _context_tokens(ctx: Context, out: Outcome) -> int:
+    """The decoded tokens the answer's context holds: every node on its way from the root
+    (a join counts each thread it merges)."""
+    assert out.chain is not None
+    return int(ctx.tree.node(out.chain.id)["tokens"])
+
+
+def test_threadweaver_threads_each_take_what_is_left_of_the_rollouts_context() -> None:
+    long = (" ".join(["w"] * 40), "</Thread>")
+    gen = ScriptedThreads(weaver_rules(thread2=long))
+    ctx = context(gen)
+    search = Threads(strategy=ThreadWeaver(**{"prefix": ""}), max_tokens=30)
+    out = run(search.run(PROBLEM, ctx))
+    # the outlines took 4 tokens; each thread's request continues the rollout's context, so each
+    # may take the 26 left (the evaluator caps every request by its own context), and the long
+    # one is cut there; the joined context is then full and the rollout ends
+    thread_caps = [s.max_tokens for p, s in gen.calls if p.endswith(("1:", "2:"))]
+    assert thread_caps == [26, 26]
+    assert out.chain is not None and out.chain.finish_reason == "length"
+    assert not [p for p, _ in gen.calls if p.endswith("</Thread>\n</Parallel>")]
+
+
+def test_fork_join_keeps_the_summarys_tokens_inside_the_cap() -> None:
+    gen = ScriptedThreads(
+        [
+            (HEAD, ("First add, then multiply.", "\n\n")),  # 4 tokens
+            ("\n\n", (" ".join(["w"] * 40), None)),  # threads that would fill any room
+            (SUMMARY_CUE, ("11}$.", None)),
+        ]
+    )
+    ctx = context(gen)
+    strategy = ForkJoin(**{"threads": 2, "join": "summary", "answer_tokens": 6})
+    out = run(Threads(strategy=strategy, max_tokens=30).run(PROBLEM, ctx))
+    # 30 - 4 (plan) - 6 (the summary's, kept aside) = 20, split between two threads
+    assert [s.max_tokens for p, s in gen.calls if p.endswith("\n\n")] == [10, 10]
+    (summary,) = [s for p, s in gen.calls if p.endswith(SUMMARY_CUE)]
+    assert summary.max_tokens == 6  # the summary still gets all of its tokens, no more
+    assert out.answer == "11"
+    assert _context_tokens(ctx, out) <= 30 and ctx.ledger.generated_tokens <= 30
+
+
+def test_fork_join_with_no_room_for_its_threads_ends_before_the_fork() -> None:
+    gen = ScriptedThreads(fork_rules(["11", "11"]))
+    ctx = context(gen)
+    strategy = ForkJoin(**{"threads": 2, "join": "summary", "answer_tokens": 4})
+    out = run(Threads(strategy=strategy, max_tokens=9).run(PROBLEM, ctx))
+    # 9 - 4 (plan) - 4 (summary) leaves 1 token for 2 threads: no fork
+    assert len(gen.calls) == 1 and ctx.tree.critical_path_tokens() == 4
+    assert out.chains[0].finish_reason == "length"
+
+
+def test_only_the_runtime_writes_a_rollouts_tree_and_state() -> None:
+    """Strategies use the Rollout's verbs: none adds tree nodes, moves a rollout's chain or
+    sample flag, or changes its cap by hand."""
+    from pathlib import Path
+
+    import search.threads.runtime as runtime
+
+    here = Path(runtime.__file__).parent
+    hand_written = ("tree.add(", "tree.mark(", ".chain =", ".new_samples =", ".max_tokens =")
+    found = {
+        (path.name, bad)
+        for path in here.glob("*.py")
+        if path.name != "runtime.py"
+        for bad in hand_written
+        if bad in path.read_text()
+    }
+    assert found == set()

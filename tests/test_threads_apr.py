@@ -12,8 +12,8 @@ from evals.grading import Grader
 from reasoning import Budget, Context
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, FinishReason, Problem, Sampling
-from search.threads.apr import (
-    APR,
+from search.threads.apr import APR
+from search.threads.apr_format import (
     DEFAULT_PREFIX,
     MalformedBlock,
     Node,
@@ -21,9 +21,8 @@ from search.threads.apr import (
     child_prompt,
     countdown_nodes,
     search_result,
-    trimmed,
 )
-from search.threads.runtime import RolloutResult
+from search.threads.runtime import RolloutResult, trimmed
 from tests.fakes import RuleGenerator, words
 
 PROBLEM = Problem("p", "What is 4 + 5?", "9")
@@ -469,3 +468,19 @@ def test_max_thread_tokens_caps_each_child() -> None:
 def test_bad_settings_name_their_key(key: str, value: object) -> None:
     with pytest.raises(ValueError, match=rf"search\.strategy\.{key}"):
         APR(**{key: value})  # type: ignore[arg-type]
+
+
+def test_max_tokens_caps_every_context_separately() -> None:
+    """The parent's context and each child's are capped by max_tokens on their own: a child
+    gets what is left of its parent's, and the parent's cap counts only what it decodes."""
+    long = " ".join(["w"] * 20)
+    gen = Script([("A", "A: ", long), ("B", "A: ", long), ("What is 4 + 5?", "Searches>\n", long)])
+    ctx = context(gen)
+    result = run(APR(prefix=block("A", "B") + "\n"), ctx, max_tokens=6)  # a forced block
+    assert result.details["spawns"][0]["child_tokens"] == [6, 6]
+    decoded: dict[str, int] = {}
+    for node in ctx.tree.graph.nodes.values():
+        if "thread" in node:
+            decoded[node["thread"]] = decoded.get(node["thread"], 0) + node["generated"]
+    assert decoded == {"r0": 6, "r0/0": 6, "r0/1": 6}
+    assert result.chain.finish_reason == "length"

@@ -441,3 +441,19 @@ def test_defaults_are_valid() -> None:
     policy = Hogwild(workers=("Ann", "Ben"), collab_every=0, max_thread_tokens=None)  # type: ignore[arg-type]
     assert policy.workers == ["Ann", "Ben"] and policy.round_tokens == 32
     assert Hogwild().workers == ["Alice", "Bob"] and Hogwild().answer_tokens == 16
+
+
+def test_workers_share_one_context_capped_by_max_tokens() -> None:
+    """An explicit per-worker cap above the shared context's room: the workers together never
+    decode past max_tokens - answer_tokens, and the finisher still fits."""
+    gen = Workers()  # out of script: every worker writes "more" up to its cap
+    ctx, result = run(gen, max_tokens=30, round_tokens=8, max_thread_tokens=20, answer_tokens=6)
+    worker_caps = [s.max_tokens for p, s in gen.calls if not p.endswith(FINISHER)]
+    # round 1: 8 each; round 2: the 8 left go to Alice (worker order), none to Bob; then full
+    assert worker_caps == [8, 8, 8] and sum(worker_caps) == 30 - 6
+    assert sum(result.details["totals"]["worker_tokens"].values()) == 24
+    assert result.details["stopped"] == "tokens"
+    finisher = [s for p, s in gen.calls if p.endswith(FINISHER)]
+    assert [s.max_tokens for s in finisher] == [6]
+    assert ctx.tree.node(result.chain.id)["tokens"] <= 30
+    assert ctx.ledger.generated_tokens <= 30

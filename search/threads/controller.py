@@ -66,8 +66,9 @@ class Threads(Sampled):
     )
     n: Samples = 1
     aggregate: AggregateName = "majority"
-    # tokens one rollout's text may hold after the prompt, threads included (its context)
     max_tokens: MaxTokens = 1024
+    """the cap of each context (docs/threads.md): the rollout's one context, threads included
+    (threadweaver, fork_join), the workers' shared one (hogwild), or each of APR's separately"""
 
     @property
     def _strategy(self) -> ThreadStrategy:

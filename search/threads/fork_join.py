@@ -24,15 +24,7 @@ from search.settings import (
     StrategySettings,
     settings,
 )
-from search.threads.runtime import (
-    Branch,
-    Rollout,
-    RolloutResult,
-    Thread,
-    continuation,
-    fork,
-    join,
-)
+from search.threads.runtime import Branch, Rollout, RolloutResult, Thread, continuation
 
 JOINS = ("summary", "verifier", "vote")
 FORK_POINTS = ("plan", "start")
@@ -86,7 +78,9 @@ class ForkJoin(StrategySettings):
         return None
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
-        run = Rollout.start(ctx, ctx.render(None), sampling.max_tokens, label=label)
+        run = Rollout.start(
+            ctx, ctx.render(None), sampling.max_tokens, label=label, policy=self.name
+        )
         run.force(self.prefix or "")
         details: dict[str, Any] = {"label": label, "join": self.join}
         if self.fork_after == "plan":
@@ -99,29 +93,29 @@ class ForkJoin(StrategySettings):
                 run.end(plan.finish, "ended before the fork")
                 return RolloutResult(run.chain, details)
             # a plan cut by plan_tokens is forked where it was cut
-        if run.left <= 0:
+        # the summary is written into the same context: its tokens are kept for it up front
+        room = run.left - (self.answer_tokens if self.join == "summary" else 0)
+        if room < self.threads:
             run.end(FinishReason.LENGTH, "no tokens left to fork")
             return RolloutResult(run.chain, details)
-        cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
-        # split the rollout's context between the threads' text and what the join writes
+        # the threads write into the rollout's one context: they share what is left of it
+        cap = room // self.threads
+        if self.max_thread_tokens is not None:
+            cap = min(self.max_thread_tokens, cap)
         branches = [
             Branch(str(i + 1), run.prompt + self._opening(i), self._opening(i))
             for i in range(self.threads)
         ]
-        threads = await fork(
-            ctx, run.chain, branches, continuation(sampling, cap), policy=self.name, rollout=run
-        )
+        threads = await run.fork(branches, continuation(sampling, cap))
         details["thread_tokens"] = [t.result.tokens for t in threads]
         if self.join == "summary":
             await self._summarize(run, threads, sampling)
         else:
             chosen = await self._choose(ctx, run, threads)
             details["chosen"] = chosen
-            join(
-                run,
+            run.join(
                 threads,
                 threads[chosen].branch.opening + threads[chosen].text,
-                policy=self.name,
                 rule=self.join,
                 chosen=threads[chosen].label,
             )
@@ -133,10 +127,9 @@ class ForkJoin(StrategySettings):
 
     async def _summarize(self, run: Rollout, threads: list[Thread], sampling: Sampling) -> None:
         texts = [t.branch.opening + t.text for t in threads]
-        join(run, threads, merged_threads(texts), policy=self.name, rule="summary")
+        run.join(threads, merged_threads(texts), rule="summary")
         run.force(self.answer_cue)
-        # the summary is part of the rollout's context, but always gets its own tokens
-        run.budget_tokens = max(run.budget_tokens, run.decoded_tokens + self.answer_tokens)
+        # the threads left the summary's tokens free (reserved before the fork)
         step = await run.decode(continuation(sampling, self.answer_tokens), rule="summary")
         run.end(step.finish)
 

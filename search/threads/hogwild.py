@@ -34,22 +34,22 @@ finisher) are the reference's; the rules text is ours. Where we differ from it:
   section instead of showing an empty `<...>` entry.
 - The run also stops when the budget refuses a call (after applying that round's replies), and
   when a round decodes nothing at all.
-- `max_worker_tokens` defaults to `(max_tokens - finisher_tokens) // K`, so a rollout with its
-  finisher stays within `max_tokens` (the reference's finisher comes on top of its budget).
+- The workers share one context, capped by `max_tokens`: `max_thread_tokens` defaults to
+  `(max_tokens - answer_tokens) // K`, and a round never lets the workers together decode past
+  `max_tokens - answer_tokens`, so a rollout with its finisher stays within `max_tokens` (the
+  reference's finisher comes on top of its budget).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
 from reasoning.answers import nonempty_box_closed
 from reasoning.context import Context
 from reasoning.settings import Allowed, OptionalNonNegativeCount
-from reasoning.tree import ROOT, NodeStatus
-from reasoning.types import Chain, Completion, EventKind, FinishReason, Sampling, chain_finish
+from reasoning.types import Completion, EventKind, FinishReason, Sampling, StreamingGenerator
 from search.settings import (
     AnswerCue,
     AnswerTokens,
@@ -58,7 +58,7 @@ from search.settings import (
     StrategySettings,
     settings,
 )
-from search.threads.runtime import RolloutResult, call, continuation
+from search.threads.runtime import Branch, Rollout, RolloutResult, Thread, continuation
 
 SEP = "\n\n"
 OTHERS_HEADER = "\n\n### Work in progress (others)\n\n"  # after the history
@@ -167,8 +167,8 @@ class Hogwild(StrategySettings):
     )
     """the workers' names, in the order their replies are applied within a round"""
     round_tokens: RoundTokens = 32
+    # each worker's; null: (max_tokens - answer_tokens) // workers (they share one context)
     max_thread_tokens: MaxThreadTokens = None
-    """tokens each worker may decode; null: (max_tokens - answer_tokens) // workers"""
     collab_every: OptionalNonNegativeCount = 256
     """decoded tokens (all workers together) between "Quick check" questions; 0 or null: never"""
     answer_tokens: AnswerTokens = 16
@@ -193,67 +193,56 @@ class Hogwild(StrategySettings):
             ctx.render_question(rules + SEP + ctx.problem.question),
             [_Worker(n, first_step(i, n)) for i, n in enumerate(self.workers)],
         )
-        # the finisher's tokens are kept out of the workers' share: a rollout stays in max_tokens
+        # the shared context holds every worker's text and the finisher's: the workers share
+        # what is left of it once the finisher's tokens are kept aside
+        run = Rollout.start(ctx, state.head, sampling.max_tokens, label=label, policy=self.name)
         share = (sampling.max_tokens - self.answer_tokens) // len(self.workers)
         cap = self.max_thread_tokens or max(1, share)
         count = _token_counter(ctx)
         rounds: list[dict[str, Any]] = []
-        last: list[str] = []  # the tree nodes of the last round
-        latest: dict[str, str] = {}  # each worker's last node: the join merges every worker
+        latest: dict[str, Thread] = {}  # each worker's last call: the join merges every worker
         stopped: str | None = None
         while stopped is None:
             active = [w for w in state.workers if not w.ended and w.used < cap]
             if not active:
                 stopped = "eos" if all(w.ended for w in state.workers) else "tokens"
                 break
+            caps = _shares(
+                [min(self.round_tokens, cap - w.used) for w in active],
+                run.left - self.answer_tokens,
+            )
+            if not any(caps):
+                stopped = "tokens"  # the shared context is full
+                break
+            active = [w for w, c in zip(active, caps, strict=True) if c > 0]
             number = len(rounds) + 1
             shared = state.head + state.history_text
-            views = [
-                view(state.head, state.history_text, state.wips, _index(state, w)) for w in active
+            branches = [
+                Branch(
+                    w.name,
+                    view(state.head, state.history_text, state.wips, _index(state, w)),
+                    sampling=continuation(sampling, c, (SEP,)),
+                    data={"worker": w.name, "round": number},
+                )
+                for w, c in zip(active, [c for c in caps if c > 0], strict=True)
             ]
-            replies = await asyncio.gather(
-                *(
-                    call(
-                        ctx,
-                        v,
-                        continuation(sampling, min(self.round_tokens, cap - w.used), (SEP,)),
-                        new_sample=number == 1 and w is state.workers[0],
-                    )
-                    for w, v in zip(active, views, strict=True)
-                )
-            )
-            nodes: list[str] = []
-            done = [(w, c) for w, c in zip(active, replies, strict=True) if not c.refused]
-            for w, c in done:
-                # the worker's call ends there (the rollout goes on in the next round)
-                chain = Chain(
-                    steps=(c.text,), tokens=c.tokens, finish_reason=chain_finish(c), delimiter=""
-                )
-                ctx.tree.add(
-                    chain,
-                    NodeStatus.EXPANDED,
-                    parents=last or [ROOT],
-                    generated=c.tokens,
-                    thread=f"{label}/{w.name}",
-                    worker=w.name,
-                    round=number,
-                )
-                nodes.append(chain.id)
-                latest[w.name] = chain.id
-                self._advance(ctx, state, w, c, number)
+            threads = await run.round(branches)
+            done = [(w, t) for w, t in zip(active, threads, strict=True) if t.node is not None]
+            for w, t in done:
+                latest[w.name] = t
+                self._advance(ctx, state, w, t.completion, number)
             if not done:
                 stopped = "budget"
                 break
-            last = nodes
-            rounds.append(_round_stats(number, [c for _, c in done], count(shared)))
+            rounds.append(_round_stats(number, [t.completion for _, t in done], count(shared)))
             if state.answered:
                 stopped = "answer"
             elif len(done) < len(active):
                 stopped = "budget"  # a refused call: what is left cannot run a whole round
-            elif sum(c.tokens for _, c in done) == 0:
+            elif sum(t.tokens for _, t in done) == 0:
                 stopped = "stalled"  # nothing decoded: another round would be the same
         ends = [latest[w.name] for w in state.workers if w.name in latest]
-        return await self._finish(ctx, state, sampling, label, ends, rounds, stopped)
+        return await self._finish(ctx, run, state, sampling, ends, rounds, stopped)
 
     def _advance(self, ctx: Context, state: _State, w: _Worker, c: Completion, number: int) -> None:
         """Apply one worker's call: extend its step, or commit it to the history."""
@@ -294,65 +283,40 @@ class Hogwild(StrategySettings):
     async def _finish(
         self,
         ctx: Context,
+        run: Rollout,
         state: _State,
         sampling: Sampling,
-        label: str,
-        last: list[str],
+        ends: list[Thread],
         rounds: list[dict[str, Any]],
         stopped: str | None,
     ) -> RolloutResult:
         """Join every worker into the merged response (one JOINED node under each worker's last
-        call, which a worker that ended early did in an earlier round);
+        call, which a worker that ended early made in an earlier round);
         force an answer with the finisher when it holds none."""
         merged = merged_response(state.history_text, state.wips)
         reason = _REASONS.get(stopped or "", FinishReason.LENGTH)
-        chain = Chain(steps=(merged,), tokens=sum(w.used for w in state.workers), delimiter="")
-        ctx.tree.add(
-            chain,
-            NodeStatus.JOINED,
-            parents=last or [ROOT],
-            generated=0,
-            thread=label,
-            workers=len(state.workers),
-        )
-        ctx.record(EventKind.JOIN, policy=self.name, threads=len(last))
+        run.join(ends, merged, workers=len(state.workers))
         finisher: dict[str, Any] | None = None
         if self.answer_tokens > 0 and not nonempty_box_closed(merged):
             greedy = Sampling(
                 temperature=0.0, top_p=1.0, max_tokens=self.answer_tokens, seed=sampling.seed
             )
-            c = await call(ctx, state.head + merged + self.answer_cue, greedy, new_sample=False)
-            finisher = {"tokens": c.tokens, "refused": c.refused}
-            if not c.refused:
-                ctx.record(EventKind.FINISHER, policy=self.name, tokens=c.tokens)
-                joined = chain.id
-                chain = chain.extend(
-                    self.answer_cue + c.text,
-                    tokens=c.tokens,
-                    finished=True,
-                    finish_reason=chain_finish(c),
-                )
-                ctx.tree.add(
-                    chain,
-                    NodeStatus.FINISHED,
-                    parents=[joined],
-                    generated=c.tokens,
-                    thread=label,
-                    finisher=True,
-                )
-        if not chain.finished:  # no finisher: the merged response is the answer as it stands
-            chain = replace(chain, finished=True, finish_reason=reason)
-            ctx.tree.annotate(chain.id, finished=True, finish_reason=reason)
+            step = await run.decode(greedy, opening=self.answer_cue, finisher=True)
+            finisher = {"tokens": step.tokens, "refused": step.refused}
+            if not step.refused:
+                ctx.record(EventKind.FINISHER, policy=self.name, tokens=step.tokens)
+                run.end(step.finish)
+        run.end(reason)  # no finisher: the merged response is the answer as it stands
         totals = _totals(rounds, self.round_tokens, state, finisher)
         details = {
-            "label": label,
+            "label": run.label,
             "workers": list(self.workers),
             "stopped": stopped,
             "rounds": rounds,
             "totals": totals,
             "finisher": finisher,
         }
-        return RolloutResult(chain, details)
+        return RolloutResult(run.chain, details)
 
 
 _REASONS = {
@@ -368,11 +332,19 @@ def _index(state: _State, w: _Worker) -> int:
     return state.workers.index(w)
 
 
+def _shares(wants: list[int], room: int) -> list[int]:
+    """Each worker's cap this round: what it wants, in worker order, while the shared context
+    has room (the default caps never run out of it; an explicit `max_thread_tokens` may)."""
+    caps = []
+    for want in wants:
+        caps.append(max(0, min(want, room)))
+        room -= caps[-1]
+    return caps
+
+
 def _token_counter(ctx: Context) -> Any:
     """Token count of a text where the backend tokenizes (vllm, openai); None elsewhere."""
-    try:
-        ctx.tokenize("")
-    except (TypeError, NotImplementedError):
+    if not isinstance(ctx.generator, StreamingGenerator):
         return lambda text: None
     return lambda text: len(ctx.tokenize(text))
 

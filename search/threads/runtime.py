@@ -11,7 +11,7 @@ all the threads it merges, so the tree's longest path is the critical path the p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
@@ -54,45 +54,90 @@ def decoded(completion: Completion, *, keep_stop: bool = True) -> Decoded:
     return Decoded(text, completion.tokens, finish, completion.stop)
 
 
-async def call(ctx: Context, prompt: str, sampling: Sampling, *, new_sample: bool) -> Completion:
+async def _complete(
+    ctx: Context, prompt: str, sampling: Sampling, *, new_samples: bool
+) -> Completion:
     """One metered completion of `prompt`; `Completion.refusal()` when the budget refuses it."""
-    (completion,) = await ctx.try_generate(sampling, prompt=prompt, new_samples=new_sample)
+    (completion,) = await ctx.try_generate(sampling, prompt=prompt, new_samples=new_samples)
     return completion
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One thread to fork: its label, the whole prompt it continues, and where its text goes."""
+
+    label: str
+    prompt: str  # the shared context plus the thread's opening (or a view of it, in a round)
+    opening: str = ""  # text the thread starts with (kept before its decoded text in the join)
+    sampling: Sampling | None = None  # its own call settings (a round's); None: the fork's
+    data: Mapping[str, Any] = field(default_factory=dict)  # facts for its tree node
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A finished thread: what it decoded, and its tree node (a parent of the join; None: the
+    budget refused its call). `charged`: its tokens are already counted in its rollout's
+    context (a round's), so the join does not count them again."""
+
+    branch: Branch
+    result: Decoded
+    node: str | None
+    completion: Completion
+    charged: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.branch.label
+
+    @property
+    def text(self) -> str:
+        return self.result.text
+
+    @property
+    def tokens(self) -> int:
+        return self.result.tokens
 
 
 @dataclass
 class Rollout:
-    """One trajectory: the prompt head it continues and the text written so far.
+    """One trajectory: the prompt head it continues and the text written so far, with the verbs
+    that write it (`force`, `decode`, `fork`, `round`, `spawn`, `join`, `end`). Only these
+    write the rollout's tree nodes.
 
     `chain` joins its segments with no delimiter (its `text` is exactly what follows `head`) and
     its id is the tree node of the last segment, so the next segment or fork hangs under it.
-    `budget_tokens` caps the tokens decoded along this trajectory (threads included), as the
-    reference caps a rollout by its context length.
+    `max_tokens` caps the tokens its context holds after the head (`search.max_tokens`):
+    everything decoded into it, threads that write into it included; a spawned child has a
+    context of its own, with its own cap.
     """
 
     ctx: Context
     head: str
     chain: Chain
-    budget_tokens: int
+    max_tokens: int
     label: str = "main"
     origin: str | None = None  # the tree node the first segment hangs under (a spawn), or root
-    new_sample: bool = True  # the rollout's first call starts a sample (the budget's `samples`)
-    decoded_tokens: int = 0  # along this trajectory, threads included
+    new_samples: bool = True  # the rollout's first call starts a sample (the budget's `samples`)
+    policy: str = ""  # the strategy's name, on the rollout's events
+    decoded_tokens: int = 0  # held by this rollout's context, threads writing into it included
     ended: FinishReason | None = None
     notes: list[str] = field(default_factory=list)
+    _unjoined: int = 0  # tokens of rounds charged to the context but not yet in `chain`
+    _round: list[str] = field(default_factory=list)  # the last round's tree nodes
 
     @classmethod
     def start(
         cls,
         ctx: Context,
         head: str,
-        budget_tokens: int,
+        max_tokens: int,
         *,
         parent: str | None = None,
         label: str = "main",
-        new_sample: bool = True,
+        new_samples: bool = True,
+        policy: str = "",
     ) -> Rollout:
-        return cls(ctx, head, Chain(delimiter=""), budget_tokens, label, parent, new_sample)
+        return cls(ctx, head, Chain(delimiter=""), max_tokens, label, parent, new_samples, policy)
 
     @property
     def text(self) -> str:
@@ -104,7 +149,13 @@ class Rollout:
 
     @property
     def left(self) -> int:
-        return self.budget_tokens - self.decoded_tokens
+        """Tokens its context may still hold."""
+        return self.max_tokens - self.decoded_tokens
+
+    def _first_call(self) -> bool:
+        """Whether the next call starts the rollout's sample (only its first call does)."""
+        first, self.new_samples = self.new_samples, False
+        return first
 
     def append(
         self,
@@ -112,16 +163,15 @@ class Rollout:
         *,
         tokens: int = 0,
         status: NodeStatus = NodeStatus.EXPANDED,
-        parents: Sequence[str] | None = None,
         finish: FinishReason | None = None,
         **data: Any,
     ) -> Chain:
-        """Add a segment (decoded, forced or joined) as a tree node; returns the new chain."""
+        """Add a segment the model wrote as a tree node under the last one (a stop string the
+        engine left out: 0 tokens); returns the new chain."""
         kid = self.chain.extend(
             text, tokens=tokens, finished=finish is not None, finish_reason=finish
         )
-        if parents is None:
-            parents = [self.chain.id if self.chain.steps else self.origin or ROOT]
+        parents = [self.chain.id if self.chain.steps else self.origin or ROOT]
         self.ctx.tree.add(kid, status, parents=parents, generated=tokens, thread=self.label, **data)
         self.chain = kid
         self.decoded_tokens += tokens
@@ -132,16 +182,21 @@ class Rollout:
         if text:
             self.append(text, forced=True, **data)
 
-    async def decode(self, sampling: Sampling, *, keep_stop: bool = True, **data: Any) -> Decoded:
-        """Continue the rollout sequentially; the segment becomes a tree node."""
+    async def decode(
+        self, sampling: Sampling, *, keep_stop: bool = True, opening: str = "", **data: Any
+    ) -> Decoded:
+        """Continue the rollout sequentially, within what its context has left; the segment
+        (`opening`, text the call continues but the model did not write, then what it
+        decoded) becomes one tree node. A refused call adds nothing."""
         if self.left <= 0:
             return Decoded("", 0, FinishReason.LENGTH)
         fitted = replace(sampling, max_tokens=min(sampling.max_tokens, self.left))
-        completion = await call(self.ctx, self.prompt, fitted, new_sample=self.new_sample)
+        completion = await _complete(
+            self.ctx, self.prompt + opening, fitted, new_samples=self._first_call()
+        )
         result = decoded(completion, keep_stop=keep_stop)
-        self.new_sample = False
         if not result.refused:
-            self.append(result.text, tokens=result.tokens, **data)
+            self.append(opening + result.text, tokens=result.tokens, **data)
         return result
 
     def end(self, reason: FinishReason, note: str | None = None) -> None:
@@ -159,94 +214,186 @@ class Rollout:
                 else:
                     self.ctx.tree.mark(self.chain.id, NodeStatus.FINISHED, finish_reason=reason)
 
+    async def fork(
+        self,
+        branches: Sequence[Branch],
+        sampling: Sampling,
+        *,
+        keep_stop: bool = True,
+        split: bool = True,
+    ) -> list[Thread]:
+        """Run `branches` concurrently from the rollout's last node (marked FORKED); each is a
+        tree node. Their text writes into this rollout's context, so with `split` each call is
+        also capped at an equal share of what the context has left (the joined context then
+        fits); without it each call may take all that is left, as a reference that caps every
+        request by its own context does (ThreadWeaver), and the rollout ends once the joined
+        context is full.
 
-@dataclass(frozen=True)
-class Branch:
-    """One thread to fork: its label, the whole prompt it continues, and where its text goes."""
+        Threads continue the rollout's sample, so they are not new samples, except the first
+        thread of a rollout that forks before its first call (its sample starts there). The
+        Context's reservations keep their summed tokens inside the budget however many run at
+        once.
+        """
+        at = self.chain
+        starts = self._first_call()
+        if at.id in self.ctx.tree:
+            self.ctx.tree.mark(at.id, NodeStatus.FORKED)
+        self.ctx.record(EventKind.FORK, policy=self.policy, at=at.id, threads=len(branches))
+        share = max(1, self.left // max(1, len(branches))) if split else max(1, self.left)
+        capped = replace(sampling, max_tokens=min(sampling.max_tokens, share))
 
-    label: str
-    prompt: str  # the shared context plus the thread's opening (or an isolated child context)
-    opening: str = ""  # text the thread starts with (kept before its decoded text in the join)
+        async def one(branch: Branch, new_samples: bool) -> Thread:
+            completion = await _complete(
+                self.ctx, branch.prompt, branch.sampling or capped, new_samples=new_samples
+            )
+            result = decoded(completion, keep_stop=keep_stop)
+            # the thread's node ends where its call ended (the rollout goes on after the join)
+            kid = at.extend(
+                branch.opening + result.text, tokens=result.tokens, finish_reason=result.finish
+            )
+            status = NodeStatus.EXPANDED if not result.truncated else NodeStatus.PRUNED
+            self.ctx.tree.add(
+                kid,
+                status,
+                parents=[at.id] if at.id in self.ctx.tree else None,
+                generated=result.tokens,
+                thread=branch.label,
+                **branch.data,
+            )
+            return Thread(branch, result, kid.id, completion)
 
-
-@dataclass(frozen=True)
-class Thread:
-    """A finished thread: what it decoded, and its tree node (a parent of the join)."""
-
-    branch: Branch
-    result: Decoded
-    node: str
-
-    @property
-    def label(self) -> str:
-        return self.branch.label
-
-    @property
-    def text(self) -> str:
-        return self.result.text
-
-
-async def fork(
-    ctx: Context,
-    at: Chain,
-    branches: Sequence[Branch],
-    sampling: Sampling,
-    *,
-    keep_stop: bool = True,
-    policy: str,
-    rollout: Rollout | None = None,
-) -> list[Thread]:
-    """Run `branches` concurrently from the node `at` (marked FORKED); each is a tree node.
-
-    Threads continue their rollout's sample, so they are not new samples, except the first
-    thread of a `rollout` that forks before its first call (its sample starts there). The
-    Context's reservations keep their summed tokens inside the budget however many run at once.
-    """
-    starts = rollout is not None and rollout.new_sample
-    if rollout is not None:
-        rollout.new_sample = False
-    if at.id in ctx.tree:
-        ctx.tree.mark(at.id, NodeStatus.FORKED)
-    ctx.record(EventKind.FORK, policy=policy, at=at.id, threads=len(branches))
-
-    async def one(branch: Branch, new_sample: bool) -> Thread:
-        completion = await call(ctx, branch.prompt, sampling, new_sample=new_sample)
-        result = decoded(completion, keep_stop=keep_stop)
-        # the thread's node ends where its call ended (the rollout goes on after the join)
-        kid = at.extend(
-            branch.opening + result.text, tokens=result.tokens, finish_reason=result.finish
+        firsts = [starts and i == 0 for i in range(len(branches))]
+        return list(
+            await asyncio.gather(*(one(b, f) for b, f in zip(branches, firsts, strict=True)))
         )
-        status = NodeStatus.EXPANDED if not result.truncated else NodeStatus.PRUNED
-        ctx.tree.add(
+
+    async def round(self, branches: Sequence[Branch], *, keep_stop: bool = False) -> list[Thread]:
+        """One round of threads that each see the others' progress (Hogwild's workers): every
+        branch is one concurrent call with its own prompt (its view) and `sampling`; its tree
+        node hangs under every node of the previous round (each view held all of them), or
+        under the root. What they decode is in the shared context at once (charged now); a
+        refused call gets no node. The join after the last round merges them."""
+        first = self._first_call()
+        after = self._round or [ROOT]
+
+        async def one(branch: Branch, new_samples: bool) -> Completion:
+            assert branch.sampling is not None  # a round's calls each carry their own cap
+            return await _complete(
+                self.ctx, branch.prompt, branch.sampling, new_samples=new_samples
+            )
+
+        replies = await asyncio.gather(*(one(b, first and i == 0) for i, b in enumerate(branches)))
+        threads: list[Thread] = []
+        for branch, completion in zip(branches, replies, strict=True):
+            result = decoded(completion, keep_stop=keep_stop)
+            node = None
+            if not completion.refused:
+                # the thread's call ends there (the rollout goes on in the next round)
+                kid = Chain(
+                    steps=(result.text,),
+                    tokens=result.tokens,
+                    finish_reason=result.finish,
+                    delimiter="",
+                )
+                self.ctx.tree.add(
+                    kid,
+                    NodeStatus.EXPANDED,
+                    parents=after,
+                    generated=result.tokens,
+                    thread=f"{self.label}/{branch.label}",
+                    **branch.data,
+                )
+                node = kid.id
+                self.decoded_tokens += result.tokens
+                self._unjoined += result.tokens
+            threads.append(Thread(branch, result, node, completion, charged=True))
+        nodes = [t.node for t in threads if t.node is not None]
+        if nodes:
+            self._round = nodes
+        return threads
+
+    def spawn(self, heads: Sequence[tuple[str, str]], max_tokens: int) -> list[Rollout]:
+        """Child rollouts from the rollout's last node (marked FORKED), each with a context of
+        its own: `heads` are (label, prompt head) pairs, `max_tokens` each child's cap. The
+        trajectory's first call starts its sample, whichever child makes it."""
+        at = self.chain
+        self.ctx.tree.mark(at.id, NodeStatus.FORKED)
+        self.ctx.record(EventKind.FORK, policy=self.policy, at=at.id, threads=len(heads))
+        first = self._first_call()
+        return [
+            Rollout.start(
+                self.ctx,
+                head,
+                max(0, max_tokens),
+                parent=at.id,
+                label=label,
+                new_samples=first and i == 0,
+                policy=self.policy,
+            )
+            for i, (label, head) in enumerate(heads)
+        ]
+
+    def join(
+        self,
+        threads: Sequence[Thread | Rollout],
+        text: str,
+        *,
+        keep: int | None = None,
+        **data: Any,
+    ) -> None:
+        """Append `text` (the threads merged as the policy writes them) as one JOINED node whose
+        parents are every thread's last node: the trajectory goes on only after the longest.
+
+        Forked threads wrote into this context, so their tokens count against its cap here;
+        spawned children (rollouts) used their own. `keep`: cut the text written so far to its
+        first `keep` characters first (APR takes its calling block back out; the removed text
+        is kept on the node)."""
+        at = self.chain
+        fields: dict[str, Any] = {"policy": self.policy, "threads": len(threads)}
+        if at.id in self.ctx.tree:
+            fields["at"] = at.id
+        self.ctx.record(EventKind.JOIN, **fields)
+        parents: list[str] = []
+        tokens = self._unjoined
+        for t in threads:
+            if isinstance(t, Rollout):
+                parents.append(t.chain.id if t.chain.steps else t.origin or ROOT)
+                tokens += t.chain.tokens
+            else:
+                parents.append(t.node or at.id)
+                if not t.charged:
+                    tokens += t.tokens
+                    self.decoded_tokens += t.tokens
+        self._unjoined = 0
+        base = at
+        if keep is not None:
+            data["removed"] = at.text[keep:]
+            base = trimmed(at, keep)
+        kid = base.extend(text, tokens=tokens)
+        self.ctx.tree.add(
             kid,
-            status,
-            parents=[at.id] if at.id in ctx.tree else None,
-            generated=result.tokens,
-            thread=branch.label,
+            NodeStatus.JOINED,
+            parents=list(dict.fromkeys(parents)) or None,
+            generated=0,
+            thread=self.label,
+            **data,
         )
-        return Thread(branch, result, kid.id)
-
-    firsts = [starts and i == 0 for i in range(len(branches))]
-    return list(await asyncio.gather(*(one(b, f) for b, f in zip(branches, firsts, strict=True))))
+        self.chain = kid
 
 
-def join(
-    rollout: Rollout, threads: Sequence[Thread], text: str, *, policy: str, **data: Any
-) -> None:
-    """Append `text` (the threads merged as the policy writes them) as one JOINED node whose
-    parents are every thread: the trajectory goes on only after the longest one."""
-    rollout.ctx.record(EventKind.JOIN, policy=policy, threads=len(threads), at=rollout.chain.id)
-    rollout.decoded_tokens += sum(t.result.tokens for t in threads)
-    kid = rollout.chain.extend(text, tokens=sum(t.result.tokens for t in threads))
-    rollout.ctx.tree.add(
-        kid,
-        NodeStatus.JOINED,
-        parents=[t.node for t in threads] or None,
-        generated=0,
-        thread=rollout.label,
-        **data,
-    )
-    rollout.chain = kid
+def trimmed(chain: Chain, keep: int) -> Chain:
+    """`chain` whose text is cut to its first `keep` characters (same id: not a tree node).
+
+    A rollout's chain only grows, but APR's join takes the calling block back out of the
+    parent's context; the joined node extends this cut chain, under the spawn node."""
+    steps: list[str] = []
+    used = 0
+    for step in chain.steps:
+        if used >= keep:
+            break
+        steps.append(step[: keep - used])
+        used += len(steps[-1])
+    return replace(chain, steps=tuple(s for s in steps if s), finished=False, finish_reason=None)
 
 
 @dataclass(frozen=True)

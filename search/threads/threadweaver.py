@@ -19,15 +19,7 @@ from search.settings import (
     StrategySettings,
     settings,
 )
-from search.threads.runtime import (
-    Branch,
-    Rollout,
-    RolloutResult,
-    Thread,
-    continuation,
-    fork,
-    join,
-)
+from search.threads.runtime import Branch, Rollout, RolloutResult, Thread, continuation
 
 OUTLINES_OPEN = "<Outlines>"
 OUTLINES_CLOSE = "</Outlines>"
@@ -82,7 +74,9 @@ class ThreadWeaver(StrategySettings):
     max_thread_tokens: MaxThreadTokens = None
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
-        run = Rollout.start(ctx, ctx.render(None), sampling.max_tokens, label=label)
+        run = Rollout.start(
+            ctx, ctx.render(None), sampling.max_tokens, label=label, policy=self.name
+        )
         segment = DEFAULT_PREFIX if self.prefix is None else self.prefix  # since the last join
         run.force(segment)
         blocks: list[dict[str, Any]] = []
@@ -105,7 +99,7 @@ class ThreadWeaver(StrategySettings):
                 continue
             threads = await self._threads(ctx, run, ids, sampling)
             texts = {t.label: t.text for t in threads}
-            join(run, threads, joined_text(ids, texts), policy=self.name, outline_ids=ids)
+            run.join(threads, joined_text(ids, texts), outline_ids=ids)
             blocks.append(
                 {
                     "ids": ids,
@@ -127,17 +121,12 @@ class ThreadWeaver(StrategySettings):
     ) -> list[Thread]:
         """One request per distinct id (a repeated id reuses its thread's text, as the
         evaluator's dictionary of threads does)."""
+        # each thread's request continues the rollout's context, so, as the evaluator caps every
+        # request by its own context, each may take what is left of it; the rollout ends when
+        # its joined context is full
         cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
         unique = list(dict.fromkeys(ids))
         if len(unique) < len(ids):
             ctx.record(EventKind.DUPLICATE_OUTLINE_IDS, policy=self.name)
         branches = [Branch(i, run.prompt + thread_opening(i), thread_opening(i)) for i in unique]
-        threads = await fork(
-            ctx,
-            run.chain,
-            branches,
-            continuation(sampling, cap, (THREAD_CLOSE,)),
-            policy=self.name,
-            rollout=run,
-        )
-        return threads
+        return await run.fork(branches, continuation(sampling, cap, (THREAD_CLOSE,)), split=False)
