@@ -13,6 +13,7 @@ the reasoning server take search settings, never a concurrency or a progress bar
 from __future__ import annotations
 
 import dataclasses
+import types
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
@@ -183,7 +184,7 @@ def check_node(cls: type[RunKeys], node: dict[str, Any]) -> None:
     """Check one composed config node against its declaration; raise `SettingsError` naming
     the first bad key. Keys absent from `node` are not checked (the API composes partial
     configs), so declared defaults serve only the docs."""
-    known = {n for n in fields_of(cls)}
+    known = set(fields_of(cls))
     given = {
         k: v
         for k, v in node.items()
@@ -201,7 +202,7 @@ def _list_part(annotation: Any, metadata: list[Any]) -> tuple[ListOf, Any, bool]
     if what is not None:  # pydantic keeps a required field's metadata beside its type
         return what, get_args(annotation)[0], False
     optional = False
-    if get_origin(annotation) in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         optional = len(args) < len(get_args(annotation))
         if len(args) != 1:
