@@ -57,7 +57,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(str(exc)) from exc
     search = build_search(cfg)
     budget = build_budget(cfg)
-    verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache.py)
+    verifier = build_verifier(cfg, out_dir)  # cache.mode wraps it (reasoning/cache/)
     check_verifier(search, verifier)
     judge = build_judge(cfg)
     sampler = build_sampler(cfg)

@@ -1,5 +1,6 @@
 """The settings tables of docs/configuration.md and `reason --help-search NAME`, rendered from
-the typed declarations (reasoning/settings.py), so the docs cannot drift from the code.
+the typed declarations (reasoning/settings.py; the top-level run keys: evals/run_settings.py),
+so the docs cannot drift from the code.
 
 `python -m evals.settings_doc` rewrites the generated part of docs/configuration.md;
 tests/test_docs.py checks that the page holds exactly what this module renders.
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from evals.run_settings import RUN_SETTINGS
 from reasoning.build import CONF_DIR
 from reasoning.settings import describe, fields_of, meaning, table
 
@@ -42,6 +44,16 @@ def _target(path: Path) -> type:
 def options(group: str) -> dict[str, type]:
     """Config name -> the class its YAML builds, for one group (search, search/strategy, trim)."""
     return {p.stem: _target(p) for p in sorted((CONF_DIR / group).glob("*.yaml"))}
+
+
+def run_table() -> str:
+    """The top-level run keys (evals/run_settings.py): one table, each key by its dotted name."""
+    lines: list[str] = []
+    for cls in RUN_SETTINGS:
+        prefix = f"{cls.settings_key}." if cls.settings_key else ""
+        rendered = table(cls, prefix).splitlines()
+        lines += rendered if not lines else rendered[2:]  # one header
+    return "\n".join(lines)
 
 
 def shared_table() -> str:
@@ -75,7 +87,8 @@ def group_tables(group: str, only: str | None = None) -> str:
 
 def generated() -> str:
     """The generated part of docs/configuration.md."""
-    out = [BEGIN, "", "### Shared keys", "", shared_table(), ""]
+    out = [BEGIN, "", "### Top-level keys", "", run_table(), ""]
+    out += ["### Shared keys", "", shared_table(), ""]
     for group, title, _, _ in GROUPS:
         out += [f"### Keys of the {title}", "", group_tables(group)]
     out.append(END)

@@ -11,7 +11,8 @@ import pytest
 from evals.runner import event_counts
 from reasoning import Budget, BudgetExhausted, Context, Problem, Sampling
 from reasoning.backends.openai_server import OpenAIGenerator
-from reasoning.cache import _completion_from_json, _delta_from_json
+from reasoning.cache.codecs import completion_from_json as _completion_from_json
+from reasoning.cache.codecs import delta_from_json as _delta_from_json
 from reasoning.types import Completion, EventKind, FinishReason, chain_finish
 from tests.fakes import ScriptedGenerator
 

@@ -89,7 +89,7 @@ def test_a_launcher_sweep_replays_the_recorded_runs_and_makes_a_leaderboard(
         want = recorded["runs"][n]
         records = _records(job)
         assert {r["id"] for r in records} == PROBLEMS
-        # the same records as the recorded run, field for field (reasoning/cache.py)
+        # the same records as the recorded run, field for field (reasoning/cache/replay.py)
         assert [comparable(r) for r in records] == [comparable(r) for r in want["records"]]
         # every call was a replay: nothing was generated, and no engine started
         assert all(r["ledger"]["cache_hits"] == r["ledger"]["generator_calls"] for r in records)

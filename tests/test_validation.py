@@ -7,8 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from evals import experiment
+from evals.run_settings import RUN_SETTINGS, DatasetSettings, RootSettings
 from evals.validation import validate_config
 from reasoning.build import (
     CONF_DIR,
@@ -19,6 +22,7 @@ from reasoning.build import (
     compose_config,
 )
 from reasoning.cache import CallCache, check_cache_file
+from reasoning.settings import default_of, fields_of, meaning, names
 from tests.fakes import ScriptedGenerator
 
 
@@ -67,6 +71,52 @@ def test_defaults_and_every_preset_validate() -> None:
         validate_config(compose_config([f"+experiment={preset.stem}"]))
     ok = ["dataset.ids=[a,7]", "dataset.levels=[1,'Level 2']", "dataset.limit=0", "seed=7"]
     validate_config(compose_config([*ok, "budget.wall_s=1.5", "cache.mode=off"]))
+
+
+def test_the_run_keys_are_declared_with_the_defaults_of_conf_config_yaml() -> None:
+    """Every key of the checked nodes is declared (with a meaning) and composes to its declared
+    default, so the docs table shows what a run gets; unknown keys of closed nodes are refused."""
+    cfg = compose_config([])
+    for cls in RUN_SETTINGS:
+        node = OmegaConf.select(cfg, cls.settings_key) if cls.settings_key else cfg
+        prefix = f"{cls.settings_key}." if cls.settings_key else ""
+        for name, info in fields_of(cls).items():
+            assert meaning(info), f"{prefix}{name} has no meaning"
+            if name == "data_dir":  # read from the environment
+                continue
+            assert OmegaConf.to_container(node)[name] == default_of(info), prefix + name
+        if not cls.settings_open:
+            assert set(node) - set(cls.settings_ignored) == set(names(cls)), prefix
+    for path in sorted((CONF_DIR / "dataset").glob("*.yaml")):
+        keys = set(yaml.safe_load(path.read_text())) - {"arith", "countdown"}
+        assert keys == set(names(DatasetSettings)), path.stem
+    root = {"seed", "concurrency", "progress", "verbose", "retry_errors"}
+    assert set(names(RootSettings)) == root
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+judge.strictness=true"], "judge.strictness is not a judge setting; valid: strict,"),
+        (["dataset.arith.levels=[true]"], "dataset.arith.levels must be a list of levels 1, 2"),
+        (["dataset.arith.levels=2"], "write dataset.arith.levels=[2]"),
+        (["dataset.ids=['']"], "dataset.ids must be a list of problem ids ('' is not one)"),
+        (["dataset.name=' '"], "dataset.name must be a non-empty string, got ' '"),
+        (["cache.path=' '"], "cache.path must be a non-empty string or null, got ' '"),
+    ],
+)
+def test_more_bad_top_level_values_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose_config(overrides))
+    assert message in str(err.value)
+
+
+def test_partial_configs_check_only_what_they_hold() -> None:
+    """The API composes partial configs: absent nodes and keys are not checked."""
+    validate_config(OmegaConf.create({"seed": 3}))
+    validate_config(OmegaConf.create({"cache": {"mode": "off"}, "dataset": {"limit": 2}}))
+    with pytest.raises(ConfigError, match="dataset.limit must be an integer >= 0 or null"):
+        validate_config(OmegaConf.create({"dataset": {"limit": "x"}}))
 
 
 @pytest.mark.parametrize(

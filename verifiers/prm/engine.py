@@ -15,16 +15,6 @@ from typing import Any
 from verifiers.prm.formats import Rows
 
 
-def on_cpu() -> bool:
-    """Whether vLLM runs on CPU here, where the engine's memory settings differ."""
-    try:
-        import torch
-
-        return not torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch comes with vllm
-        return True
-
-
 class InProcessEngine:
     """A `vllm.LLM` pooling engine, built on first use; calls are serialized (LLM is sync)."""
 

@@ -14,10 +14,11 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from reasoning.devices import on_cpu
 from reasoning.models import resolve_model_path
 from reasoning.types import Chain, Problem, StepScores
 from verifiers.prm.batching import MicroBatcher
-from verifiers.prm.engine import InProcessEngine, drop_engine, on_cpu, shared_engine
+from verifiers.prm.engine import InProcessEngine, drop_engine, shared_engine
 from verifiers.prm.formats import (
     FORMATS,
     EncodedPrompt,
