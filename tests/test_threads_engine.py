@@ -28,9 +28,26 @@ from search.threads.fork_join import ForkJoin
 pytestmark = pytest.mark.engine
 
 POLICIES = ("threadweaver", "apr", "fork_join", "hogwild")
-# one name per idea: every strategy has max_thread_tokens, so one sweep can set it for all
-# (a strategy's own keys, e.g. fork_join's threads, exist only when it is chosen)
-SMALL = ["search.max_tokens=160", "search.strategy.max_thread_tokens=48"]
+# Small settings per strategy. A strategy's own keys (fork_join's threads, hogwild's
+# round_tokens) exist only when it is chosen, so one sweep cannot set them on the command line;
+# each small variant is a config of the strategy group (its defaults plus these), found through
+# Hydra's --config-dir, as a user would keep presets of their own.
+SMALL = {
+    "threadweaver": {"max_thread_tokens": 48},
+    "apr": {"max_thread_tokens": 48},
+    "fork_join": {"threads": 3, "plan_tokens": 32, "answer_tokens": 16, "max_thread_tokens": 48},
+    "hogwild": {"round_tokens": 16, "max_thread_tokens": 48},
+}
+
+
+def _small_strategies(root: Path) -> Path:
+    """A config dir with `search/strategy/<name>_small.yaml` for each strategy."""
+    group = root / "search" / "strategy"
+    group.mkdir(parents=True)
+    for name, keys in SMALL.items():
+        body = {"defaults": [name, "_self_"], **keys}
+        (group / f"{name}_small.yaml").write_text(json.dumps(body))
+    return root
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
@@ -55,9 +72,11 @@ def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
             "evals.cli",
             "-m",
             "search=threads",
-            f"search/strategy={','.join(POLICIES)}",
+            f"search/strategy={','.join(f'{p}_small' for p in POLICIES)}",
+            "--config-dir",
+            str(_small_strategies(tmp_path / "conf")),
             "dataset.arith.n=2",
-            *SMALL,
+            "search.max_tokens=160",
             "progress=false",
             f"hydra.sweep.dir={sweep}",
         ],
@@ -134,7 +153,8 @@ def test_apr_on_countdown_through_the_runner(engine: Any, tmp_path: Path) -> Non
             "search/strategy=apr",
             "dataset=countdown",
             "dataset.countdown.n=2",
-            *SMALL,
+            "search.max_tokens=160",
+            *(f"search.strategy.{k}={v}" for k, v in SMALL["apr"].items()),
             "progress=false",
         ]
     )
