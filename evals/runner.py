@@ -34,7 +34,6 @@ from evals.grading import Grader, grader_info
 from evals.intervals import wilson_interval
 from evals.rundir import (
     RESULTS,
-    RUN_CONFIG,
     SUMMARY,
     TRACES,
     append_line,
@@ -46,7 +45,6 @@ from evals.rundir import (
     read_results,
     run_fingerprint,
     selection,
-    trace_filename,
     write_atomic,
     write_trace,
 )
@@ -61,23 +59,7 @@ log = logging.getLogger(__name__)
 
 # The run-directory names and the fault kinds this module used to define, kept importable from
 # here for callers of the runner (their home is evals.rundir, evals.faults, evals.intervals).
-__all__ = [
-    "RESULTS",
-    "RUN_CONFIG",
-    "SUMMARY",
-    "TRACES",
-    "RunInterrupted",
-    "Runner",
-    "describe_error",
-    "is_run_level",
-    "read_results",
-    "run_fingerprint",
-    "search_description",
-    "search_params",
-    "summarize",
-    "trace_filename",
-    "wilson_interval",
-]
+__all__ = ["Runner", "event_counts", "search_description", "search_params", "summarize"]
 
 
 def search_params(search: Controller) -> dict[str, Any]:

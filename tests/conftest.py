@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +28,19 @@ def engine() -> Iterator[object]:
     generator.start()  # type: ignore[attr-defined]
     yield generator
     close_generators()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium through selenium, one per test module (the viewer's and the
+    leaderboard's browser tests); a CI machine without it fails rather than skips."""
+    pytest.importorskip("selenium.webdriver")
+    from evals.viewer.screenshot import chromium, have_chromium
+
+    if not have_chromium():
+        message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with chromium(1400, 1000) as driver:
+        yield driver

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from evals.runner import RESULTS, Runner, read_results
+from evals.rundir import RESULTS, read_results
+from evals.runner import Runner
 from reasoning import Problem
 from reasoning.cache import (
     CachedGenerator,

@@ -17,7 +17,8 @@ from evals.countdown import MAX_EXPRESSION_CHARS, check_expression, generate_cou
 from evals.datasets import DATASETS, load_problems
 from evals.grading import Grader
 from evals.leaderboard import build_leaderboard
-from evals.runner import RESULTS, Runner, read_results
+from evals.rundir import RESULTS, read_results
+from evals.runner import Runner
 from reasoning import Problem
 from search import BestOfN
 from tests.fakes import ScriptedGenerator

@@ -11,7 +11,6 @@ box filters them. The board is the hand-written sweep of tests/test_leaderboard.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,9 @@ from typing import Any
 import pytest
 
 from evals.leaderboard import build_leaderboard
-from evals.viewer.screenshot import chromium, have_chromium
 from tests.test_leaderboard import _sweep
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    pytest.importorskip("selenium.webdriver")
-    if not have_chromium():
-        message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with chromium(1400, 1000) as driver:
-        yield driver
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from evals.grading import Grader
-from evals.runner import RESULTS, Runner, read_results
+from evals.rundir import RESULTS, read_results
+from evals.runner import Runner
 from reasoning import Budget, Chain, Context, Problem
 from reasoning.steps import collapse_steps, whole_prefix
 from search import DVTS, AStar, Beam, BestOfN, ParticleFilter, ParticleGibbs

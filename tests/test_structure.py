@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from evals.grading import Grader
-from evals.runner import RESULTS, Runner, read_results
+from evals.rundir import RESULTS, read_results
+from evals.runner import Runner
 from reasoning import Chain, Context, Problem
 from reasoning.build import check_verifier
 from reasoning.controller import Controller

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from evals.runner import TRACES, Runner, trace_filename
+from evals.rundir import TRACES, trace_filename
+from evals.runner import Runner
 from evals.viewer import trace_page, write_viewer
 from evals.viewer.__main__ import main as viewer_main
 from evals.viewer.page import STATUS_MEANING, view_data
-from evals.viewer.screenshot import chromium, have_chromium
 from reasoning import Problem
 from reasoning.tree import ROOT, NodeStatus, SearchTree
 from reasoning.types import Chain, FinishReason
@@ -214,18 +212,6 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 # --- in headless Chromium -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    pytest.importorskip("selenium.webdriver")
-    if not have_chromium():
-        message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with chromium(1400, 1000) as driver:
-        yield driver
 
 
 @pytest.fixture(scope="module")
