@@ -138,13 +138,11 @@ def _error(cls: type, exc: ValidationError, given: dict[str, Any] | None = None)
     name = str(loc[0]) if loc else ""
     key = cls.key_of(name) if hasattr(cls, "key_of") else name
     if err["type"] in ("unexpected_keyword_argument", "unexpected_positional_argument"):
-        kind = (
-            getattr(cls, "settings_kind", "")
-            or getattr(cls, "name", "")
-            or getattr(cls, "settings_key", "")
-            or "known"
-        )
-        return SettingsError(f"{key} is not a {kind} setting; valid: {', '.join(names(cls))}")
+        owner = getattr(cls, "name", "")
+        kind = getattr(cls, "settings_kind", "") or owner or getattr(cls, "settings_key", "")
+        of = f" of {owner}" if owner and owner != kind else ""  # "a search setting of greedy"
+        valid = ", ".join(names(cls))
+        return SettingsError(f"{key} is not a {kind or 'known'} setting{of}; valid: {valid}")
     if err["type"] == "missing_argument":
         return SettingsError(f"{key} must be set")
     info = fields_of(cls).get(name)

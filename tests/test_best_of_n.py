@@ -70,7 +70,9 @@ async def test_greedy_is_one_temperature_zero_sample() -> None:
 
 
 def test_greedy_has_no_n_to_label_a_run_with() -> None:
-    with pytest.raises(ValueError, match=r"search\.n is not a search setting; valid: max_tokens"):
+    with pytest.raises(
+        ValueError, match=r"search\.n is not a search setting of greedy; valid: max_tokens"
+    ):
         Greedy(n=16)  # type: ignore[call-arg]
 
 

@@ -127,7 +127,10 @@ def test_partial_configs_check_only_what_they_hold() -> None:
         (["search.temperature=-1"], "search.temperature must be a finite number >= 0, got -1"),
         (["search.top_p=7"], "search.top_p must be in (0, 1], got 7"),
         (["search=beam", "search.max_steps=0"], "search.max_steps must be an integer >= 1"),
-        (["+search.foo=1"], "search.foo is not a search setting; valid: temperature, top_p, n"),
+        (
+            ["+search.foo=1"],
+            "search.foo is not a search setting of best_of_n; valid: temperature, top_p, n",
+        ),
     ],
 )
 def test_search_errors_come_unwrapped(overrides: list[str], message: str) -> None:
@@ -149,7 +152,10 @@ def test_search_errors_come_unwrapped(overrides: list[str], message: str) -> Non
             ["search=threads", "search/strategy=hogwild", "search.strategy.round_tokens=0"],
             "search.strategy.round_tokens must be an integer >= 1, got 0",
         ),
-        (["search=greedy", "+search.n=4"], "search.n is not a search setting; valid: max_tokens"),
+        (
+            ["search=greedy", "+search.n=4"],
+            "search.n is not a search setting of greedy; valid: max_tokens",
+        ),
         (["search=hyper"], "search=hyper needs budget.generated_tokens"),
         (
             ["search=hyper", "budget.generated_tokens=100"],
