@@ -79,7 +79,9 @@ def _stop_with_the_process() -> None:
 def fit_dirname(name: str, limit: int = 200) -> str:
     """A folder name within the file system's 255 bytes: a sweep over many keys would name its
     job folders past that and fail, so a long name is cut and a hash of the whole keeps the
-    cut names apart."""
+    cut names apart. A group override (`search/strategy=apr`) would nest folders: its `/` is
+    written as `.`, so every job folder is one level under the sweep's."""
+    name = name.replace("/", ".")
     raw = name.encode()
     if len(raw) <= limit:
         return name

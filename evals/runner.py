@@ -52,7 +52,7 @@ from reasoning.budget import Budget, Ledger
 from reasoning.context import Sampler
 from reasoning.controller import Controller, controller_name
 from reasoning.outcome import Outcome
-from reasoning.solve import SolveParts, solve_problem
+from reasoning.solver import SolveParts, solve_problem
 from reasoning.types import EventKind, Generator, Problem, Verifier
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class Runner:
 
     @property
     def parts(self) -> SolveParts:
-        """What the core's solve path (`reasoning.solve`) needs; the grader judges answers."""
+        """What the core's solve path (`reasoning.solver`) needs; the grader judges answers."""
         return SolveParts(
             generator=self.generator,
             search=self.search,

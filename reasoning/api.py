@@ -22,7 +22,7 @@ from reasoning.context import Sampler
 from reasoning.controller import Controller
 from reasoning.loop import run_sync
 from reasoning.outcome import Outcome
-from reasoning.solve import SolveParts, solve_problem
+from reasoning.solver import SolveParts, solve_problem
 from reasoning.types import AnswerJudge, Generator, Problem, Verifier
 
 
@@ -82,7 +82,7 @@ class _Session:
         )
 
     async def solve(self, problem: Problem, seed: int) -> Outcome:
-        """The core solve path (`reasoning.solve`); a fault of the search is raised."""
+        """The core solve path (`reasoning.solver`); a fault of the search is raised."""
         return (await solve_problem(problem, self.parts, seed=seed)).result()
 
 

@@ -164,7 +164,7 @@ def _records(run: Path) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["search=hyper", "search.n=3", "search.interval=16", "search.token_budget=400"],
+        ["search=hyper", "search.n=3", "search.round_tokens=16", "budget.generated_tokens=400"],
         ["+trim=budget", "trim.max_think_tokens=16", "search.n=2", "search.max_tokens=96"],
         ["+trim=trimr", "search.n=2", "search.max_tokens=96", "trim.underthink_share=0.25"],
     ],

@@ -160,6 +160,8 @@ def test_long_sweep_folder_names_are_cut_to_fit_and_kept_apart() -> None:
     assert len(cut_a.encode()) <= 200 and len(cut_b.encode()) <= 200
     assert cut_a != cut_b and cut_a[:100] == long_a[:100]
     assert len(fit_dirname("é" * 300).encode()) <= 200  # never cut inside a character
+    # a group override must not nest folders (the sweep's summaries sit one level down)
+    assert fit_dirname("search/strategy=apr,search=threads") == "search.strategy=apr,search=threads"
 
 
 def test_help_lists_groups() -> None:

@@ -1,4 +1,4 @@
-"""The one solve path (reasoning/solve.py) and the two callers built on it: the API and the runner
+"""The one solve path (reasoning/solver.py) and the two callers built on it: the API and the runner
 (scripted generator, no engine)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from evals.runner import Runner
 from reasoning import Problem
 from reasoning.api import solve, solve_many
 from reasoning.budget import Budget
-from reasoning.solve import Solved, SolveParts, solve_problem
+from reasoning.solver import Solved, SolveParts, solve_problem
 from search import BestOfN
 from tests.fakes import ScriptedGenerator
 
@@ -72,3 +72,12 @@ def test_the_api_raises_the_search_error() -> None:
     gen = ScriptedGenerator(_answer, fail_on=lambda prompt: True)
     with pytest.raises(ConnectionError):
         solve(PROBLEM, search=BestOfN(n=2), generator=gen, verifier=None, judge=Grader())
+
+
+def test_the_solve_function_is_not_shadowed_by_the_solver_module() -> None:
+    """`from reasoning import solve` is the API function even after the core's solve path is
+    imported (a submodule named `solve` would replace the package attribute)."""
+    import reasoning.solver  # noqa: F401
+    from reasoning import solve
+
+    assert callable(solve) and solve.__module__ == "reasoning.api"
