@@ -71,10 +71,10 @@ def test_every_policy_runs_from_the_cli(tmp_path: Path) -> None:
             "-m",
             "evals.cli",
             "-m",
+            "--config-dir",  # before the overrides: Hydra's parser takes them as one list
+            str(_small_strategies(tmp_path / "conf")),
             "search=threads",
             f"search/strategy={','.join(f'{p}_small' for p in POLICIES)}",
-            "--config-dir",
-            str(_small_strategies(tmp_path / "conf")),
             "dataset.arith.n=2",
             "search.max_tokens=160",
             "progress=false",
