@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evals.grading import Grader
 from reasoning import Budget, Context
@@ -484,3 +486,63 @@ def test_max_tokens_caps_every_context_separately() -> None:
             decoded[node["thread"]] = decoded.get(node["thread"], 0) + node["generated"]
     assert decoded == {"r0": 6, "r0/0": 6, "r0/1": 6}
     assert result.chain.finish_reason == "length"
+
+
+# --- fan-out bounds (issue 19: 20 start lines per block at max_depth=3 made 8,842 calls) ------
+
+
+def flood(width: int) -> RuleGenerator:
+    """A model that writes a calling block of `width` start lines in every fresh context, and
+    a short boxed answer wherever it goes on after a join or an unexpanded block."""
+
+    def spawn_block(prompt: str, sampling: Sampling) -> str:
+        return "Split. " + block(*(f"T{i}" for i in range(width)))
+
+    return RuleGenerator(
+        [
+            ("A: ", spawn_block),
+            ("<End Sub Searches>\n", "done \\boxed{1}"),
+            (lambda prompt: True, " then \\boxed{1}"),
+        ],
+        unit=words,
+        count_stop=True,
+        delay_s=0.0,
+    )
+
+
+def test_the_issue_case_is_bounded_by_default() -> None:
+    gen = flood(20)
+    ctx = context(gen)
+    result = run(APR(prefix="", max_depth=3), ctx)
+    spawned = sum(len(s["tasks"]) for s in result.details["spawns"])
+    assert spawned == APR().max_spawns == 32
+    assert ctx.ledger.generator_calls <= 2 * (1 + 32) + len(result.details["spawns"])
+    caps = [e["cap"] for e in ctx.events if e["event"] == "dropped_children"]
+    assert caps[0] == "max_children" and "max_spawns" in caps
+    assert any(e["event"] == "not_expanded" for e in ctx.events)
+    assert result.chain.text.endswith("done \\boxed{1}")  # the root still answers
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(1, 25),
+    depth=st.integers(1, 4),
+    max_children=st.one_of(st.none(), st.integers(1, 10)),
+    max_spawns=st.integers(1, 40),
+)
+def test_fan_out_never_passes_its_caps(
+    width: int, depth: int, max_children: int | None, max_spawns: int
+) -> None:
+    """Property: however many start lines the model writes and however deep spawning may go,
+    a rollout spawns at most `max_spawns` contexts, at most `max_children` per block, and makes
+    at most two calls per context plus one per block."""
+    gen = flood(width)
+    ctx = context(gen)
+    policy = APR(prefix="", max_depth=depth, max_children=max_children, max_spawns=max_spawns)
+    result = run(policy, ctx)
+    spawns = result.details["spawns"]
+    spawned = sum(len(s["tasks"]) for s in spawns)
+    assert spawned <= max_spawns
+    assert all(len(s["tasks"]) <= (max_children or width) for s in spawns)
+    assert ctx.ledger.generator_calls <= 2 * (1 + spawned) + len(spawns)
+    assert result.chain.finished

@@ -50,6 +50,13 @@ Where this differs from the reference (a from-scratch Countdown model served by 
 - Malformed blocks (no opening line, a broken start line, no start line) are not expanded: the
   rollout goes on decoding sequentially and a `fallback` event says why (the reference fails
   the whole rollout on a block it cannot read).
+- Fan-out. The reference runs what the trained model writes; an untrained model may write any
+  number of start lines at every level, so spawning is bounded twice, by default: a block
+  spawns at most `max_children` children (8), and one rollout spawns at most `max_spawns` child
+  contexts in all, at every depth (32). Start lines past either cap are dropped (a
+  `dropped_children` event says which cap); a block with none left is not expanded, and the
+  rollout decodes on as at `max_depth`. One rollout thus makes at most about
+  2 * (1 + max_spawns) + blocks calls, whatever `max_depth` is.
 - Token caps. Each context is capped separately, as the reference caps each request: a
   parent's `Rollout.left` counts what the parent itself decoded (a removed calling block
   included), not its children, whose tokens live in their own contexts. A child may decode up
@@ -99,6 +106,7 @@ class _Log:
 
     spawns: list[dict[str, Any]] = field(default_factory=list)
     fallbacks: int = 0
+    spawned: int = 0  # child contexts spawned so far, at every depth (bounded by max_spawns)
 
 
 @settings
@@ -113,8 +121,10 @@ class APR(StrategySettings):
     max_thread_tokens: MaxThreadTokens = None
     max_depth: Count = 1
     """rollouts up to this depth may spawn (1: only the root, as in APR)"""
-    max_children: OptionalCount = None
-    """children per calling block (the rest are dropped); null: no cap"""
+    max_children: OptionalCount = 8
+    """children per calling block (the rest are dropped); null: no cap but max_spawns"""
+    max_spawns: Count = 32
+    """child contexts one rollout may spawn in all, at every depth (the rest are dropped)"""
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
         run = Rollout.start(
@@ -140,11 +150,17 @@ class APR(StrategySettings):
         self, ctx: Context, run: Rollout, sampling: Sampling, *, depth: int, path: str, log: _Log
     ) -> None:
         """Decode `run` to its end, expanding every calling block it closes while it may."""
-        may_spawn = depth < self.max_depth
-        stops = (CALL_CLOSE, RESULTS_OPEN) if may_spawn else (RESULTS_OPEN,)
+        deep_enough = depth >= self.max_depth
+
+        def may_spawn() -> bool:
+            # the rollout's spawn allowance is shared by every depth: once spent, no block is
+            # expanded any more and every context decodes as one at max_depth does
+            return not deep_enough and log.spawned < self.max_spawns
+
         since = 0  # where the text written since the last join starts
-        block_done = may_spawn and run.text.rstrip().endswith(CALL_CLOSE)  # a forced block
+        block_done = may_spawn() and run.text.rstrip().endswith(CALL_CLOSE)  # a forced block
         while run.ended is None:
+            stops = (CALL_CLOSE, RESULTS_OPEN) if may_spawn() else (RESULTS_OPEN,)
             if not block_done:
                 step = await run.decode(
                     continuation(sampling, sampling.max_tokens, stops), keep_stop=False
@@ -164,9 +180,12 @@ class APR(StrategySettings):
                 log.fallbacks += 1
                 ctx.record(EventKind.FALLBACK, policy=self.name, reason=str(bad), at=run.label)
                 continue
-            await self._spawn(ctx, run, sampling, since + block.start, block, depth, path, log)
+            if not await self._spawn(
+                ctx, run, sampling, since + block.start, block, depth, path, log
+            ):
+                ctx.record(EventKind.NOT_EXPANDED, policy=self.name, at=run.label)
             since = len(run.text)  # a child's result is never read as the parent's block
-        if not may_spawn and CALL_CLOSE in run.text[since:]:
+        if not may_spawn() and CALL_CLOSE in run.text[since:]:
             ctx.record(EventKind.NOT_EXPANDED, policy=self.name, at=run.label)
 
     async def _spawn(
@@ -179,14 +198,23 @@ class APR(StrategySettings):
         depth: int,
         path: str,
         log: _Log,
-    ) -> None:
-        """Run the block's children concurrently, then join their results in its place."""
+    ) -> bool:
+        """Run the block's children concurrently, then join their results in its place; False
+        (nothing spawned, the block stays as text) when the rollout's `max_spawns` is spent."""
         searches = block.searches
-        dropped = 0
-        if self.max_children is not None and len(searches) > self.max_children:
-            dropped = len(searches) - self.max_children
-            searches = searches[: self.max_children]
-            ctx.record(EventKind.DROPPED_CHILDREN, policy=self.name, dropped=dropped)
+        allowed = self.max_spawns - log.spawned
+        limit, by = (allowed, "max_spawns")
+        if self.max_children is not None and self.max_children < allowed:
+            limit, by = (self.max_children, "max_children")
+        dropped = max(0, len(searches) - limit)
+        if dropped:
+            searches = searches[:limit]
+            ctx.record(
+                EventKind.DROPPED_CHILDREN, policy=self.name, dropped=dropped, cap=by, at=run.label
+            )
+        if not searches:
+            return False
+        log.spawned += len(searches)
         # a child's own context: capped by max_thread_tokens, or what is left of its parent's
         cap = run.left if self.max_thread_tokens is None else min(self.max_thread_tokens, run.left)
         nodes = countdown_nodes(run.prompt, root_node(ctx))
@@ -226,3 +254,4 @@ class APR(StrategySettings):
                 "solved": [r.result is not None for r in results],
             }
         )
+        return True
