@@ -29,6 +29,7 @@ class ChunkSampling:
     round_tokens: int = 256
     top_logprobs: int | None = None
     stop: tuple[str, ...] = ()  # vLLM matches these within one chunk only
+    who: str = "chunked decoding"  # the controller, in the error of a backend without logprobs
 
     def sampling(self, max_tokens: int | None = None) -> Sampling:
         return Sampling(
@@ -71,6 +72,31 @@ def start_chain() -> Chain:
 def chunk_finish(completion: Completion) -> FinishReason | None:
     """Why a chunk ended its chain; None when the chain goes on (the token cap, a clamp)."""
     return chain_finish(completion, goes_on=(FinishReason.LENGTH, FinishReason.BUDGET))
+
+
+def check_logprobs(
+    completion: Completion, wanted: int | None, who: str = "chunked decoding"
+) -> None:
+    """Refuse a completion that decoded tokens without the logprobs its call asked for
+    (`wanted`: the call's `logprobs`; None asks for none): a backend that drops them would
+    leave every confidence at 0 without a word, so the first response that shows it stops the
+    search, naming what is missing."""
+    if wanted is None or completion.tokens == 0 or completion.refused:
+        return
+    if wanted > 0:
+        tables = completion.top_logprobs
+        if tables is None or not any(tables):
+            raise ValueError(
+                f"{who} reads the top-{wanted} token logprobs (search.top_logprobs={wanted}) "
+                "and the backend returned none: every path's confidence and vote weight would "
+                "be 0. Use a backend that returns top logprobs (a vLLM server started with "
+                f"--max-logprobs >= {wanted}, or backend=vllm)"
+            )
+    elif completion.logprobs is None:
+        raise ValueError(
+            f"{who} reads the sampled tokens' logprobs (search.top_logprobs=0) and the backend "
+            "returned none. Use a backend that returns logprobs (a vLLM server, or backend=vllm)"
+        )
 
 
 def chunk_child(parent: Chain, completion: Completion) -> Chain:
@@ -125,6 +151,7 @@ async def decode_chunks(
         )
         if completion.refused:
             return Chunk(chain, chain, completion)
+        check_logprobs(completion, policy.top_logprobs, policy.who)
         kid = chunk_child(chain, completion)
         status = NodeStatus.FINISHED if kid.finished else NodeStatus.EXPANDED
         ctx.tree.add(kid, status, chunk_start=len(chain.token_ids))

@@ -246,6 +246,7 @@ class HyPER(Sampled):
             top_p=self.top_p,
             round_tokens=self.round_tokens,
             top_logprobs=self.top_logprobs,
+            who="search=hyper",
         )
 
     # -- budget ------------------------------------------------------------------------------

@@ -3,10 +3,14 @@ the weighted vote, the token budget and the trace, on hand-made pools and script
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reasoning import Budget, Context
 from reasoning.answers import last_box_closed
@@ -15,7 +19,7 @@ from reasoning.settings import fields_of
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search import HyPER
-from search.chunked import Chunk
+from search.chunked import Chunk, ChunkSampling, decode_chunks, start_chain
 from search.hyper import (
     ANSWER_CUE,
     _Path,
@@ -402,3 +406,72 @@ def test_hyper_reads_its_phase_from_budget_generated_tokens() -> None:
 async def test_hyper_refuses_to_run_without_a_token_budget() -> None:
     with pytest.raises(ValueError, match=r"budget\.generated_tokens"):
         await HyPER().run(PROBLEM, context(TokenScript(endless)))
+
+
+# --- a controller that cannot work as configured fails before it starts, or at the first ----
+# --- response that shows it (issue 19 point 7) -----------------------------------------------
+
+
+class NoLogprobs(TokenScript):
+    """A server that ignores `logprobs`: text and token ids, but no logprobs (`empty`: the
+    per-token tables come back, each empty)."""
+
+    def __init__(self, script: Callable[[str, Sampling], str], *, empty: bool = False) -> None:
+        super().__init__(script)
+        self.empty = empty
+
+    def sample(self, prompt: object, sampling: Sampling, k: int) -> Completion:
+        out = super().sample(prompt, sampling, k)  # type: ignore[arg-type]
+        tables = tuple({} for _ in range(out.tokens)) if self.empty else None
+        return replace(out, logprobs=None, top_logprobs=tables, top_token_ids=None)
+
+
+@pytest.mark.parametrize("empty", [False, True])
+async def test_hyper_on_a_server_without_logprobs_stops_at_its_first_response(
+    empty: bool,
+) -> None:
+    """Every vote weight would be 0 (issue 19): the first round's responses stop the search,
+    naming the key and what the backend left out."""
+    gen = NoLogprobs(endless, empty=empty)
+    ctx = context(gen, Budget(generated_tokens=2000))
+    search = HyPER(n=4, round_tokens=16, answer_tokens=8, top_logprobs=3)
+    with pytest.raises(
+        ValueError,
+        match=r"search=hyper reads the top-3 token logprobs \(search\.top_logprobs=3\) and "
+        r"the backend returned none",
+    ):
+        await search.run(PROBLEM, ctx)
+    assert ctx.ledger.generator_calls == 4  # the first round, nothing after it
+
+
+async def test_chunks_that_asked_for_sampled_logprobs_refuse_a_reply_without_them() -> None:
+    ctx = context(NoLogprobs(endless))
+    with pytest.raises(ValueError, match=r"search\.top_logprobs=0\) and the backend returned none"):
+        await decode_chunks(ctx, [start_chain()], ChunkSampling(round_tokens=4, top_logprobs=0))
+    # a call that asks for none takes a reply without any
+    (chunk,) = await decode_chunks(ctx, [start_chain()], ChunkSampling(round_tokens=4))
+    assert chunk.decoded
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 8),
+    round_tokens=st.integers(1, 64),
+    answer_tokens=st.integers(0, 32),
+    short=st.integers(1, 500),
+)
+def test_a_token_budget_below_hypers_first_round_is_refused_before_any_call(
+    n: int, round_tokens: int, answer_tokens: int, short: int
+) -> None:
+    """Property: under budget.generated_tokens below n * (round_tokens + answer_tokens) HyPER
+    makes no call and records nothing; the refusal names the budget key and the minimum."""
+    first = n * (round_tokens + answer_tokens)
+    tokens = max(1, first - short)
+    search = HyPER(
+        n=n, max_paths=8, round_tokens=round_tokens, answer_tokens=answer_tokens, top_logprobs=3
+    )
+    gen = TokenScript(endless)
+    ctx = context(gen, Budget(generated_tokens=tokens))
+    with pytest.raises(ValueError, match=rf"budget\.generated_tokens must afford .* = {first}\b"):
+        asyncio.run(search.run(PROBLEM, ctx))
+    assert gen.calls == [] and ctx.ledger.generator_calls == 0
