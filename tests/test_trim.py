@@ -278,13 +278,21 @@ async def test_sdv_does_not_cut_below_the_threshold() -> None:
     assert out.text == HESITANT and trims(ctx) == [] and gen.aborted == 0
 
 
-async def test_sdv_missing_logprobs_never_cut_and_are_recorded_once() -> None:
+async def test_sdv_without_label_logprobs_fails_at_the_first_probe_reply() -> None:
+    """A backend that ignores `logprob_token_ids` would leave the detector unable to fire on
+    any sample (issue 19): the first probe reply that shows it fails the sample, naming the
+    trimmer, its label keys and what the backend must return; the trace keeps why."""
     gen, ctx = _sdv(0.8, lambda prompt: None)
-    out = await one(ctx)
-    assert out.text == HESITANT and trims(ctx) == []
+    with pytest.raises(ValueError) as err:
+        await one(ctx)
+    message = str(err.value)
+    assert message.startswith("trim=sdv reads the probe's logprobs of token ids ")
+    assert "(trim.yes='Yes')" in message and "(trim.no='No')" in message
+    assert "the backend returned none" in message and "logprob_token_ids" in message
     failed = [e for e in ctx.events if e["event"] == "probe_failed"]
     assert len(failed) == 1 and failed[0]["policy"] == "sdv"
-    assert sum(1 for _, s in gen.calls if s.logprob_token_ids) == 3  # every boundary probed
+    assert sum(1 for _, s in gen.calls if s.logprob_token_ids) == 1  # no probe after it
+    assert trims(ctx) == []
 
 
 # --- side requests the budget refuses ---------------------------------------------------------

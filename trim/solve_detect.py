@@ -74,11 +74,15 @@ class DetectWatch(Watch):
         self.probe_ids = ctx.tokenize(policy.probe)
         self.thoughts = Thoughts(policy.cues)
         self.pending: Pending[int, float | None] = Pending()
+        self.failure: ValueError | None = None  # a probe's reply without the label logprobs
 
     def step(self, transcript: Transcript, tokens: int) -> Cut | None:
         for at in self.thoughts.update(transcript.text):
             ids = self.prompt_ids + transcript.prefix_ids(at, self.ctx.tokenize) + self.probe_ids
             self.pending.spawn(self.thoughts.count - 1, self._p_yes(ids))
+        if self.failure is not None:  # a probe already showed the backend cannot answer it
+            failure, self.failure = self.failure, None  # raised once (close comes after)
+            raise failure
         for k, p_yes in self.pending.ready():
             if p_yes is None:
                 continue
@@ -97,18 +101,31 @@ class DetectWatch(Watch):
         first = reply.token_id_logprobs[0] if reply.token_id_logprobs else {}
         yes, no = self.labels
         if yes not in first or no not in first:
+            # the backend ignores `logprob_token_ids`: the detector could never fire, on this
+            # sample or any other, so the sample fails here rather than run untrimmed
+            self.failure = ValueError(
+                f"trim={self.policy.name} reads the probe's logprobs of token ids {yes} "
+                f"(trim.yes={self.policy.yes!r}) and {no} (trim.no={self.policy.no!r}), and the "
+                "backend returned none: it needs a backend that returns the logprobs of chosen "
+                "token ids (backend=vllm, or a vLLM server that takes `logprob_token_ids`); "
+                "without one the detector never fires. Remove +trim=sdv or use +trim=trimr"
+            )
             self._failed(f"no logprobs for token ids {yes} (yes) and {no} (no)")
-            return None
+            raise self.failure
         p = p_yes(first[yes], first[no])
         if p is None:
             self._failed(f"logprobs {first[yes]} (yes) and {first[no]} (no) give no probability")
         return p
 
     def _failed(self, why: str) -> None:
-        """Recorded once per problem: a backend that ignores `logprob_token_ids` fails them all."""
+        """Recorded once per problem (the trace says why the sample failed, or why a probe gave
+        no verdict)."""
         name = self.policy.name
         if not any(e.get("event") == EventKind.PROBE_FAILED for e in self.ctx.events):
             self.ctx.record(EventKind.PROBE_FAILED, policy=name, reason=why)
 
     async def close(self) -> None:
         await self.pending.close()
+        if self.failure is not None:  # a reply that came back after the last step still counts
+            failure, self.failure = self.failure, None  # close may be called twice
+            raise failure
