@@ -209,9 +209,13 @@ async def aggregate(
 def chain_probability(chain: Chain) -> float:
     """p = exp(mean sampled-token logprob): RPC's length-normalised path probability."""
     if chain.logprobs is None:
+        # best_of_n refuses rpc without search.top_logprobs before it starts, so a chain that
+        # gets here without logprobs almost always means the backend left them out
         raise ValueError(
-            f"aggregate='rpc' needs token logprobs but chain {chain.id} has none: "
-            "set search.top_logprobs=0"
+            f"aggregate='rpc' needs each sample's token logprobs and chain {chain.id} has none: "
+            "the backend returned none although search.top_logprobs asked for them; use a "
+            "backend that returns logprobs (backend=vllm, or a vLLM server) or another "
+            "search.aggregate (a controller that did not ask: set search.top_logprobs=0)"
         )
     return mean_logprob_score(chain.logprobs)
 

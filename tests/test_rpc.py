@@ -172,6 +172,20 @@ def test_best_of_n_rpc_reports_pruning() -> None:
     assert out.tree.graph.nodes[out.chain.id]["status"] == "selected"
 
 
+def test_rpc_on_a_server_without_logprobs_says_the_backend_returned_none() -> None:
+    """search.top_logprobs=0 is set and the server ignores it (issue 19): the error must not
+    tell the user to set what is already set; it names the chain, the key and the backend."""
+    samples = [("\\boxed{8}", 0.9), ("so \\boxed{8}", 0.8)]
+    gen = RuleGenerator([(always, [Reply(t) for t, _ in samples])], unit=words)
+    ctx = Context(PROBLEM, gen, judge=Grader())
+    with pytest.raises(ValueError) as err:
+        run_sync(BestOfN(n=2, top_logprobs=0, aggregate="rpc").run(PROBLEM, ctx))
+    message = str(err.value)
+    assert "the backend returned none although search.top_logprobs asked for them" in message
+    assert "has none" in message and "backend=vllm" in message
+    assert not message.endswith("set search.top_logprobs=0")
+
+
 @pytest.mark.engine
 def test_rpc_on_the_real_engine(engine) -> None:  # noqa: ANN001
     ctx = Context(PROBLEM, engine, judge=Grader())
