@@ -7,6 +7,10 @@ shows what it got, before any data is loaded, the run directory is written or th
 starts. The keys are declared, typed, in evals/run_settings.py (the same declarations as every
 controller's); this module runs them over the composed config.
 
+`model.max_model_len` must be an integer >= `MIN_MODEL_LEN` or null here; whether it holds the
+rendered prompt plus one token is checked with the tokenizer when the generator is built
+(`reasoning.build.check_context`), still before the engine starts.
+
 Search keys are not checked here: every controller checks its own on construction
 (search/settings.py, raised by `reasoning.build.build_search`); budget limits are `Budget`'s
 (`reasoning.build.build_budget`, called from here).
@@ -60,7 +64,34 @@ def validate_config(cfg: DictConfig, run_dir: str | Path | None = None) -> None:
     if OmegaConf.select(cfg, "budget") is not None:
         build_budget(cfg)  # budget.<limit> must be a number > 0 or null
     check_trim(cfg)  # +trim under a controller that decodes its own prompts: refused by name
+    _check_context(cfg)
     _check_cache(cfg, run_dir)
+
+
+MIN_MODEL_LEN = 32
+"""The least engine context taken: no chat template, system prompt and question fit with room
+to answer in fewer tokens. The exact need (the rendered prompt plus one token) is checked with
+the model's tokenizer when the generator is built, before its engine starts
+(`reasoning.build.check_context`)."""
+
+
+def _check_context(cfg: DictConfig) -> None:
+    """`model.max_model_len` (and a `backend.max_model_len` of its own) must be an integer
+    >= MIN_MODEL_LEN or null: a context that cannot hold a prompt would start the engine and
+    generate nothing."""
+    for key in ("model.max_model_len", "backend.max_model_len"):
+        try:
+            value = _value(cfg, key)
+        except Exception:  # an interpolation that does not resolve: the backend's build says
+            continue
+        if value is _ABSENT or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MODEL_LEN:
+            raise ConfigError(
+                f"{key} must be an integer >= {MIN_MODEL_LEN} or null (the engine's context "
+                "holds the rendered prompt, chat template and system prompt included, plus "
+                f"every generated token), got {value!r}"
+            )
 
 
 def _check_cache(cfg: DictConfig, run_dir: str | Path | None) -> None:

@@ -24,7 +24,7 @@ from reasoning.cache import CachedGenerator, CachedVerifier, cache_for
 from reasoning.context import Sampler
 from reasoning.controller import Controller, controller_name
 from reasoning.generators import provide_shared_generators
-from reasoning.types import AnswerJudge, Generator, Verifier
+from reasoning.types import AnswerJudge, Generator, Problem, Verifier
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -94,14 +94,59 @@ def _plain(cfg: DictConfig) -> dict[str, Any]:
 
 
 def build_generator(cfg: DictConfig, run_dir: str | Path | None = None) -> Generator:
-    """The run's generator, wrapped per `cfg.cache`; replay never even constructs the engine."""
+    """The run's generator, wrapped per `cfg.cache`; replay never even constructs the engine.
+
+    A generator that is built is checked before anything else happens (`check_context`): an
+    engine whose context cannot hold a prompt is refused before it starts, and before a cache
+    file is opened."""
+    replay = _cache_mode(cfg) == "replay"
+    built = None if replay else generator_for(cfg.backend)
+    if built is not None:
+        check_context(cfg, built)
     cache = cache_for(cfg, run_dir)
     if cache is None:
-        return generator_for(cfg.backend)
+        return built if built is not None else generator_for(cfg.backend)
     mode, calls = cache
     backend = _plain(cfg.backend)
-    inner = (lambda: generator_for(cfg.backend)) if mode == "replay" else generator_for(cfg.backend)
+    inner = built if built is not None else (lambda: generator_for(cfg.backend))
     return CachedGenerator(inner, calls, mode, name=backend.get("name"), fingerprint=backend)
+
+
+def _cache_mode(cfg: DictConfig) -> str:
+    mode = OmegaConf.select(cfg, "cache.mode", default="off")
+    return "off" if mode in (None, False) else str(mode)
+
+
+def _context_key(cfg: DictConfig) -> str:
+    """The key the engine's context length comes from: `model.max_model_len` unless the backend
+    sets its own."""
+    raw = OmegaConf.to_container(cfg.backend, resolve=False)
+    value = raw.get("max_model_len") if isinstance(raw, dict) else None
+    if isinstance(value, str) and (match := re.fullmatch(r"\$\{([\w.]+)\}", value.strip())):
+        return match.group(1)
+    return "backend.max_model_len"
+
+
+def check_context(cfg: DictConfig, generator: Generator) -> None:
+    """Refuse an engine context (`model.max_model_len`) that cannot hold a rendered prompt plus
+    one generated token: the chat template and system prompt of an empty question already take
+    more. Such an engine would start, fail every problem and generate nothing. Checked with the
+    generator's own tokenizer, before its engine starts (a backend without a context length of
+    its own, a server, is not checked: the server says)."""
+    limit = OmegaConf.select(cfg, "backend.max_model_len", default=None)
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return
+    try:
+        head = len(generator.tokenize(generator.render(Problem("", ""))))  # type: ignore[attr-defined]
+    except Exception:  # a generator that cannot render here: its first call says what is wrong
+        return
+    if head + 1 > limit:
+        key = _context_key(cfg)
+        raise ConfigError(
+            f"{key}={limit} cannot hold a rendered prompt plus one token: the chat template and "
+            f"system prompt alone take {head} tokens before any question; set {key} to at least "
+            f"{head + 1} plus the longest question and the tokens to generate (e.g. {key}=2048)"
+        )
 
 
 def generator_for(backend: Any) -> Generator:

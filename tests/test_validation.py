@@ -8,22 +8,27 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from evals import experiment
 from evals.run_settings import RUN_SETTINGS, DatasetSettings, RootSettings
-from evals.validation import validate_config
+from evals.validation import MIN_MODEL_LEN, validate_config
+from reasoning import build
 from reasoning.build import (
     CONF_DIR,
     ConfigError,
     build_budget,
     build_search,
+    check_context,
     check_verifier,
     compose_config,
 )
 from reasoning.cache import CallCache, check_cache_file
 from reasoning.settings import default_of, fields_of, meaning, names
-from tests.fakes import ScriptedGenerator
+from reasoning.types import Problem
+from tests.fakes import ScriptedGenerator, TokenRuleGenerator, always
 
 
 @pytest.mark.parametrize(
@@ -293,3 +298,79 @@ def test_bad_data_file_is_a_config_error_naming_file_and_line(tmp_path: Path) ->
     cfg = compose_config(["dataset=math500", f"dataset.path={bad}"])
     with pytest.raises(ConfigError, match=f"{bad}, line 2: invalid JSON"):
         experiment.run_experiment(cfg, tmp_path / "run")
+
+
+# --- the engine's context (issue 19 point 10: max_model_len=10 started the engine, exited 0 and
+# --- generated nothing) ----------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    value=st.one_of(
+        st.integers(-5, MIN_MODEL_LEN - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(["abc", "2048tokens", True]),
+    )
+)
+def test_a_context_that_cannot_hold_a_prompt_is_refused_by_validation(value: object) -> None:
+    """Property: any model.max_model_len under the floor, or not an integer, is refused by
+    validation (before data, the run directory or the engine), naming the key."""
+    cfg = compose_config([])
+    cfg.model.max_model_len = value
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert str(err.value).startswith(
+        f"model.max_model_len must be an integer >= {MIN_MODEL_LEN} or null"
+    )
+    assert str(err.value).endswith(f"got {value!r}")
+
+
+def test_a_usable_context_and_null_pass_validation() -> None:
+    validate_config(compose_config(["model.max_model_len=2048"]))
+    validate_config(compose_config(["model.max_model_len=null"]))
+    validate_config(compose_config([f"model.max_model_len={MIN_MODEL_LEN}"]))
+
+
+def _templated(words: int) -> TokenRuleGenerator:
+    """A generator whose chat template and system prompt alone take about `words` tokens."""
+    template = "system:" + " w" * words + " Q: {question}\nA: "
+    return TokenRuleGenerator([(always, "The answer is \\boxed{3}")], template=template)
+
+
+@settings(max_examples=30, deadline=None)
+@given(words=st.integers(0, 120), limit=st.integers(MIN_MODEL_LEN, 160))
+def test_the_built_generator_must_hold_its_rendered_prompt_plus_one_token(
+    words: int, limit: int
+) -> None:
+    """Property: the check with the model's own tokenizer refuses exactly the contexts that
+    cannot hold the rendered prompt of an empty question plus one token, naming the key."""
+    gen = _templated(words)
+    head = len(gen.tokenize(gen.render(Problem("", ""))))
+    cfg = compose_config([f"model.max_model_len={limit}"])
+    if head + 1 <= limit:
+        check_context(cfg, gen)
+        return
+    with pytest.raises(ConfigError) as err:
+        check_context(cfg, gen)
+    assert str(err.value).startswith(
+        f"model.max_model_len={limit} cannot hold a rendered prompt plus one token: the chat "
+        f"template and system prompt alone take {head} tokens"
+    )
+
+
+def test_the_context_check_runs_before_the_engine_and_any_cache_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = _templated(100)
+    started: list[bool] = []
+    gen.start = lambda: started.append(True)  # type: ignore[attr-defined]
+    monkeypatch.setattr(build, "generator_for", lambda backend: gen)
+    cache = tmp_path / "calls.sqlite"
+    cfg = compose_config(["model.max_model_len=64", "cache.mode=record", f"cache.path={cache}"])
+    with pytest.raises(ConfigError, match=r"model\.max_model_len=64 cannot hold"):
+        build.build_generator(cfg, tmp_path)
+    assert not cache.exists() and started == []
+    cfg = compose_config(["model.max_model_len=64", "backend.max_model_len=50"])
+    with pytest.raises(ConfigError, match=r"^backend\.max_model_len=50 cannot hold"):
+        build.build_generator(cfg, tmp_path)
+    assert build.build_generator(compose_config(["model.max_model_len=2048"])) is gen
