@@ -295,6 +295,20 @@ async def test_sdv_without_label_logprobs_fails_at_the_first_probe_reply() -> No
     assert trims(ctx) == []
 
 
+async def test_trimr_side_requests_stay_within_max_thoughts() -> None:
+    """A fan-out bound (issue 19): however many thoughts stream past before the checker's
+    replies come back, a sample asks at most max_thoughts side questions (the verdict of thought
+    max_thoughts - 1 always cuts, so no later verdict is ever read)."""
+    thinking = (
+        "Start. " + "".join(f"\n\nWait, look {i}. " for i in range(12)) + "</think> \\boxed{5}"
+    )
+    gen, ctx = make(script(thinking), TrimR(checker="model", max_thoughts=3))
+    gen.delay_s = lambda prompt: 0.02 if prompt.startswith("user: ") else 0.0  # slow checker
+    await one(ctx, max_tokens=400)
+    side = [p for p, _ in gen.calls if p.startswith("user: ")]
+    assert 1 <= len(side) <= 3
+
+
 # --- side requests the budget refuses ---------------------------------------------------------
 
 

@@ -96,6 +96,10 @@ class TrimRWatch(Watch):
         p = self.policy
         for _ in self.thoughts.update(transcript.text):
             k = self.thoughts.count - 1
+            if k >= p.max_thoughts:
+                # the verdict of thought max_thoughts - 1 always cuts, so no later one is ever
+                # read: the side requests of a sample stay within max_thoughts
+                continue
             start, end = self.thoughts.span(k)
             thought = transcript.text[start:end]
             self.previous = self.pending.spawn(k, self._judge(thought, self.previous))
