@@ -450,7 +450,7 @@ class Context:
                         delta = replace(delta, counted=self._count(delta.text))
                     over = tokens + delta.tokens - fitted.max_tokens
                     if over > 0:  # past max_tokens: clipped to it, and the stream ends here
-                        delta = self._clip_delta(delta, fitted.max_tokens - tokens, over)
+                        delta = self._clip_delta(delta, tokens, fitted.max_tokens)
                     if delta.finish_reason == FinishReason.ABORT:
                         raise BrokenSampleError(
                             f"problem {self.problem.id}: generator {self._generator_name()} "
@@ -480,17 +480,18 @@ class Context:
                     replayed=replayed and tokens > 0,
                 )
 
-    def _clip_delta(self, delta: Delta, room: int, over: int) -> Delta:
-        """The first `room` tokens of a delta that goes `over` the call's max_tokens, as the
-        stream's last (finish LENGTH), recorded as a `clipped` event."""
-        room = max(0, room)
+    def _clip_delta(self, delta: Delta, before: int, cap: int) -> Delta:
+        """The part of a delta that fits `cap` after `before` tokens (the call's max_tokens),
+        as the stream's last (finish LENGTH), recorded as a `clipped` event."""
+        room = max(0, cap - before)
         self.record(
             EventKind.CLIPPED,
             reason="over_max_tokens",
-            delivered=room + over,
-            max_tokens=room,
+            delivered=before + delta.tokens,
+            max_tokens=cap,
             streamed=True,
         )
+        over = delta.tokens - room
         ids = delta.token_ids[:room]
         text = self._decode(ids) if delta.token_ids else None
         if text is None:
