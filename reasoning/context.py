@@ -451,13 +451,6 @@ class Context:
                     over = tokens + delta.tokens - fitted.max_tokens
                     if over > 0:  # past max_tokens: clipped to it, and the stream ends here
                         delta = self._clip_delta(delta, tokens, fitted.max_tokens)
-                    if delta.finish_reason == FinishReason.ABORT:
-                        raise BrokenSampleError(
-                            f"problem {self.problem.id}: generator {self._generator_name()} "
-                            f"ended a streamed sample with finish 'abort' after {tokens} "
-                            "tokens that nobody asked to stop (a dropped stream or an aborted "
-                            "request): not a finished sample"
-                        )
                     if (
                         delta.finish_reason == FinishReason.LENGTH
                         and fitted.max_tokens < sampling.max_tokens
@@ -467,6 +460,13 @@ class Context:
                     prompt_tokens += delta.prompt_tokens
                     cached += delta.cached_prompt_tokens
                     replayed = replayed and delta.cached
+                    if delta.finish_reason == FinishReason.ABORT:  # metered, never yielded
+                        raise BrokenSampleError(
+                            f"problem {self.problem.id}: generator {self._generator_name()} "
+                            f"ended a streamed sample with finish 'abort' after {tokens} "
+                            "tokens that nobody asked to stop (a dropped stream or an aborted "
+                            "request): not a finished sample"
+                        )
                     yield delta
                     if over > 0:
                         break

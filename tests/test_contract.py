@@ -295,7 +295,11 @@ def test_property_a_server_over_max_tokens_is_clipped_and_the_budget_binds(
     stays within one token per in-flight sample of the budget, as with an honest server.
     Before: best-of-N's ledger showed 4,104 tokens under a budget of 100, stopped_by null."""
     gen = _Liar(factor, claim, ids=ids)
-    search = Greedy(max_tokens=max_tokens) if greedy else BestOfN(n, max_tokens, batch_size=batch)
+    search = (
+        Greedy(max_tokens=max_tokens)
+        if greedy
+        else BestOfN(n=n, max_tokens=max_tokens, batch_size=batch)
+    )
     in_flight = 1 if greedy else (batch or n)
     ctx = Context(PROBLEM, gen, budget=Budget(generated_tokens=budget))
     outcome = asyncio.run(search.run(PROBLEM, ctx))
@@ -342,7 +346,8 @@ async def test_an_aborted_sample_is_an_error_not_a_finished_sample() -> None:
     assert ctx.ledger.generated_tokens == 6 and ctx.ledger.samples == 1  # what it spent is kept
     ctx = Context(PROBLEM, _Aborting([TEXT]))
     got: list[Any] = []
-    with pytest.raises(BrokenSampleError, match="streamed sample with finish 'abort' after 5"):
+    with pytest.raises(BrokenSampleError, match="streamed sample with finish 'abort' after 6"):
         async for delta in ctx.stream(Sampling(max_tokens=100)):
             got.append(delta)
-    assert len(got) == 5 and ctx.ledger.generated_tokens == 5 and ctx.ledger.samples == 1
+    assert len(got) == 5 and all(d.finish_reason is None for d in got)  # none looked finished
+    assert ctx.ledger.generated_tokens == 6 and ctx.ledger.samples == 1  # all 6 delivered

@@ -529,8 +529,9 @@ class OpenAIGenerator(RenderingBackend):
                 except StopAsyncIteration:
                     return
 
+        source = chunks()
         try:
-            async for chunk in chunks():
+            async for chunk in source:
                 usage = getattr(chunk, "usage", None)
                 # the server's count of the sample so far (cumulative), when it sends usage
                 total = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -591,6 +592,7 @@ class OpenAIGenerator(RenderingBackend):
                 f"the stream broke after {delivered} tokens ({url}): {_describe(exc)}"
             ) from exc
         finally:
+            await source.aclose()
             await response.close()
 
     def _completion(
