@@ -360,13 +360,13 @@ class Context:
 
     def _delivered(self, c: Completion, asked: Sampling, fitted: Sampling) -> Completion:
         """`c` as metered: never fewer tokens than it delivered (its ids, its logprobs, or its
-        text re-encoded when it says 0), whatever it claims; never more than the call's
+        text re-encoded when it has neither), whatever it claims; never more than the call's
         `max_tokens` (a longer one is clipped to it, text and tokens, and a `clipped` event
         says so); a sample that hit a cap the Context lowered for the budget ends for the
         budget."""
         tokens = max(c.tokens, len(c.token_ids or ()), len(c.logprobs or ()))
-        if tokens == 0:
-            tokens = self._count(c.text)
+        if c.token_ids is None and c.logprobs is None:  # its text is all it shows
+            tokens = max(tokens, self._count(c.text))
         if tokens > fitted.max_tokens:
             c = self._clip(c, tokens, fitted.max_tokens)
             tokens = fitted.max_tokens
@@ -381,13 +381,7 @@ class Context:
             EventKind.CLIPPED, reason="over_max_tokens", delivered=delivered, max_tokens=cap
         )
         ids = c.token_ids
-        if ids is None:
-            encoded = self._encode(c.text)
-            ids_text = None if encoded is None else self.detokenize(encoded[:cap])
-        else:
-            ids_text = self._decode(ids[:cap])
-        if ids_text is None:  # a generator that cannot tokenize: cut the text in proportion
-            ids_text = c.text[: len(c.text) * cap // max(1, delivered)]
+        ids_text = self._cut_text(c.text, ids, cap, delivered)
 
         def cut(seq: tuple[Any, ...] | None) -> Any:
             return None if seq is None else seq[:cap]
@@ -405,12 +399,26 @@ class Context:
             token_id_logprobs=cut(c.token_id_logprobs),
         )
 
+    def _cut_text(self, text: str, ids: Sequence[int] | None, cap: int, delivered: int) -> str:
+        """The text of the first `cap` tokens: its ids decoded, else its text re-encoded and
+        cut, else (a generator that cannot tokenize) its text cut in proportion."""
+        if ids is not None:
+            decoded = self._decode(ids[:cap])
+            if decoded is not None:
+                return decoded
+        encoded = self._encode(text)
+        if encoded is not None:
+            decoded = self._decode(encoded[:cap])
+            if decoded is not None:
+                return decoded
+        return text[: len(text) * cap // max(1, delivered)]
+
     def _encode(self, text: str) -> tuple[int, ...] | None:
         if not isinstance(self.generator, StreamingGenerator):
             return None
         try:
             return tuple(self.generator.tokenize(text))
-        except NotImplementedError:
+        except Exception:  # a generator that cannot tokenize this text
             return None
 
     def _decode(self, ids: Sequence[int]) -> str | None:
@@ -418,7 +426,7 @@ class Context:
             return None
         try:
             return self.generator.detokenize(ids)
-        except NotImplementedError:
+        except Exception:  # ids the generator's own tokenizer does not know
             return None
 
     async def stream(
@@ -493,12 +501,7 @@ class Context:
         )
         over = delta.tokens - room
         ids = delta.token_ids[:room]
-        text = self._decode(ids) if delta.token_ids else None
-        if text is None:
-            encoded = self._encode(delta.text)
-            text = None if encoded is None else self._decode(encoded[:room])
-        if text is None:
-            text = delta.text[: len(delta.text) * room // max(1, room + over)]
+        text = self._cut_text(delta.text, delta.token_ids or None, room, room + over)
 
         def cut(seq: tuple[Any, ...] | None) -> Any:
             return None if seq is None else seq[:room]

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evals.grading import Grader
 from evals.runner import event_counts
 from reasoning import Budget, BudgetExhausted, Context, Problem, Sampling
 from reasoning.backends.openai_server import OpenAIGenerator
@@ -186,6 +187,10 @@ async def test_the_openai_backend_counts_a_stream_without_ids(usage: bool) -> No
 # --- hostile generators (issue 19, points 3, 4 and 5) -------------------------------------
 
 
+def _ctx(gen: Any, **kw: Any) -> Context:
+    return Context(PROBLEM, gen, judge=Grader(), **kw)
+
+
 class _Empty(ScriptedGenerator):
     """Answers every call of `empty_on` (call numbers; all when None) with no sample at all."""
 
@@ -205,7 +210,7 @@ class _Empty(ScriptedGenerator):
 async def test_a_server_that_returns_nothing_ends_the_problem_located(search: Any) -> None:
     """Empty `choices` for ever: before, best_of_n and greedy asked again for ever."""
     gen = _Empty()
-    ctx = Context(PROBLEM, gen)
+    ctx = _ctx(gen)
     with pytest.raises(EmptyResponseError, match="problem p: generator scripted returned no "):
         await asyncio.wait_for(search.run(PROBLEM, ctx), 10)
     assert gen.n_calls == MAX_EMPTY_RESPONSES
@@ -214,7 +219,7 @@ async def test_a_server_that_returns_nothing_ends_the_problem_located(search: An
 
 
 async def test_empty_responses_count_toward_the_sample_budget() -> None:
-    ctx = Context(PROBLEM, _Empty(), budget=Budget(samples=2))
+    ctx = _ctx(_Empty(), budget=Budget(samples=2))
     outcome = await asyncio.wait_for(BestOfN(n=4).run(PROBLEM, ctx), 10)
     assert outcome.stopped_by == "samples" and outcome.chains == []
     assert ctx.ledger.samples == 2 and ctx.ledger.generator_calls == 2
@@ -233,7 +238,7 @@ def test_property_a_controller_ends_whatever_calls_return_nothing(
     """Whichever calls come back empty: the search ends, each empty call is one call and one
     sample, the budget binds, and only MAX_EMPTY_RESPONSES in a row fail the problem."""
     gen = _Empty(empty_on)
-    ctx = Context(PROBLEM, gen, budget=Budget(samples=samples))
+    ctx = _ctx(gen, budget=Budget(samples=samples))
     in_a_row = any(all(k + i in empty_on for i in range(3)) for k in range(1, 13))
     try:
         outcome = asyncio.run(
@@ -301,7 +306,7 @@ def test_property_a_server_over_max_tokens_is_clipped_and_the_budget_binds(
         else BestOfN(n=n, max_tokens=max_tokens, batch_size=batch)
     )
     in_flight = 1 if greedy else (batch or n)
-    ctx = Context(PROBLEM, gen, budget=Budget(generated_tokens=budget))
+    ctx = _ctx(gen, budget=Budget(generated_tokens=budget))
     outcome = asyncio.run(search.run(PROBLEM, ctx))
     for chain in outcome.chains:
         assert chain.tokens <= max_tokens and len(chain.text.split()) <= max_tokens
@@ -317,7 +322,7 @@ def test_property_a_server_over_max_tokens_is_clipped_and_the_budget_binds(
 
 @pytest.mark.parametrize("ids", [True, False])
 async def test_a_stream_over_max_tokens_is_clipped_and_ends(ids: bool) -> None:
-    ctx = Context(PROBLEM, _Liar(10, None, ids=ids), budget=Budget(generated_tokens=1000))
+    ctx = _ctx(_Liar(10, None, ids=ids), budget=Budget(generated_tokens=1000))
     deltas = [d async for d in ctx.stream(Sampling(max_tokens=5))]
     assert sum(d.tokens for d in deltas) == 5 == ctx.ledger.generated_tokens
     assert "".join(d.text for d in deltas).split() == ["w"] * 5
@@ -340,11 +345,11 @@ class _Aborting(ScriptedGenerator):
 
 async def test_an_aborted_sample_is_an_error_not_a_finished_sample() -> None:
     """Before, finish `abort` came back as a finished sample and was graded (point 5)."""
-    ctx = Context(PROBLEM, _Aborting([TEXT]))
+    ctx = _ctx(_Aborting([TEXT]))
     with pytest.raises(BrokenSampleError, match="problem p: .*1 of 1 sample.*'abort'"):
         await BestOfN(n=1).run(PROBLEM, ctx)
     assert ctx.ledger.generated_tokens == 6 and ctx.ledger.samples == 1  # what it spent is kept
-    ctx = Context(PROBLEM, _Aborting([TEXT]))
+    ctx = _ctx(_Aborting([TEXT]))
     got: list[Any] = []
     with pytest.raises(BrokenSampleError, match="streamed sample with finish 'abort' after 6"):
         async for delta in ctx.stream(Sampling(max_tokens=100)):
