@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request  # at module level: the stub's handler annotation resolves here
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
@@ -225,7 +227,7 @@ class StubServer:
     def _app(self) -> Any:
         import asyncio as aio
 
-        from fastapi import FastAPI, Request
+        from fastapi import FastAPI
         from fastapi.responses import JSONResponse, StreamingResponse
 
         app = FastAPI()

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from evals.grading import Grader
 from reasoning.backends.openai_server import (
     BackendTimeout,
     BrokenStreamError,
@@ -372,7 +373,9 @@ async def test_stub_overlong_completions_are_clipped_under_the_budget(stub: Stub
     """The issue's case: budget.generated_tokens=100, a server that ignores max_tokens and
     claims 1 token; before, best-of-N's ledger showed thousands of tokens, stopped_by null."""
     gen = _client(stub)
-    ctx = Context(Problem("o", "OVERLONG"), gen, budget=Budget(generated_tokens=100))
+    ctx = Context(
+        Problem("o", "OVERLONG"), gen, budget=Budget(generated_tokens=100), judge=Grader()
+    )
     outcome = await BestOfN(n=8, max_tokens=64, batch_size=2).run(ctx.problem, ctx)
     assert ctx.ledger.generated_tokens <= 100 + 2 - 1  # one token per in-flight sample
     assert outcome.stopped_by == "generated_tokens"

@@ -131,6 +131,8 @@ async def _within(
     started = time.monotonic()
     try:
         return await asyncio.wait_for(awaitable, timeout=max(0.0, seconds))
+    except BackendTimeout:  # an inner bound fired: it names itself
+        raise
     except TimeoutError:
         error = BackendTimeout(key, limit, time.monotonic() - started, url, what)
         log.warning("%s", error)
