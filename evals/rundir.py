@@ -83,6 +83,9 @@ NOT_FINGERPRINTED = (
     "*backend.max_concurrency",
     "*backend.max_retries",
     "*backend.timeout_s",
+    "*backend.first_token_timeout_s",
+    "*backend.stall_timeout_s",
+    "*backend.deadline_s",
     "*backend.backoff_s",
 )
 

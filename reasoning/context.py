@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 import time
@@ -38,6 +39,21 @@ from reasoning.types import (
 if TYPE_CHECKING:
     from reasoning.outcome import Outcome
     from reasoning.prompts import ThinkingFormat
+
+# Calls in a row that may return no sample at all before the problem fails (each is metered
+# as one call and, when it starts one, one sample, so a sample budget binds before this does).
+MAX_EMPTY_RESPONSES = 3
+
+
+class EmptyResponseError(RuntimeError):
+    """A generator returned no sample for `MAX_EMPTY_RESPONSES` calls in a row: the problem
+    fails with this error instead of its controller asking again for ever."""
+
+
+class BrokenSampleError(RuntimeError):
+    """A generator ended a sample with finish `abort` that nobody asked to stop (a stream the
+    server dropped, an engine that aborted the request): an error of that sample, never a
+    finished sample to grade."""
 
 
 class Sampler(Protocol):
@@ -266,8 +282,35 @@ class Context:
             return await self.sampler.sample(self, self._prompt(chain, None), sampling)
         resolved = self._prompt(chain, prompt)
         counted = _counts_as_sample(prompt, new_samples)
-        async with self._reservation(sampling, counted) as fitted:
-            completions = await self.generator.complete(resolved, fitted)
+        for empty in itertools.count(1):
+            async with self._reservation(sampling, counted) as fitted:
+                completions = await self.generator.complete(resolved, fitted)
+            if completions or fitted.n < 1:
+                break
+            # nothing came back: one call and (when it starts one) one sample spent, so the
+            # budget binds; asked again a few times, then the problem fails, located
+            self._meter(
+                samples=1 if counted else 0,
+                tokens=0,
+                prompt_tokens=0,
+                cached_prompt_tokens=0,
+                replayed=False,
+            )
+            self.record(EventKind.EMPTY_RESPONSE, asked=fitted.n, in_a_row=empty)
+            if empty >= MAX_EMPTY_RESPONSES:
+                raise EmptyResponseError(
+                    f"problem {self.problem.id}: generator {self._generator_name()} returned "
+                    f"no sample for {empty} calls in a row (n={fitted.n}, max_tokens="
+                    f"{fitted.max_tokens}); is the server answering with empty `choices`?"
+                )
+        if len(completions) > fitted.n:  # more samples than asked: the first n are kept
+            self.record(
+                EventKind.CLIPPED,
+                reason="extra_samples",
+                delivered=len(completions),
+                asked=fitted.n,
+            )
+            completions = completions[: fitted.n]
         completions = [self._delivered(c, sampling, fitted) for c in completions]
         first = completions[0] if completions else None
         self._meter(
@@ -277,7 +320,17 @@ class Context:
             cached_prompt_tokens=first.cached_prompt_tokens if first else 0,
             replayed=bool(completions) and all(c.cached for c in completions),
         )
+        broken = sum(c.finish_reason == FinishReason.ABORT for c in completions)
+        if broken:
+            raise BrokenSampleError(
+                f"problem {self.problem.id}: generator {self._generator_name()} ended "
+                f"{broken} of {len(completions)} sample(s) with finish 'abort' that nobody "
+                "asked to stop (a dropped stream or an aborted request): not a finished sample"
+            )
         return completions
+
+    def _generator_name(self) -> str:
+        return str(getattr(self.generator, "name", type(self.generator).__name__))
 
     async def try_generate(
         self,
@@ -307,14 +360,74 @@ class Context:
 
     def _delivered(self, c: Completion, asked: Sampling, fitted: Sampling) -> Completion:
         """`c` as metered: never fewer tokens than it delivered (its ids, its logprobs, or its
-        text re-encoded when it says 0), however many were asked for; a sample that hit a cap
-        the Context lowered for the budget ends for the budget."""
+        text re-encoded when it has neither), whatever it claims; never more than the call's
+        `max_tokens` (a longer one is clipped to it, text and tokens, and a `clipped` event
+        says so); a sample that hit a cap the Context lowered for the budget ends for the
+        budget."""
         tokens = max(c.tokens, len(c.token_ids or ()), len(c.logprobs or ()))
-        if tokens == 0:
-            tokens = self._count(c.text)
+        if c.token_ids is None and c.logprobs is None:  # its text is all it shows
+            tokens = max(tokens, self._count(c.text))
+        if tokens > fitted.max_tokens:
+            c = self._clip(c, tokens, fitted.max_tokens)
+            tokens = fitted.max_tokens
         if c.finish_reason == FinishReason.LENGTH and fitted.max_tokens < asked.max_tokens:
             c = replace(c, finish_reason=FinishReason.BUDGET)
         return c if tokens == c.tokens else replace(c, tokens=tokens)
+
+    def _clip(self, c: Completion, delivered: int, cap: int) -> Completion:
+        """`c` cut to its first `cap` tokens (a server that ignored `max_tokens`): its ids,
+        logprobs and text, finish LENGTH; recorded as a `clipped` event."""
+        self.record(
+            EventKind.CLIPPED, reason="over_max_tokens", delivered=delivered, max_tokens=cap
+        )
+        ids = c.token_ids
+        ids_text = self._cut_text(c.text, ids, cap, delivered)
+
+        def cut(seq: tuple[Any, ...] | None) -> Any:
+            return None if seq is None else seq[:cap]
+
+        return replace(
+            c,
+            text=ids_text,
+            tokens=cap,
+            finish_reason=FinishReason.LENGTH,
+            stop=None,
+            token_ids=cut(ids),
+            logprobs=cut(c.logprobs),
+            top_logprobs=cut(c.top_logprobs),
+            top_token_ids=cut(c.top_token_ids),
+            token_id_logprobs=cut(c.token_id_logprobs),
+        )
+
+    def _cut_text(self, text: str, ids: Sequence[int] | None, cap: int, delivered: int) -> str:
+        """The text of the first `cap` tokens: its ids decoded, else its text re-encoded and
+        cut, else (a generator that cannot tokenize) its text cut in proportion."""
+        if ids is not None:
+            decoded = self._decode(ids[:cap])
+            if decoded is not None:
+                return decoded
+        encoded = self._encode(text)
+        if encoded is not None:
+            decoded = self._decode(encoded[:cap])
+            if decoded is not None:
+                return decoded
+        return text[: len(text) * cap // max(1, delivered)]
+
+    def _encode(self, text: str) -> tuple[int, ...] | None:
+        if not isinstance(self.generator, StreamingGenerator):
+            return None
+        try:
+            return tuple(self.generator.tokenize(text))
+        except Exception:  # a generator that cannot tokenize this text
+            return None
+
+    def _decode(self, ids: Sequence[int]) -> str | None:
+        if not isinstance(self.generator, StreamingGenerator):
+            return None
+        try:
+            return self.generator.detokenize(ids)
+        except Exception:  # ids the generator's own tokenizer does not know
+            return None
 
     async def stream(
         self,
@@ -343,6 +456,9 @@ class Context:
                 async for delta in deltas:
                     if delta.tokens == 0 and delta.text:  # a server that sent no ids, no count
                         delta = replace(delta, counted=self._count(delta.text))
+                    over = tokens + delta.tokens - fitted.max_tokens
+                    if over > 0:  # past max_tokens: clipped to it, and the stream ends here
+                        delta = self._clip_delta(delta, tokens, fitted.max_tokens)
                     if (
                         delta.finish_reason == FinishReason.LENGTH
                         and fitted.max_tokens < sampling.max_tokens
@@ -352,7 +468,16 @@ class Context:
                     prompt_tokens += delta.prompt_tokens
                     cached += delta.cached_prompt_tokens
                     replayed = replayed and delta.cached
+                    if delta.finish_reason == FinishReason.ABORT:  # metered, never yielded
+                        raise BrokenSampleError(
+                            f"problem {self.problem.id}: generator {self._generator_name()} "
+                            f"ended a streamed sample with finish 'abort' after {tokens} "
+                            "tokens that nobody asked to stop (a dropped stream or an aborted "
+                            "request): not a finished sample"
+                        )
                     yield delta
+                    if over > 0:
+                        break
             finally:
                 await deltas.aclose()  # aborts the request when the caller stopped early
                 self._meter(
@@ -362,6 +487,37 @@ class Context:
                     cached_prompt_tokens=cached,
                     replayed=replayed and tokens > 0,
                 )
+
+    def _clip_delta(self, delta: Delta, before: int, cap: int) -> Delta:
+        """The part of a delta that fits `cap` after `before` tokens (the call's max_tokens),
+        as the stream's last (finish LENGTH), recorded as a `clipped` event."""
+        room = max(0, cap - before)
+        self.record(
+            EventKind.CLIPPED,
+            reason="over_max_tokens",
+            delivered=before + delta.tokens,
+            max_tokens=cap,
+            streamed=True,
+        )
+        over = delta.tokens - room
+        ids = delta.token_ids[:room]
+        text = self._cut_text(delta.text, delta.token_ids or None, room, room + over)
+
+        def cut(seq: tuple[Any, ...] | None) -> Any:
+            return None if seq is None else seq[:room]
+
+        return replace(
+            delta,
+            text=text,
+            token_ids=ids,
+            logprobs=cut(delta.logprobs),
+            top_logprobs=cut(delta.top_logprobs),
+            top_token_ids=cut(delta.top_token_ids),
+            token_id_logprobs=cut(delta.token_id_logprobs),
+            finish_reason=FinishReason.LENGTH,
+            stop=None,
+            counted=None if delta.token_ids else room,
+        )
 
     async def score(self, chains: list[Chain]) -> list[list[float]]:
         """Per-step verifier scores of `chains`, metered as one verifier call per chain.

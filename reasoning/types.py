@@ -67,6 +67,10 @@ class EventKind(StrEnum):
     DROPPED_CHILDREN = "dropped_children"  # APR: a spawn asked for more children than allowed
     DUPLICATE_OUTLINE_IDS = "duplicate_outline_ids"  # ThreadWeaver: an outline id repeated
     HYPER = "hyper"  # one HyPER control decision
+    # the Context cut what a generator delivered past what was asked (a sample over its
+    # max_tokens, more samples than n): reason over_max_tokens | extra_samples
+    CLIPPED = "clipped"
+    EMPTY_RESPONSE = "empty_response"  # a generator call returned no sample at all
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,28 @@
-"""The generation-result contract: finish reasons, refusals, metering and events (issue 18)."""
+"""The generation-result contract: finish reasons, refusals, metering and events (issue 18);
+what the Context does with a generator that returns nothing, too much, or a broken sample
+(issue 19)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from evals.grading import Grader
 from evals.runner import event_counts
 from reasoning import Budget, BudgetExhausted, Context, Problem, Sampling
 from reasoning.backends.openai_server import OpenAIGenerator
 from reasoning.cache.codecs import completion_from_json as _completion_from_json
 from reasoning.cache.codecs import delta_from_json as _delta_from_json
+from reasoning.context import MAX_EMPTY_RESPONSES, BrokenSampleError, EmptyResponseError
 from reasoning.types import Completion, EventKind, FinishReason, chain_finish
+from search import BestOfN, Greedy
 from tests.fakes import ScriptedGenerator
 
 PROBLEM = Problem(id="p", question="q")
@@ -76,10 +85,19 @@ class _Overlong(ScriptedGenerator):
         return [Completion(TEXT, 1, FinishReason.LENGTH, token_ids=tuple(range(6)))]
 
 
-async def test_a_completion_longer_than_asked_is_counted_as_delivered() -> None:
+async def test_a_completion_is_counted_as_delivered_and_clipped_to_max_tokens() -> None:
+    """It says 1 token: the 6 it delivered are metered; past max_tokens it is clipped (text,
+    ids and tokens) and a `clipped` event says so (issue 19, point 4)."""
     ctx = Context(PROBLEM, _Overlong())
+    (c,) = await ctx.generate(Sampling(max_tokens=10))
+    assert c.tokens == 6 and ctx.ledger.generated_tokens == 6 and not ctx.events
     (c,) = await ctx.generate(Sampling(max_tokens=2))
-    assert c.tokens == 6 and ctx.ledger.generated_tokens == 6
+    assert (c.text, c.tokens, c.token_ids) == ("one two", 2, (0, 1))
+    assert c.finish_reason is FinishReason.LENGTH and ctx.ledger.generated_tokens == 8
+    assert [dict(e) for e in ctx.events] == [
+        {"event": "clipped", "reason": "over_max_tokens", "delivered": 6, "max_tokens": 2}
+    ]
+    assert event_counts(ctx.events) == {"clipped:over_max_tokens": 1}
 
 
 async def test_a_call_clamped_for_the_budget_ends_for_the_budget() -> None:
@@ -164,3 +182,177 @@ async def test_the_openai_backend_counts_a_stream_without_ids(usage: bool) -> No
     expected = 20 if usage else 3 + 1  # one token a word, plus the EOS token it did not show
     assert sum(d.tokens for d in deltas) == expected == ctx.ledger.generated_tokens
     gen.close()
+
+
+# --- hostile generators (issue 19, points 3, 4 and 5) -------------------------------------
+
+
+def _ctx(gen: Any, **kw: Any) -> Context:
+    return Context(PROBLEM, gen, judge=Grader(), **kw)
+
+
+class _Empty(ScriptedGenerator):
+    """Answers every call of `empty_on` (call numbers; all when None) with no sample at all."""
+
+    def __init__(self, empty_on: set[int] | None = None, **kw: Any) -> None:
+        super().__init__(["\\boxed{1}"], **kw)
+        self.empty_on = empty_on
+        self.n_calls = 0
+
+    async def complete(self, prompt: Any, sampling: Sampling) -> list[Completion]:
+        self.n_calls += 1
+        if self.empty_on is None or self.n_calls in self.empty_on:
+            return []
+        return await super().complete(prompt, sampling)
+
+
+@pytest.mark.parametrize("search", [BestOfN(n=4), BestOfN(n=4, batch_size=1), Greedy()])
+async def test_a_server_that_returns_nothing_ends_the_problem_located(search: Any) -> None:
+    """Empty `choices` for ever: before, best_of_n and greedy asked again for ever."""
+    gen = _Empty()
+    ctx = _ctx(gen)
+    with pytest.raises(EmptyResponseError, match="problem p: generator scripted returned no "):
+        await asyncio.wait_for(search.run(PROBLEM, ctx), 10)
+    assert gen.n_calls == MAX_EMPTY_RESPONSES
+    assert (ctx.ledger.generator_calls, ctx.ledger.samples) == (3, 3)  # a call and a sample each
+    assert event_counts(ctx.events) == {"empty_response": 3}
+
+
+async def test_empty_responses_count_toward_the_sample_budget() -> None:
+    ctx = _ctx(_Empty(), budget=Budget(samples=2))
+    outcome = await asyncio.wait_for(BestOfN(n=4).run(PROBLEM, ctx), 10)
+    assert outcome.stopped_by == "samples" and outcome.chains == []
+    assert ctx.ledger.samples == 2 and ctx.ledger.generator_calls == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 6),
+    batch=st.none() | st.integers(1, 3),
+    empty_on=st.sets(st.integers(1, 12), max_size=8),
+    samples=st.none() | st.integers(1, 8),
+)
+def test_property_a_controller_ends_whatever_calls_return_nothing(
+    n: int, batch: int | None, empty_on: set[int], samples: int | None
+) -> None:
+    """Whichever calls come back empty: the search ends, each empty call is one call and one
+    sample, the budget binds, and only MAX_EMPTY_RESPONSES in a row fail the problem."""
+    gen = _Empty(empty_on)
+    ctx = _ctx(gen, budget=Budget(samples=samples))
+    in_a_row = any(all(k + i in empty_on for i in range(3)) for k in range(1, 13))
+    try:
+        outcome = asyncio.run(
+            asyncio.wait_for(BestOfN(n=n, batch_size=batch).run(PROBLEM, ctx), 10)
+        )
+    except EmptyResponseError:
+        assert in_a_row
+    else:
+        assert len(outcome.chains) == n or outcome.stopped_by == "samples"
+    empties = len([k for k in range(1, gen.n_calls + 1) if k in empty_on])
+    assert ctx.ledger.generator_calls == gen.n_calls <= n + 3 * (n + 1)
+    assert ctx.ledger.samples == empties + len(ctx.tree)  # the tree holds every chain
+    if samples is not None:
+        assert ctx.ledger.samples <= samples
+
+
+class _Liar(ScriptedGenerator):
+    """Ignores max_tokens (delivers `factor` times as many words) and claims `claim` tokens;
+    `ids`: with token ids or text only."""
+
+    def __init__(self, factor: int, claim: int | None, **kw: Any) -> None:
+        super().__init__(lambda p, s: " ".join(["w"] * 200) + " \\boxed{1}", **kw)
+        self.factor, self.claim = factor, claim
+
+    async def complete(self, prompt: Any, sampling: Sampling) -> list[Completion]:
+        wide = replace(sampling, max_tokens=sampling.max_tokens * self.factor)
+        out = await super().complete(prompt, wide)
+        return [c if self.claim is None else replace(c, tokens=self.claim) for c in out]
+
+    async def stream(self, prompt: Any, sampling: Sampling) -> Any:
+        wide = replace(sampling, max_tokens=sampling.max_tokens * self.factor)
+        async for delta in super().stream(prompt, wide):
+            yield delta
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    factor=st.integers(1, 40),
+    claim=st.sampled_from([None, 0, 1]),
+    ids=st.booleans(),
+    max_tokens=st.integers(1, 64),
+    n=st.integers(1, 6),
+    batch=st.none() | st.integers(1, 3),
+    budget=st.none() | st.integers(1, 150),
+    greedy=st.booleans(),
+)
+def test_property_a_server_over_max_tokens_is_clipped_and_the_budget_binds(
+    factor: int,
+    claim: int | None,
+    ids: bool,
+    max_tokens: int,
+    n: int,
+    batch: int | None,
+    budget: int | None,
+    greedy: bool,
+) -> None:
+    """Whatever a server delivers past max_tokens and whatever it claims: every sample holds
+    at most max_tokens tokens (text included), each cut is a `clipped` event, and the ledger
+    stays within one token per in-flight sample of the budget, as with an honest server.
+    Before: best-of-N's ledger showed 4,104 tokens under a budget of 100, stopped_by null."""
+    gen = _Liar(factor, claim, ids=ids)
+    search = (
+        Greedy(max_tokens=max_tokens)
+        if greedy
+        else BestOfN(n=n, max_tokens=max_tokens, batch_size=batch)
+    )
+    in_flight = 1 if greedy else (batch or n)
+    ctx = _ctx(gen, budget=Budget(generated_tokens=budget))
+    outcome = asyncio.run(search.run(PROBLEM, ctx))
+    for chain in outcome.chains:
+        assert chain.tokens <= max_tokens and len(chain.text.split()) <= max_tokens
+    clipped = [e for e in ctx.events if e["event"] == "clipped"]
+    assert all(e["delivered"] > e["max_tokens"] for e in clipped)
+    if factor > 1:
+        assert clipped  # 201 words never fit max_tokens <= 64
+    if budget is not None:
+        assert ctx.ledger.generated_tokens <= budget + in_flight - 1
+        if len(outcome.chains) < getattr(search, "n", 1):
+            assert outcome.stopped_by == "generated_tokens"
+
+
+@pytest.mark.parametrize("ids", [True, False])
+async def test_a_stream_over_max_tokens_is_clipped_and_ends(ids: bool) -> None:
+    ctx = _ctx(_Liar(10, None, ids=ids), budget=Budget(generated_tokens=1000))
+    deltas = [d async for d in ctx.stream(Sampling(max_tokens=5))]
+    assert sum(d.tokens for d in deltas) == 5 == ctx.ledger.generated_tokens
+    assert "".join(d.text for d in deltas).split() == ["w"] * 5
+    assert deltas[-1].finish_reason is FinishReason.LENGTH
+    assert event_counts(ctx.events) == {"clipped:over_max_tokens": 1}
+
+
+class _Aborting(ScriptedGenerator):
+    """Ends every sample with finish `abort` that nobody asked for (a dropped stream)."""
+
+    async def complete(self, prompt: Any, sampling: Sampling) -> list[Completion]:
+        out = await super().complete(prompt, sampling)
+        return [replace(c, finish_reason=FinishReason.ABORT, stop=None) for c in out]
+
+    async def stream(self, prompt: Any, sampling: Sampling) -> Any:
+        async for delta in super().stream(prompt, sampling):
+            done = delta.finish_reason is not None
+            yield replace(delta, finish_reason=FinishReason.ABORT) if done else delta
+
+
+async def test_an_aborted_sample_is_an_error_not_a_finished_sample() -> None:
+    """Before, finish `abort` came back as a finished sample and was graded (point 5)."""
+    ctx = _ctx(_Aborting([TEXT]))
+    with pytest.raises(BrokenSampleError, match="problem p: .*1 of 1 sample.*'abort'"):
+        await BestOfN(n=1).run(PROBLEM, ctx)
+    assert ctx.ledger.generated_tokens == 6 and ctx.ledger.samples == 1  # what it spent is kept
+    ctx = _ctx(_Aborting([TEXT]))
+    got: list[Any] = []
+    with pytest.raises(BrokenSampleError, match="streamed sample with finish 'abort' after 6"):
+        async for delta in ctx.stream(Sampling(max_tokens=100)):
+            got.append(delta)
+    assert len(got) == 5 and all(d.finish_reason is None for d in got)  # none looked finished
+    assert ctx.ledger.generated_tokens == 6 and ctx.ledger.samples == 1  # all 6 delivered

