@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import context, popen_spawn_posix, spawn
+from multiprocessing import context, popen_spawn_posix
 from typing import Any, NamedTuple
 
 from evals.extraction import (
@@ -44,6 +44,7 @@ from evals.extraction import (
     strip_answer,
 )
 from evals.normalization import fast_path, ungradable
+from reasoning.process import spawn_without_main
 
 __all__ = [
     "OUTER_GRACE_S",
@@ -258,26 +259,14 @@ _pool_lock = threading.Lock()
 
 # Spawned children normally re-run the parent's `__main__` (as `__mp_main__`) before they work:
 # an unguarded script would then grade again inside each worker and fail to start a pool there.
-# Grading workers need nothing from `__main__`, so their launch drops it; other processes keep it.
-_launching_worker = threading.local()
-_stock_preparation_data = spawn.get_preparation_data
-
-
-def _preparation_data(name: str) -> dict[str, Any]:
-    data = _stock_preparation_data(name)
-    if getattr(_launching_worker, "active", False):
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
-    return data
+# Grading workers need nothing from `__main__`, so their launch drops it (the core's
+# `spawn_without_main`, which the engine's processes use too); other processes keep it.
 
 
 class _WorkerPopen(popen_spawn_posix.Popen):
     def _launch(self, process_obj: Any) -> None:
-        _launching_worker.active = True
-        try:
+        with spawn_without_main():
             super()._launch(process_obj)
-        finally:
-            _launching_worker.active = False
 
 
 class _WorkerProcess(context.SpawnProcess):
@@ -297,7 +286,6 @@ def _get_pool() -> ProcessPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            spawn.get_preparation_data = _preparation_data  # idempotent, see above
             _pool = _start_pool()
         return _pool
 
