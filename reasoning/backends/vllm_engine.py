@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import os
+import sys
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
@@ -133,6 +135,7 @@ class VLLMGenerator(RenderingBackend):
         )
         self._engine: Any = None
         self._log: Path | None = None  # where the engine's output went when it started
+        self._console_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._start_lock = asyncio.Lock()
 
     def start(self) -> None:
@@ -149,6 +152,8 @@ class VLLMGenerator(RenderingBackend):
         with spawn_without_main(), engine_output(log):
             self._start()
         self._log = log
+        if log is not None:
+            self._console_streams = _log_vllm_to(log)
 
     def _start(self) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -303,6 +308,23 @@ class VLLMGenerator(RenderingBackend):
         with engine_output(self._log):  # its shutdown messages go where its start-up went
             self._engine.shutdown(timeout=self.shutdown_timeout_s)
         self._engine = None
+        for handler, stream in self._console_streams:
+            log = handler.setStream(stream)
+            if log is not None:
+                log.close()
+        self._console_streams = []
+
+
+def _log_vllm_to(path: Path) -> list[tuple[logging.StreamHandler[Any], Any]]:
+    """Point the console handlers of vLLM's logger in this process at `path` (appending):
+    what the engine logs after its start (a deprecation warning at the first request) joins
+    the rest of its log. Returns each handler with the stream to give back at `close`."""
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for handler in logging.getLogger("vllm").handlers:
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr):
+            log = open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+            swapped.append((handler, handler.setStream(log)))
+    return swapped
 
 
 class EngineWatch:
