@@ -4,7 +4,8 @@ Its own module because extraction is a pure text job (regexes and brace matching
 processes) that the grader, normalisation and callers who only need the answer all share. It reads
 one answer boxed in parts (`\\boxed{-2} and \\boxed{1}`) whole, and tells a bare answer (`3/4`,
 `x \\geq 5`) from a text that holds one (`so $x \\geq 5$ holds`): a bare answer is never mined for
-its last number.
+its last number, and a box that holds prose (`\\boxed{3+ then we would need more steps}`) is no
+answer at all.
 
 Every function here runs in time linear in its input (one brace table per text, index-based
 stripping, a hand-written scanner for `$...$`, `\\[...\\]` and `\\(...\\)`), and
@@ -22,6 +23,7 @@ import re
 __all__ = [
     "MAX_TEXT_CHARS",
     "boxed_answer",
+    "box_is_prose",
     "brace_pairs",
     "clean_text",
     "extract_answer",
@@ -90,6 +92,13 @@ _MATH_WORDS = {
     "and", "infty", "cm", "mm", "km", "ft", "in", "deg",
 }  # fmt: skip
 _STOP_WORDS = {"is", "so", "we", "it", "be", "of", "to", "as", "at", "by", "if", "on", "an"}
+# Words of a sentence that are never a unit or a name after a number: `3 then` is a draft that
+# goes on, not 3 of something (`36 dollars`).
+_PROSE_WORDS = {
+    "then", "but", "wait", "because", "since", "therefore", "thus", "hence", "which", "that",
+    "this", "when", "would", "could", "should", "need", "needs", "more", "steps", "the", "are",
+    "was", "were", "will", "can", "answer", "check", "let", "try", "again", "maybe", "perhaps",
+}  # fmt: skip
 
 
 # Unicode look-alikes of what the rules read: minus signs, zero-width characters (which would
@@ -316,7 +325,8 @@ def is_bare_answer(text: str) -> bool:
     Bare: no math delimiters or boxes inside (after stripping the outer ones) and no sentence
     (one word is a name, or a unit after a number: `\\text{Evelyn}`, `36 dollars`; `xy + yz` is
     a product; `I think 5` is a sentence; one token with no blank, `1+__import__('os')`, is no
-    sentence); so `3/4` or `x^2+3x-4` is compared as written, never reduced to its last number.
+    sentence; nor is a word of prose after a number: `3 then`); so `3/4` or `x^2+3x-4` is
+    compared as written, never reduced to its last number.
     """
     s = strip_answer(text)
     if not s or _BOXED_RE.search(s) or re.search(r"(?<!\\)\$|\\[(\[]", s):
@@ -328,12 +338,22 @@ def is_bare_answer(text: str) -> bool:
     long_words = [w for w in words if len(w) >= 3]
     if len(long_words) >= 2 or (long_words and _STOP_WORDS.intersection(words)):
         return False
+    if _PROSE_WORDS.intersection(words):
+        return False  # `3 then`: a sentence that goes on
     # A word may end a number (`36 dollars`, `864 inches^2`); prose has words between numbers.
     word = next((m for m in _WORD_RE.finditer(s) if m.group(0).lower() in long_words), None)
     if word is None or not re.search(r"\d", s):
         return True  # no sentence word, or a word answer (`\\text{Evelyn}`, `east`)
     before, after = s[: word.start()], re.sub(r"\^\s*\{?\d\}?", "", s[word.end() :])
     return bool(re.search(r"\d", before)) and not re.search(r"\d", after)
+
+
+def box_is_prose(content: str) -> bool:
+    """Whether what a box holds is prose rather than an answer (`3+ then we would need more
+    steps`, `3 is what we get`): not a bare answer (see `is_bare_answer`; a unit or a name after
+    a number, `36 dollars`, `\\text{Evelyn}`, is one). Such a box is no answer at all: reading the
+    number in it would grade `\\boxed{3 then we need more steps}` as 3."""
+    return not is_bare_answer(content)
 
 
 def _number(raw: str) -> str:
@@ -520,10 +540,11 @@ def extract_answer_with_rule(text: str, strict: bool = False) -> tuple[str | Non
     """Final answer of a model output and the rule that found it.
 
     Reasoning models may box drafts inside `<think>`; the answer after the last `</think>` wins,
-    with the whole text as fallback. A bare math answer (non-strict only: `3/4`, `x^2+1`,
-    `2 + 5 = 7` -> `7`) is its own answer. The last math / last number rules (non-strict only)
-    come after every anchored rule on both parts because they inflate the accuracy of truncated
-    outputs.
+    with the whole text as fallback. A final box that holds prose (`box_is_prose`) gives no
+    answer, (None, None): its number is not the answer, and no fallback mines the text for one.
+    A bare math answer (non-strict only: `3/4`, `x^2+1`, `2 + 5 = 7` -> `7`) is its own answer.
+    The last math / last number rules (non-strict only) come after every anchored rule on both
+    parts because they inflate the accuracy of truncated outputs.
     """
     if not text:
         return None, None
@@ -533,6 +554,8 @@ def extract_answer_with_rule(text: str, strict: bool = False) -> tuple[str | Non
         parts.insert(0, text.rsplit(_THINK_END, 1)[1])
     for part in parts:
         answer, rule = _strong_rules(part, strict)
+        if answer is not None and rule == "boxed" and box_is_prose(answer):
+            return None, None  # the model's final statement answers nothing: nothing to mine
         if answer is not None:
             return answer, rule
     if strict:

@@ -14,7 +14,9 @@ Cost is bounded: only short inputs (`LOCAL_MAX_CHARS`) are graded in the caller'
 linear time; longer ones go straight to a worker, under its deadline, so an absurd prediction
 never blocks the event loop that drives generation. A verdict is True, False, or None with a
 reason (`grade_answer`): timed out, too long to grade, malformed gold. A malformed prediction
-(`3+`, `1+__import__('os')`) is never equal to anything but itself.
+(`3+`, `1+__import__('os')`) is never equal to anything but itself, and a box that holds prose
+(`\\boxed{3 then we would need more steps}`) is no answer: extraction finds none in its text, and
+a text graded whole is wrong with that reason.
 
 Tasks with many right answers are not graded by equivalence to the gold: `Grader.grade` sends a
 problem whose metadata says `task: countdown` to the exact expression checker of
@@ -48,7 +50,8 @@ if TYPE_CHECKING:
 GRADER_NAME = "reasoning-grader"
 # 2: texts graded by their answer, boxes joined, decimal commas.
 # 3: malformed answers never equal, unicode minus signs and zero-width characters, bounded cost.
-GRADER_VERSION = "3"
+# 4: a box that holds prose (`\boxed{3 then we would need more steps}`) is no answer.
+GRADER_VERSION = "4"
 # Longer inputs skip the in-process fast path (and the cache) and go straight to a worker.
 LOCAL_MAX_CHARS = 4096
 

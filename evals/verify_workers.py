@@ -11,9 +11,10 @@ A worker reads the answer out of a text (an explicit one first: boxes, the math 
 is`, read by `evals.extraction`, which knows drafts and `</think>`; else math-verify's own
 extraction), then compares the two answers: the fast path first, math-verify's `verify` after.
 A worker returns a verdict and, when it has none, why: the deadline, or an answer it will not
-grade (`evals.normalization.ungradable`). A bare answer counts as parsed only when its whole text
-parses: math-verify falls back to the first number it can read (`3+` as 3), which would make a
-malformed answer equal to that number.
+grade (`evals.normalization.ungradable`). A prediction whose box holds prose (`\\boxed{3 then we
+would need more steps}`) is wrong, with that reason: the number in it is not its answer. A bare
+answer counts as parsed only when its whole text parses: math-verify falls back to the first
+number it can read (`3+` as 3), which would make a malformed answer equal to that number.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import context, popen_spawn_posix, spawn
+from multiprocessing import context, popen_spawn_posix
 from typing import Any, NamedTuple
 
 from evals.extraction import (
+    box_is_prose,
     clean_text,
     explicit_answer,
     extract_answer,
@@ -42,6 +44,7 @@ from evals.extraction import (
     strip_answer,
 )
 from evals.normalization import fast_path, ungradable
+from reasoning.process import spawn_without_main
 
 __all__ = [
     "OUTER_GRACE_S",
@@ -63,6 +66,10 @@ _MV_EXTRACT_MAX_CHARS = 4000
 
 class _Ungradable(Exception):
     """An answer the worker will not hand to sympy; the message says why."""
+
+
+class _NotAnAnswer(Exception):
+    """A text whose answer is a box that holds prose; the message says which."""
 
 
 class _Deadline(BaseException):
@@ -137,6 +144,8 @@ def _answer(text: str) -> _Answer | None:
     parts = [text.rsplit(_THINK_END, 1)[1], text] if _THINK_END in text else [text]
     for part in parts:
         explicit = explicit_answer(part)
+        if explicit is not None and explicit[1] == "boxed" and box_is_prose(explicit[0]):
+            raise _NotAnAnswer(f"the box holds prose, not an answer: {explicit[0][:80]!r}")
         if explicit is not None:
             return _Answer(explicit[0], [])
         extracted = _mv_extract(part[-_MV_EXTRACT_MAX_CHARS:])
@@ -169,7 +178,14 @@ def _judge(prediction: str, gold: str) -> tuple[bool | None, str | None]:
     be compared. A gold that lists k values is also compared with the last k boxes of the
     prediction when the model boxed them sentences apart."""
     prediction, gold = clean_text(prediction), clean_text(gold)
-    pred, ref = _answer(prediction), _answer(gold)
+    try:
+        pred = _answer(prediction)
+    except _NotAnAnswer as e:
+        return False, str(e)  # the model boxed something that is no answer: wrong, and why
+    try:
+        ref = _answer(gold)
+    except _NotAnAnswer as e:
+        return None, f"gold answer: {e}"
     if pred is None or ref is None:
         return False, None
     reason = None
@@ -243,26 +259,14 @@ _pool_lock = threading.Lock()
 
 # Spawned children normally re-run the parent's `__main__` (as `__mp_main__`) before they work:
 # an unguarded script would then grade again inside each worker and fail to start a pool there.
-# Grading workers need nothing from `__main__`, so their launch drops it; other processes keep it.
-_launching_worker = threading.local()
-_stock_preparation_data = spawn.get_preparation_data
-
-
-def _preparation_data(name: str) -> dict[str, Any]:
-    data = _stock_preparation_data(name)
-    if getattr(_launching_worker, "active", False):
-        data.pop("init_main_from_path", None)
-        data.pop("init_main_from_name", None)
-    return data
+# Grading workers need nothing from `__main__`, so their launch drops it (the core's
+# `spawn_without_main`, which the engine's processes use too); other processes keep it.
 
 
 class _WorkerPopen(popen_spawn_posix.Popen):
     def _launch(self, process_obj: Any) -> None:
-        _launching_worker.active = True
-        try:
+        with spawn_without_main():
             super()._launch(process_obj)
-        finally:
-            _launching_worker.active = False
 
 
 class _WorkerProcess(context.SpawnProcess):
@@ -282,7 +286,6 @@ def _get_pool() -> ProcessPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            spawn.get_preparation_data = _preparation_data  # idempotent, see above
             _pool = _start_pool()
         return _pool
 

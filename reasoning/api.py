@@ -1,4 +1,10 @@
-"""The Python API: `solve`, `asolve`, `solve_many`, built from the same config as the CLI."""
+"""The Python API: `solve`, `asolve`, `solve_many`, built from the same config as the CLI.
+
+A newcomer's script works as written: without an `if __name__ == "__main__":` guard (the
+engine's and the grader's processes never re-run the caller's script:
+`reasoning.process.spawn_without_main`), and quiet like the CLI (vLLM's output goes to a log
+file, `reasoning.process.default_engine_log()`, unless `verbose=True`).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from reasoning.context import Sampler
 from reasoning.controller import Controller
 from reasoning.loop import run_sync
 from reasoning.outcome import Outcome
+from reasoning.process import default_engine_log, engine_output_to, spawn_without_main
 from reasoning.solver import SolveParts, solve_problem
 from reasoning.types import AnswerJudge, Generator, Problem, Verifier
 
@@ -99,16 +106,27 @@ async def asolve_many(
     judge: AnswerJudge | None = None,
     overrides: Sequence[str] = (),
     trim: str | Sampler | None = None,
+    verbose: bool = False,
 ) -> list[Outcome]:
     """Solve many problems concurrently on one engine (the engine batches across them).
 
     `search`, `model`, `backend` and `verifier` are config names (as on the CLI), or ready
     objects; `overrides` are CLI-style `key=value` strings, e.g. ["search.n=16"]; `trim` a
     thought trimmer's config name (conf/trim: trimr, sdv, budget) or a ready one.
+
+    Quiet like the CLI: an engine this call starts writes its output (vLLM's start-up log, its
+    engine-core and worker processes, their shutdown) to `reasoning-engine-<pid>.log` in the
+    temp folder, named in the error when it fails to start; `verbose=True` leaves it on the
+    terminal. An engine already running (the API shares one per backend config) keeps the
+    output of the call that started it. No `if __name__ == "__main__":` guard is needed.
     """
-    session = _Session(search, model, backend, verifier, budget, generator, judge, overrides, trim)
-    problems = [_problem(q, index=i) for i, q in enumerate(questions)]
-    return list(await asyncio.gather(*(session.solve(p, seed) for p in problems)))
+    log = None if verbose else default_engine_log()
+    with spawn_without_main(), engine_output_to(log):
+        session = _Session(
+            search, model, backend, verifier, budget, generator, judge, overrides, trim
+        )
+        problems = [_problem(q, index=i) for i, q in enumerate(questions)]
+        return list(await asyncio.gather(*(session.solve(p, seed) for p in problems)))
 
 
 async def asolve(question: str | Problem, **kwargs: Any) -> Outcome:

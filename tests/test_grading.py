@@ -69,8 +69,9 @@ OLD_CATEGORIES = (
     "expressions",
 )
 # Answers graded correct by accident before (`3+` as 3, a unicode minus lost, a zero-width space
-# splitting a number), each with well-formed neighbours that must stay equal.
-ROBUSTNESS_CATEGORIES = ("malformed", "unicode")
+# splitting a number, a box of prose read as its number), each with well-formed neighbours that
+# must stay equal.
+ROBUSTNESS_CATEGORIES = ("malformed", "unicode", "boxed_prose")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -833,3 +834,75 @@ def test_grading_falls_back_to_in_process_threads_when_no_pool_can_start(
     assert verify_workers.run_guarded(verify_workers.mv_worker, args, 10.0) == (True, None)
     got = asyncio.run(verify_workers.run_guarded_async(verify_workers.mv_worker, args, 10.0))
     assert got == (True, None)
+
+
+# --------------------------------------------------------------------------------------------
+# A box that holds prose is no answer (issue 19, point 14)
+# --------------------------------------------------------------------------------------------
+
+# Words of a draft that goes on; a tail of them after a number is a sentence, never a unit.
+_PROSE_TAILS = st.lists(
+    st.sampled_from(
+        ["then", "we", "would", "need", "more", "steps", "but", "wait", "is", "the", "answer",
+         "so", "check", "again", "which", "that", "because", "let", "me"]
+    ),
+    min_size=1,
+    max_size=6,
+).filter(lambda words: any(len(w) >= 3 for w in words))  # fmt: skip
+_NUMBERS = st.one_of(
+    st.integers(-10_000, 10_000).map(str),
+    st.tuples(st.integers(1, 99), st.integers(2, 99)).map(lambda t: f"\\frac{{{t[0]}}}{{{t[1]}}}"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _NUMBERS,
+    _PROSE_TAILS,
+    st.sampled_from([" ", "+ ", " \\text{", " \\quad "]),
+    st.sampled_from(["{}", "${}$", "So the answer is ${}$.", "Final: {} ", "<think>x</think> {}"]),
+)
+def test_a_box_of_prose_is_no_answer(number: str, tail: list[str], joint: str, frame: str) -> None:
+    """Whatever number a box starts with, words of a sentence after it make the box no answer:
+    nothing is extracted (no fallback mines the number out of it), leniently or strictly."""
+    content = f"{number}{joint}{' '.join(tail)}{'}' if joint.endswith('{') else ''}"
+    text = frame.format(f"\\boxed{{{content}}}")
+    assert extraction.box_is_prose(content), content
+    assert extract_answer_with_rule(text) == (None, None), text
+    assert extract_answer_with_rule(text, strict=True) == (None, None), text
+    assert Grader().extract(text) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(-999, 999).map(str), _PROSE_TAILS)
+def test_a_box_of_prose_is_never_graded_as_its_number(number: str, tail: list[str]) -> None:
+    """The runner's path (extract, then grade) and grading a whole text agree: wrong, not the
+    number the box starts with; the worker says why."""
+    text = f"So we get $\\boxed{{{number}+ {' '.join(tail)}}}$"
+    grade = asyncio.run(Grader().grade(Grader().extract(text), number))
+    assert grade == Grade(False, "no answer extracted")
+    whole = grade_answer(text, number)
+    assert whole.correct is False and whole.reason is not None
+    assert whole.reason.startswith("the box holds prose, not an answer"), whole
+
+
+@pytest.mark.parametrize(
+    ("text", "gold", "expected"),
+    [
+        ("So $\\boxed{3+ then we would need more steps}$.", "3", False),
+        ("\\boxed{3 then we would need more steps}", "3", False),
+        ("\\boxed{3 then}", "3", False),
+        ("\\boxed{x = 5 \\text{ and we are done}}", "5", False),
+        # what is an answer stays one: units, names, joined boxes, a draft box in <think>
+        ("\\boxed{36 \\text{ dollars}}", "36", True),
+        ("\\boxed{5 apples}", "5", True),
+        ("\\boxed{\\text{Evelyn}}", "\\text{Evelyn}", True),
+        ("<think>\\boxed{3 but wait}</think> The answer is $\\boxed{7}$.", "7", True),
+    ],
+)
+async def test_the_runner_path_grades_a_box_of_prose_wrong(
+    text: str, gold: str, expected: bool
+) -> None:
+    grader = Grader()
+    assert (await grader.grade(grader.extract(text), gold)).correct is expected
+    assert is_equivalent(text, gold) is expected

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import os
+import sys
 import uuid
 from collections.abc import AsyncGenerator, Mapping
+from pathlib import Path
 from typing import Any
 
 from reasoning.backends.base import RenderingBackend
 from reasoning.devices import on_cpu
 from reasoning.models import resolve_model_path
-from reasoning.process import install_lifeline
+from reasoning.process import engine_log, engine_output, install_lifeline, spawn_without_main
 from reasoning.prompts import ThinkingFormat
 from reasoning.types import (
     Completion,
@@ -131,12 +134,28 @@ class VLLMGenerator(RenderingBackend):
             **(engine_kwargs or {}),
         )
         self._engine: Any = None
+        self._log: Path | None = None  # where the engine's output went when it started
+        self._console_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._start_lock = asyncio.Lock()
 
     def start(self) -> None:
-        """Build the engine now (it is otherwise built on the first request)."""
+        """Build the engine now (it is otherwise built on the first request).
+
+        Its processes start without importing the caller's `__main__` (`spawn_without_main`),
+        so a script without an `if __name__ == "__main__":` guard works; its output (vLLM's log,
+        from this process and its children) goes where `reasoning.process.engine_output_to`
+        points in the caller's context: a file for the quiet API, else this process's stdout.
+        """
         if self._engine is not None:
             return
+        log = engine_log()
+        with spawn_without_main(), engine_output(log):
+            self._start()
+        self._log = log
+        if log is not None:
+            self._console_streams = _log_vllm_to(log)
+
+    def _start(self) -> None:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -286,8 +305,26 @@ class VLLMGenerator(RenderingBackend):
         handler = getattr(self._engine, "output_handler", None)
         if handler is not None and not handler.done():
             _cancel_on_its_loop(handler)
-        self._engine.shutdown(timeout=self.shutdown_timeout_s)
+        with engine_output(self._log):  # its shutdown messages go where its start-up went
+            self._engine.shutdown(timeout=self.shutdown_timeout_s)
         self._engine = None
+        for handler, stream in self._console_streams:
+            log = handler.setStream(stream)
+            if log is not None:
+                log.close()
+        self._console_streams = []
+
+
+def _log_vllm_to(path: Path) -> list[tuple[logging.StreamHandler[Any], Any]]:
+    """Point the console handlers of vLLM's logger in this process at `path` (appending):
+    what the engine logs after its start (a deprecation warning at the first request) joins
+    the rest of its log. Returns each handler with the stream to give back at `close`."""
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    for handler in logging.getLogger("vllm").handlers:
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stdout, sys.stderr):
+            log = open(path, "a", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+            swapped.append((handler, handler.setStream(log)))
+    return swapped
 
 
 class EngineWatch:
