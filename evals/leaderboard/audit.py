@@ -150,6 +150,7 @@ def write_audit(disagreements: pd.DataFrame, counts: dict[str, int], out_dir: Pa
         + _skipped_note(counts.get("skipped", 0))
         + (markdown_table(shown, AUDIT_COLUMNS) if len(shown) else "No disagreements.\n"),
         encoding="utf-8",
+        errors="replace",
     )
     return [md_path, csv_path]
 

@@ -99,4 +99,5 @@ def write_comparison(comparison: Comparison, path: Path) -> None:
         "Accuracy difference on the problems both rows graded, with a 95% paired bootstrap "
         f"interval (the same problems drawn for both rows).\n\n{fence}\n" + text + f"\n{fence}\n",
         encoding="utf-8",
+        errors="replace",
     )

@@ -230,7 +230,7 @@ def write_safe_csv(frame: pd.DataFrame, path: Path) -> None:
         if safe[column].dtype == object:
             safe[column] = safe[column].map(csv_safe)
     safe.columns = [csv_safe(str(c)) for c in safe.columns]
-    safe.to_csv(path, index=False)
+    safe.to_csv(path, index=False, errors="replace")
 
 
 def markdown_table(table: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -260,7 +260,7 @@ def write_markdown(table: pd.DataFrame, path: Path) -> None:
         "`done`: how many of the selected problems have a result (k/N).\n\n"
         + markdown_table(table, SHOWN)
     )
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", errors="replace")
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
