@@ -100,7 +100,13 @@ MAX_LINE_BYTES = 16 * 2**20  # one line of results.jsonl (a record is a few KiB)
 _READ_CHUNK = 2**20
 
 
-class UnsafeFileError(ValueError):
+class RunDirError(ValueError):
+    """A run directory that cannot be resumed or read as it is (other settings, a corrupt
+    results line, a file that is not a regular file): the message says which file and what to
+    do. `reason` prints it alone, without a traceback."""
+
+
+class UnsafeFileError(RunDirError):
     """A run-directory file that is not a regular file, or larger than a reader takes."""
 
 
@@ -238,7 +244,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     with open_regular(path) as f:
         for lineno, raw, _ in iter_lines(f):
             if raw is None:
-                raise ValueError(
+                raise RunDirError(
                     f"{path}:{lineno}: a result line longer than {MAX_LINE_BYTES // 2**20} MiB"
                 )
             try:
@@ -247,7 +253,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             except (ValueError, RecursionError) as exc:
                 what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
                 if any(line is None or line.strip() for _, line, _ in iter_lines(f)):
-                    raise ValueError(f"{path}:{lineno}: corrupt result line ({what})") from None
+                    raise RunDirError(f"{path}:{lineno}: corrupt result line ({what})") from None
                 break
         size = os.fstat(f.fileno()).st_size
     if good_bytes < size:
@@ -436,13 +442,14 @@ def open_run_file(
     fingerprint (else ValueError naming every changed key), and by a toolkit that wrote one
     (results without run.json, or run.json of another format, cannot be checked: refused).
     The selection may change between reruns, so run.json's `selection` is this invocation's.
+    A refusal is a `RunDirError` (a ValueError).
     """
     run_dir = Path(run_dir)
     path = run_dir / RUN_CONFIG
     if not path.exists():
         results = run_dir / RESULTS
         if results.exists() and _nonempty(results):
-            raise ValueError(
+            raise RunDirError(
                 f"{run_dir} holds results but no {RUN_CONFIG}, so they cannot be "
                 f"checked against these settings; {_WHERE}"
             )
@@ -451,11 +458,11 @@ def open_run_file(
     try:
         previous = read_json(path)
     except ValueError as exc:  # bad JSON, a FIFO, a device, a directory, too large
-        raise ValueError(f"{path} is unreadable ({exc}); {_WHERE}") from exc
+        raise RunDirError(f"{path} is unreadable ({exc}); {_WHERE}") from exc
     version = previous.get("format") if isinstance(previous, dict) else None
     if version != RUN_FORMAT or not isinstance(previous.get("fingerprint"), dict):
         older = version is None or (isinstance(version, int) and version < RUN_FORMAT)
-        raise ValueError(
+        raise RunDirError(
             f"{run_dir} was written by {'an older' if older else 'another'} version "
             f"of the toolkit ({RUN_CONFIG} without a settings fingerprint), so resuming "
             f"it cannot be checked against these settings; {_WHERE}"
@@ -465,7 +472,7 @@ def open_run_file(
         shown = "; ".join(changes[:12]) + (
             f"; and {len(changes) - 12} more" if len(changes) > 12 else ""
         )
-        raise ValueError(
+        raise RunDirError(
             f"{run_dir} holds a run with different settings ({shown}); "
             f"set them back to resume, or {_WHERE}"
         )
