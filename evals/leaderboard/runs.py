@@ -269,7 +269,7 @@ def _read_records(
     mixed: list[RunError] = []
     try:
         with open_regular(path) as f:
-            for lineno, raw, _ in iter_lines(f):
+            for lineno, raw, _ in iter_lines(f, MAX_LINE_BYTES):
                 if raw is None:
                     errors.append(
                         RunError(
