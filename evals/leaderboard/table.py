@@ -227,7 +227,7 @@ def write_safe_csv(frame: pd.DataFrame, path: Path) -> None:
     """`frame` as CSV with every text cell (and header) made safe by `csv_safe`."""
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object:
+        if not pd.api.types.is_numeric_dtype(safe[column]):  # object or string dtype
             safe[column] = safe[column].map(csv_safe)
     safe.columns = [csv_safe(str(c)) for c in safe.columns]
     safe.to_csv(path, index=False, errors="replace")
