@@ -22,10 +22,11 @@ import hashlib
 import io
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from evals.rundir import (
     MAX_LINE_BYTES,
@@ -51,7 +52,7 @@ _SKIP_DIRS = {TRACES, ".hydra", "__pycache__", ".git"}
 # What the leaderboard reads of each record (the table, the matrix, the comparison, the audit);
 # the rest of a record is dropped as it is read. The first record is kept whole (`Run.head`).
 KEPT = ("id", "answer", "prediction", "correct", "grade_reason", "error", "problem_hash")
-# The ledger's counters the table averages; only numbers are kept.
+# The ledger's counters the table averages; only numbers are kept (`Costs`, same order).
 LEDGER_KEPT = (
     "generated_tokens",
     "verifier_calls",
@@ -217,26 +218,49 @@ def find_run_dirs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
     return sorted(found), errors
 
 
+class Costs(NamedTuple):
+    """The ledger's counters a record keeps (LEDGER_KEPT; None: absent or not a number): a
+    tuple, a fraction of a dict's memory over many records."""
+
+    generated_tokens: float | None = None
+    verifier_calls: float | None = None
+    critical_path_tokens: float | None = None
+    wall_s: float | None = None
+    prompt_tokens: float | None = None
+    cached_prompt_tokens: float | None = None
+
+
+_NO_COSTS = Costs()
+
+
 def _slim(
     record: Mapping[str, Any], path: Path, lineno: int, errors: list[RunError]
 ) -> dict[str, Any]:
-    """What the leaderboard keeps of a record (KEPT, LEDGER_KEPT; None values dropped)."""
+    """What the leaderboard keeps of a record: KEPT (None values dropped; short texts such as
+    answers interned, they repeat) and the ledger's counters as `costs` (`Costs`)."""
     slim = {k: _scalar(k, record[k]) for k in KEPT if record.get(k) is not None}
-    slim = {k: v for k, v in slim.items() if v is not None}
+    slim = {
+        k: sys.intern(v) if isinstance(v, str) and len(v) <= 64 else v
+        for k, v in slim.items()
+        if v is not None
+    }
     ledger = record.get("ledger")
     if isinstance(ledger, Mapping):
-        slim["ledger"] = {
-            k: ledger[k]
-            for k in LEDGER_KEPT
-            if isinstance(ledger.get(k), int | float) and not isinstance(ledger.get(k), bool)
-        }
+        numbers = [ledger.get(k) for k in LEDGER_KEPT]
+        costs = Costs(
+            *(
+                v if isinstance(v, int | float) and not isinstance(v, bool) else None
+                for v in numbers
+            )
+        )
+        slim["costs"] = _NO_COSTS if costs == _NO_COSTS else costs
     else:
         shown = "missing" if ledger is None else f"a {type(ledger).__name__}, not an object"
         if "ledger" in record or ledger is not None:
             errors.append(
                 RunError(path, f"problem {record['id']!r}: ledger {shown}; no costs", lineno)
             )
-        slim["ledger"] = {}
+        slim["costs"] = _NO_COSTS
     slim["_line"] = lineno
     return slim
 

@@ -16,9 +16,10 @@ N_BOOTSTRAP = 2000
 SEED = 0
 LEVEL = 0.95
 # Draws held at once (replicates x problems): a run of many problems is resampled in blocks
-# of replicates, so memory stays bounded (about 32 MiB) whatever the number of problems. The
-# generator gives the same numbers in blocks as in one draw: the intervals do not change.
-MAX_CELLS = 2**22
+# of replicates, so memory stays bounded (about 8 MiB a block) whatever the number of
+# problems. The generator gives the same numbers in blocks as in one draw: the intervals do
+# not change.
+MAX_CELLS = 2**20
 
 
 def _block(n_problems: int) -> int:

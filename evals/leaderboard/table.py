@@ -61,21 +61,30 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def correct_matrix(runs: Sequence[Run]) -> pd.DataFrame:
-    """Runs x problem ids: 1 correct, 0 wrong, NaN not graded or not run."""
-    rows = {
-        str(run.path): {
-            r["id"]: (float(bool(r["correct"])) if r.get("correct") is not None else np.nan)
-            for r in run.records
-        }
-        for run in runs
-    }
-    return pd.DataFrame.from_dict(rows, orient="index").astype(float)
+    """Runs x problem ids: 1 correct, 0 wrong, NaN not graded or not run. Problems in the order
+    they first appear; built as one float array (a frame from nested dicts took several times
+    the records' memory)."""
+    ids: dict[str, int] = {}
+    for run in runs:
+        for r in run.records:
+            ids.setdefault(r["id"], len(ids))
+    matrix = np.full((len(runs), len(ids)), np.nan)
+    for i, run in enumerate(runs):
+        for r in run.records:
+            if r.get("correct") is not None:
+                matrix[i, ids[r["id"]]] = float(bool(r["correct"]))
+    return pd.DataFrame(matrix, index=[str(run.path) for run in runs], columns=list(ids))
 
 
 def _ledger(record: dict[str, Any], key: str) -> float | None:
-    """A number of the record's ledger; None when absent or not a number (or no ledger)."""
-    ledger = record.get("ledger")
-    value = ledger.get(key) if isinstance(ledger, dict) else None
+    """A number of the record's ledger (its `costs` as the reader keeps them, else a ledger
+    object); None when absent or not a number (or no ledger)."""
+    costs = record.get("costs")
+    if costs is not None:
+        value = getattr(costs, key, None)
+    else:
+        ledger = record.get("ledger")
+        value = ledger.get(key) if isinstance(ledger, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
