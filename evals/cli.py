@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evals import console
-from evals.rundir import ENGINE_LOG
+from evals.rundir import ENGINE_LOG, RunDirError
 
 # After SIGTERM the run stops, the engine shuts down (vLLM gives its processes 5 s) and the
 # process exits; whatever still holds it up then (a thread still starting the engine) is cut
@@ -94,6 +95,30 @@ OmegaConf.register_new_resolver("fit_dirname", fit_dirname, replace=True)
 
 
 HELP_SEARCH = "--help-search"
+_DIR_OVERRIDE = re.compile(r"^\+{0,2}(hydra\.(?:run|sweep)\.dir)=(.*)$", re.DOTALL)
+
+
+def run_dir_problem(argv: list[str]) -> str | None:
+    """One line when a `hydra.run.dir=` or `hydra.sweep.dir=` argument names a folder that
+    cannot be made because it, or a folder above it, is a file (Hydra would stop with a
+    traceback making it); None when it can be. The part before a `${...}` is what is checked."""
+    for arg in argv:
+        match = _DIR_OVERRIDE.match(arg)
+        if not match:
+            continue
+        key, value = match.group(1), match.group(2).strip().strip("'\"")
+        fixed = value.split("${", 1)[0]
+        if "${" in value:
+            fixed = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+        if not fixed:
+            continue
+        folder = Path(fixed).expanduser()
+        for place in (folder, *folder.parents):
+            if place.exists() or place.is_symlink():
+                if not place.is_dir():
+                    return f"{key}={value}: {place} is a file, not a folder; name another folder"
+                break
+    return None
 
 
 def main() -> float | None:
@@ -106,6 +131,10 @@ def main() -> float | None:
         name = sys.argv[at + 1] if at + 1 < len(sys.argv) else ""
         print(help_search(name), file=console.stdout())
         raise SystemExit(0)
+    problem = run_dir_problem(sys.argv[1:])
+    if problem is not None:
+        print(f"reason: error: {problem}", file=console.stderr())
+        raise SystemExit(1)
     return run()
 
 
@@ -129,7 +158,12 @@ def run(cfg: DictConfig) -> float | None:
                 quiet.enter_context(console.engine_log(log))
                 quiet.enter_context(console.toolkit_warnings())
             try:
-                summary = run_experiment(cfg, out_dir)
+                try:
+                    summary = run_experiment(cfg, out_dir)
+                except RunDirError as exc:  # a refused resume: its message, not a traceback
+                    from reasoning.build import ConfigError
+
+                    raise ConfigError(str(exc)) from None
                 print(format_summary(summary), file=console.stdout())
                 print(f"run dir   {out_dir}", file=console.stdout(), flush=True)
             except Terminated:

@@ -23,7 +23,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,114 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _WHERE = "use another hydra.run.dir (or delete the directory)"
 
 
+# What a reader takes from a run directory, which may be shared, copied or damaged: regular
+# files only (a FIFO would block, a link to /dev/zero never ends), each of a bounded size.
+MAX_JSON_BYTES = 256 * 2**20  # run.json, summary.json, one trace
+MAX_LINE_BYTES = 16 * 2**20  # one line of results.jsonl (a record is a few KiB)
+_READ_CHUNK = 2**20
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be resumed or read as it is (other settings, a corrupt
+    results line, a file that is not a regular file): the message says which file and what to
+    do. `reason` prints it alone, without a traceback."""
+
+
+class UnsafeFileError(RunDirError):
+    """A run-directory file that is not a regular file, or larger than a reader takes."""
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """`path` opened for binary reading, if it is a regular file (a link to one is fine).
+
+    A FIFO, a device (a link to /dev/zero), a socket or a directory is refused with
+    `UnsafeFileError` naming the path, without blocking: the file is opened non-blocking and
+    checked on its descriptor, so it cannot be swapped between the check and the read.
+    FileNotFoundError passes through.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise UnsafeFileError(f"{path}: a directory, not a file") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnsafeFileError(f"{path}: not a regular file ({_kind(mode)}); not read")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> bytes:
+    """A regular file's bytes (`open_regular`), refused (`UnsafeFileError`) past `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    with open_regular(path) as f:
+        # in chunks: read(limit + 1) would allocate the whole limit up front
+        while size <= limit and (chunk := f.read(min(_READ_CHUNK, limit + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise UnsafeFileError(f"{path}: larger than {limit // 2**20} MiB; not read")
+    return data
+
+
+def read_json(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file read with `read_bounded`; ValueError (located) for bad JSON, and for nesting
+    too deep to parse (a RecursionError otherwise)."""
+    data = read_bounded(path, limit)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to read") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 ({exc})") from None
+
+
+def iter_lines(f: Any, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, bytes, bytes consumed) for each line of a binary file, read as a stream.
+
+    A line longer than `limit` is skipped without being held in memory: it comes as None.
+    """
+    lineno = 0
+    while True:
+        raw = f.readline(limit + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) <= limit or raw.endswith(b"\n"):
+            yield lineno, raw, len(raw)
+            continue
+        size = len(raw)
+        while not raw.endswith(b"\n"):
+            raw = f.readline(_READ_CHUNK)
+            if not raw:
+                break
+            size += len(raw)
+        yield lineno, None, size
+
+
 # --- names and records ----------------------------------------------------------------------
 
 
@@ -141,17 +250,22 @@ def read_results(path: Path) -> list[dict[str, Any]]:
         return []
     records: list[dict[str, Any]] = []
     good_bytes = 0
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
+    with open_regular(path) as f:
+        for lineno, raw, _ in iter_lines(f):
+            if raw is None:
+                raise RunDirError(
+                    f"{path}:{lineno}: a result line longer than {MAX_LINE_BYTES // 2**20} MiB"
+                )
             try:
                 records.append(json.loads(raw))
                 good_bytes += len(raw)
-            except json.JSONDecodeError as exc:
-                rest = f.read()
-                if rest.strip():
-                    raise ValueError(f"{path}:{lineno}: corrupt result line ({exc})") from exc
+            except (ValueError, RecursionError) as exc:
+                what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+                if any(line is None or line.strip() for _, line, _ in iter_lines(f)):
+                    raise RunDirError(f"{path}:{lineno}: corrupt result line ({what})") from None
                 break
-    if good_bytes < path.stat().st_size:
+        size = os.fstat(f.fileno()).st_size
+    if good_bytes < size:
         with path.open("r+b") as f:
             f.truncate(good_bytes)
     return records
@@ -337,26 +451,27 @@ def open_run_file(
     fingerprint (else ValueError naming every changed key), and by a toolkit that wrote one
     (results without run.json, or run.json of another format, cannot be checked: refused).
     The selection may change between reruns, so run.json's `selection` is this invocation's.
+    A refusal is a `RunDirError` (a ValueError).
     """
     run_dir = Path(run_dir)
     path = run_dir / RUN_CONFIG
     if not path.exists():
         results = run_dir / RESULTS
-        if results.exists() and results.stat().st_size:
-            raise ValueError(
+        if results.exists() and _nonempty(results):
+            raise RunDirError(
                 f"{run_dir} holds results but no {RUN_CONFIG}, so they cannot be "
                 f"checked against these settings; {_WHERE}"
             )
         _write_run_file(path, fingerprint, run_selection)
         return
     try:
-        previous = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is unreadable ({exc}); {_WHERE}") from exc
+        previous = read_json(path)
+    except ValueError as exc:  # bad JSON, a FIFO, a device, a directory, too large
+        raise RunDirError(f"{path} is unreadable ({exc}); {_WHERE}") from exc
     version = previous.get("format") if isinstance(previous, dict) else None
     if version != RUN_FORMAT or not isinstance(previous.get("fingerprint"), dict):
         older = version is None or (isinstance(version, int) and version < RUN_FORMAT)
-        raise ValueError(
+        raise RunDirError(
             f"{run_dir} was written by {'an older' if older else 'another'} version "
             f"of the toolkit ({RUN_CONFIG} without a settings fingerprint), so resuming "
             f"it cannot be checked against these settings; {_WHERE}"
@@ -366,12 +481,18 @@ def open_run_file(
         shown = "; ".join(changes[:12]) + (
             f"; and {len(changes) - 12} more" if len(changes) > 12 else ""
         )
-        raise ValueError(
+        raise RunDirError(
             f"{run_dir} holds a run with different settings ({shown}); "
             f"set them back to resume, or {_WHERE}"
         )
     if run_selection is not None and previous.get("selection") != run_selection:
         _write_run_file(path, previous["fingerprint"], run_selection)
+
+
+def _nonempty(path: Path) -> bool:
+    """A results file that holds anything (anything but a regular file counts as holding)."""
+    st = path.stat()
+    return not stat.S_ISREG(st.st_mode) or st.st_size > 0
 
 
 def _write_run_file(

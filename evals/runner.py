@@ -36,6 +36,7 @@ from evals.rundir import (
     RESULTS,
     SUMMARY,
     TRACES,
+    RunDirError,
     append_line,
     build_trace,
     flatten,
@@ -233,7 +234,7 @@ class Runner:
             and r["problem_hash"] != problem_hash(by_id[r["id"]])
         ]
         if changed:
-            raise ValueError(
+            raise RunDirError(
                 f"{self.out_dir / RESULTS} holds results for {len(changed)} problem(s) whose "
                 f"question or gold answer has changed since (first: {changed[0]!r}); "
                 "use another hydra.run.dir (or delete the directory)"

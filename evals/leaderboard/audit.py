@@ -18,7 +18,6 @@ for C code the signal cannot interrupt.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,8 +27,8 @@ import pandas as pd
 
 from evals.leaderboard.mv_check import plain_verify
 from evals.leaderboard.runs import Run
-from evals.leaderboard.table import markdown_table
-from evals.rundir import trace_path
+from evals.leaderboard.table import markdown_table, write_safe_csv
+from evals.rundir import read_json, trace_path
 from evals.verify_workers import OUTER_GRACE_S, run_guarded, timed_out
 
 TIMEOUT_S = 5.0
@@ -56,12 +55,12 @@ def raw_output(run: Run, record: dict[str, Any]) -> tuple[str | None, str]:
     """The selected chain's whole text from the trace, else the record's prediction; and which."""
     path = trace_path(run.path, record["id"])
     try:
-        trace = json.loads(path.read_text(encoding="utf-8"))
+        trace = read_json(path)  # a regular file of bounded size: never a FIFO's hang
         selected = trace.get("selected")
         for chain in trace.get("chains") or []:
             if chain.get("id") == selected and isinstance(chain.get("text"), str):
                 return chain["text"], "chain"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError):  # no trace, or not a trace
         pass
     prediction = record.get("prediction")
     return (prediction, "prediction") if isinstance(prediction, str) else (None, "none")
@@ -136,7 +135,7 @@ def audit_runs(
 def write_audit(disagreements: pd.DataFrame, counts: dict[str, int], out_dir: Path) -> list[Path]:
     """audit.csv (every disagreement) and audit.md (the counts and the same rows)."""
     csv_path, md_path = out_dir / "audit.csv", out_dir / "audit.md"
-    disagreements.to_csv(csv_path, index=False)
+    write_safe_csv(disagreements, csv_path)
     shown = disagreements.assign(
         grader=disagreements["grader"].map(_verdict),
         math_verify=disagreements["math_verify"].map(_verdict),
@@ -151,6 +150,7 @@ def write_audit(disagreements: pd.DataFrame, counts: dict[str, int], out_dir: Pa
         + _skipped_note(counts.get("skipped", 0))
         + (markdown_table(shown, AUDIT_COLUMNS) if len(shown) else "No disagreements.\n"),
         encoding="utf-8",
+        errors="replace",
     )
     return [md_path, csv_path]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,19 @@ from evals.leaderboard.html import write_html
 from evals.leaderboard.plots import plot_frontier
 from evals.leaderboard.runs import Run, RunError, read_runs
 from evals.leaderboard.stats import N_BOOTSTRAP, SEED
-from evals.leaderboard.table import build_table, group_runs, write_csv, write_markdown
-from evals.viewer import write_viewer
+from evals.leaderboard.table import (
+    build_table,
+    group_runs,
+    write_csv,
+    write_markdown,
+    write_safe_csv,
+)
+from evals.rundir import TRACES
+from evals.viewer.page import build_viewer
+
+VIEWERS = "viewers"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SEED_CHARS = 40  # of a seed in a viewer folder's name
 
 
 @dataclass
@@ -62,14 +74,16 @@ def build_leaderboard(
         for key in compare:
             find_row(table, key)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out)
     board = Leaderboard(runs, errors, table, groups, equal_compute(table))
     write_markdown(table, out / "leaderboard.md")
     write_csv(table, out / "leaderboard.csv")
     viewers = _write_viewers(table, groups, out, errors) if viewer else {}
     write_html(table, groups, out / "leaderboard.html", [str(e) for e in errors], viewers)
-    (out / "equal-compute.md").write_text(equal_compute_markdown(board.equal_compute), "utf-8")
-    board.equal_compute.to_csv(out / "equal-compute.csv", index=False)
+    (out / "equal-compute.md").write_text(
+        equal_compute_markdown(board.equal_compute), encoding="utf-8", errors="replace"
+    )
+    write_safe_csv(board.equal_compute, out / "equal-compute.csv")
     board.files = [
         out / name
         for name in (
@@ -97,19 +111,58 @@ def build_leaderboard(
     return board
 
 
+def prepare_out(out: Path) -> None:
+    """Create `--out`; OSError (NotADirectoryError, FileExistsError) with one clear message
+    when it, or a folder above it, is a file."""
+    for folder in (out, *out.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"--out {out}: {folder} is a file, not a folder")
+            break
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def viewer_folder(row: int, seed: object) -> str:
+    """`row<N>-seed<S>`: a single folder name whatever the seed holds (a record's `seed` is
+    data: `../../victim` must not leave `--out`); anything but letters, digits, `.`, `_` and
+    `-` becomes `_`, and the seed is cut to SEED_CHARS."""
+    text = _UNSAFE.sub("_", str(seed))[:SEED_CHARS] or "_"
+    return f"row{int(row)}-seed{text}"
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links resolved, is `root` or under it."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
 def _write_viewers(
     table: pd.DataFrame, groups: dict[str, list[Run]], out: Path, errors: list[RunError]
 ) -> dict[str, Path]:
-    """One trace viewer per run, `viewers/row<N>-seed<S>/`; a run without traces is a located
-    error, not a stop."""
+    """One trace viewer per run, `viewers/row<N>-seed<S>/` (`viewer_folder`; a second run of
+    the same name gets `-2`, ...), always under `out`; a run without traces and every
+    unreadable trace are located errors, not a stop."""
     viewers: dict[str, Path] = {}
+    taken: set[str] = set()
     for h, row in zip(table["config_hash"], table["row"], strict=True):
         for run in groups[h]:
-            target = out / "viewers" / f"row{int(row)}-seed{run.seed}"
+            name = base = viewer_folder(int(row), run.seed)
+            k = 1
+            while name in taken:
+                k += 1
+                name = f"{base}-{k}"
+            taken.add(name)
+            target = out / VIEWERS / name
+            if not inside(target, out):  # a link planted in --out: never written through
+                errors.append(RunError(run.path, f"no trace viewer: {target} leads out of {out}"))
+                continue
             try:
-                write_viewer(run.path, target)
+                written = build_viewer(run.path, target)
             except (OSError, ValueError) as exc:
                 errors.append(RunError(run.path, f"no trace viewer: {exc}"))
                 continue
+            errors.extend(
+                RunError(run.path / TRACES / file, f"trace not shown: {why}")
+                for file, why in written.unreadable.items()
+            )
             viewers[str(run.path)] = target
     return viewers

@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # an unknown --compare row: nothing written
         print(f"reason-leaderboard: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # --out names a file, or cannot be written
+        print(f"reason-leaderboard: error: {exc}", file=sys.stderr)
+        return 2
     for error in board.errors:
         print(f"problem   {error}", file=sys.stderr)
     usable = sum(run.usable for run in board.runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +91,13 @@ def compare_rows(
 
 
 def write_comparison(comparison: Comparison, path: Path) -> None:
+    text = comparison.text()
+    # a fence longer than any run of backticks in the text (problem ids, names): none closes it
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall("`+", text)), default=0))
     path.write_text(
         "# Paired comparison\n\n"
         "Accuracy difference on the problems both rows graded, with a 95% paired bootstrap "
-        "interval (the same problems drawn for both rows).\n\n```\n"
-        + comparison.text()
-        + "\n```\n",
+        f"interval (the same problems drawn for both rows).\n\n{fence}\n" + text + f"\n{fence}\n",
         encoding="utf-8",
+        errors="replace",
     )

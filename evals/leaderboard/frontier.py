@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from evals.leaderboard.table import markdown_text
+
 X = "tokens_per_problem"
 Y = "accuracy"
 
@@ -105,8 +107,8 @@ def equal_compute_markdown(long: pd.DataFrame) -> str:
         ).pivot(index=X, columns="controller", values="cell")
         names = list(cells.columns)
         lines = [
-            f"## {dataset}\n",
-            "| tokens per problem | " + " | ".join(names) + " |",
+            f"## {markdown_text(str(dataset))}\n",
+            "| tokens per problem | " + " | ".join(markdown_text(str(n)) for n in names) + " |",
             "| --- | " + " | ".join("---" for _ in names) + " |",
         ]
         lines += [

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -81,15 +82,30 @@ def _board(table: pd.DataFrame) -> str:
     )
 
 
+def relative_href(target: Path, base_dir: Path) -> str:
+    """An href from a page in `base_dir` to `target`: a relative path, percent-encoded, so that
+    no folder name becomes a scheme (`javascript:`), a query or a fragment."""
+    rel = Path(os.path.relpath(target.resolve(), base_dir.resolve())).as_posix()
+    return quote(rel, safe="/")
+
+
 def trace_link(run: Run, problem_id: str, out_dir: Path, viewer: Path | None = None) -> str:
     """One result's page in the run's trace viewer (`viewer`), else its trace JSON; relative to
-    the page, so the page and what it links can move together."""
+    the page, so the page and what it links can move together (`relative_href`)."""
     name = trace_filename(problem_id)
     if viewer is not None:
         target = viewer / PROBLEMS / (Path(name).stem + ".html")
     else:
         target = run.path / TRACES / name
-    return Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()
+    return relative_href(target, out_dir)
+
+
+def _link_folder(run: Run, out_dir: Path, viewer: Path | None) -> tuple[str, bool]:
+    """The href of the folder a run's marks link into (`trace_link`), and whether it is the
+    trace viewer's."""
+    if viewer is not None:
+        return relative_href(viewer / PROBLEMS, out_dir), True
+    return relative_href(run.path / TRACES, out_dir), False
 
 
 def _matrix(
@@ -98,7 +114,8 @@ def _matrix(
     dataset: str,
     out_dir: Path,
     viewers: Mapping[str, Path],
-) -> str:
+) -> Iterator[str]:
+    """The dataset's matrix, a row at a time (a run may hold many problems)."""
     rows = table[table["dataset"] == dataset]
     ids = sorted({r["id"] for h in rows["config_hash"] for run in groups[h] for r in run.records})
     head = "<th>problem</th>" + "".join(
@@ -111,7 +128,17 @@ def _matrix(
         for members in groups.values()
         for run in members
     }
-    body = []
+    # the folder each run's links point into, once per run (not per problem)
+    folders = {
+        str(run.path): _link_folder(run, out_dir, viewers.get(str(run.path)))
+        for h in rows["config_hash"]
+        for run in groups[h]
+    }
+    yield (
+        f"<h3>{escape(dataset)}</h3>"
+        f'<table class="matrix" data-dataset="{escape(dataset)}"><thead><tr>{head}</tr></thead>'
+        "<tbody>"
+    )
     for pid in ids:
         cells = [f'<td class="text">{escape(pid)}</td>']
         for h in rows["config_hash"]:
@@ -123,17 +150,16 @@ def _matrix(
                 verdict = record.get("correct")
                 mark = "\u2713" if verdict else ("?" if verdict is None else "\u2717")
                 solved.append(bool(verdict))
-                href = escape(trace_link(run, pid, out_dir, viewers.get(str(run.path))))
+                folder, viewer = folders[str(run.path)]
+                name = trace_filename(pid)
+                name = Path(name).stem + ".html" if viewer else name
+                href = escape(f"{folder}/{quote(name, safe='')}")
                 links.append(f'<a href="{href}" title="seed {escape(run.seed)}">{mark}</a>')
             share = sum(solved) / len(solved) if solved else math.nan
             cls = "" if not solved else (' class="yes"' if share >= 0.5 else ' class="no"')
             cells.append(f"<td{cls}>{' '.join(links)}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return (
-        f"<h3>{escape(dataset)}</h3>"
-        f'<table class="matrix" data-dataset="{escape(dataset)}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
+        yield f"<tr>{''.join(cells)}</tr>"
+    yield "</tbody></table>"
 
 
 def write_html(
@@ -146,7 +172,6 @@ def write_html(
     """The page: the leaderboard, then per dataset which row solved which problem (✓ right,
     ✗ wrong, ? ungraded; one mark per seed, each a link to that result's trace)."""
     datasets = sorted(set(table["dataset"]))
-    matrices = "".join(_matrix(table, groups, d, path.parent, viewers or {}) for d in datasets)
     errors = (
         "<h2>Problems reading the runs</h2><ul>"
         + "".join(f"<li>{escape(p)}</li>" for p in problems)
@@ -154,7 +179,7 @@ def write_html(
         if problems
         else ""
     )
-    page = f"""<!DOCTYPE html>
+    head = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Leaderboard</title>
 <style>{_STYLE}</style></head><body>
 <h1>Leaderboard</h1>
@@ -166,8 +191,10 @@ Click a header to sort; type to filter. Highlighted rows are incomplete.</p>
 <p>Columns are leaderboard rows; one mark per seed, linking to its search tree in the trace
 viewer:
 \u2713 right, \u2717 wrong, ? not graded.</p>
-{matrices}{errors}
-<script>{_SCRIPT}</script>
-</body></html>
 """
-    path.write_text(page, encoding="utf-8")
+    # written as it is made (matrices can be long); a lone surrogate from a record is replaced
+    with path.open("w", encoding="utf-8", errors="replace") as f:
+        f.write(head)
+        for dataset in datasets:
+            f.writelines(_matrix(table, groups, dataset, path.parent, viewers or {}))
+        f.write(f"{errors}\n<script>{_SCRIPT}</script>\n</body></html>\n")

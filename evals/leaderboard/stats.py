@@ -15,6 +15,15 @@ import pandas as pd
 N_BOOTSTRAP = 2000
 SEED = 0
 LEVEL = 0.95
+# Draws held at once (replicates x problems): a run of many problems is resampled in blocks
+# of replicates, so memory stays bounded (about 8 MiB a block) whatever the number of
+# problems. The generator gives the same numbers in blocks as in one draw: the intervals do
+# not change.
+MAX_CELLS = 2**20
+
+
+def _block(n_problems: int) -> int:
+    return max(1, MAX_CELLS // max(1, n_problems))
 
 
 @dataclass(frozen=True)
@@ -55,10 +64,16 @@ def bootstrap_accuracy(
     n_seeds, n_problems = m.shape
     # a draw with replacement, as how often each seed / problem was drawn (multinomial counts)
     seeds = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_bootstrap)
-    problems = rng.multinomial(n_problems, np.full(n_problems, 1 / n_problems), size=n_bootstrap)
     graded = (~np.isnan(m)).astype(float)
-    hits = np.einsum("bs,sp,bp->b", seeds, np.nan_to_num(m), problems)
-    counts = np.einsum("bs,sp,bp->b", seeds, graded, problems)
+    scores = np.nan_to_num(m)
+    share = np.full(n_problems, 1 / n_problems)
+    hits, counts = np.empty(n_bootstrap), np.empty(n_bootstrap)
+    step = _block(n_problems)
+    for at in range(0, n_bootstrap, step):
+        block = slice(at, min(at + step, n_bootstrap))
+        problems = rng.multinomial(n_problems, share, size=block.stop - block.start)
+        hits[block] = np.einsum("bs,sp,bp->b", seeds[block], scores, problems)
+        counts[block] = np.einsum("bs,sp,bp->b", seeds[block], graded, problems)
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = hits / counts
     samples = samples[counts > 0]
@@ -97,9 +112,17 @@ def paired_bootstrap(
         return PairedDifference(Estimate(nan, nan, nan), 0, nan, nan, [], [])
     diff = (joined["a"] - joined["b"]).to_numpy(dtype=float)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(diff), size=(n_bootstrap, len(diff)))
+    step = _block(len(diff))
+    means = np.concatenate(
+        [
+            diff[rng.integers(0, len(diff), size=(min(step, n_bootstrap - at), len(diff)))].mean(
+                axis=1
+            )
+            for at in range(0, n_bootstrap, step)
+        ]
+    )
     value = float(diff.mean())
-    low, high = _percentiles(diff[draws].mean(axis=1), level)
+    low, high = _percentiles(means, level)
     solved_a, solved_b = joined["a"] >= 0.5, joined["b"] >= 0.5
     return PairedDifference(
         difference=Estimate(value, min(low, value), max(high, value)),

@@ -61,26 +61,43 @@ def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def correct_matrix(runs: Sequence[Run]) -> pd.DataFrame:
-    """Runs x problem ids: 1 correct, 0 wrong, NaN not graded or not run."""
-    rows = {
-        str(run.path): {
-            r["id"]: (float(bool(r["correct"])) if r.get("correct") is not None else np.nan)
-            for r in run.records
-        }
-        for run in runs
-    }
-    return pd.DataFrame.from_dict(rows, orient="index").astype(float)
+    """Runs x problem ids: 1 correct, 0 wrong, NaN not graded or not run. Problems in the order
+    they first appear; built as one float array (a frame from nested dicts took several times
+    the records' memory)."""
+    ids: dict[str, int] = {}
+    for run in runs:
+        for r in run.records:
+            ids.setdefault(r["id"], len(ids))
+    matrix = np.full((len(runs), len(ids)), np.nan)
+    for i, run in enumerate(runs):
+        for r in run.records:
+            if r.get("correct") is not None:
+                matrix[i, ids[r["id"]]] = float(bool(r["correct"]))
+    return pd.DataFrame(matrix, index=[str(run.path) for run in runs], columns=list(ids))
+
+
+def _ledger(record: dict[str, Any], key: str) -> float | None:
+    """A number of the record's ledger (its `costs` as the reader keeps them, else a ledger
+    object); None when absent or not a number (or no ledger)."""
+    costs = record.get("costs")
+    if costs is not None:
+        value = getattr(costs, key, None)
+    else:
+        ledger = record.get("ledger")
+        value = ledger.get(key) if isinstance(ledger, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _per_problem(records: list[dict[str, Any]], key: str) -> float:
-    values = [r.get("ledger", {}).get(key) for r in records]
-    values = [v for v in values if isinstance(v, int | float)]
+    values = [v for v in (_ledger(r, key) for r in records) if v is not None]
     return float(np.mean(values)) if values else math.nan
 
 
 def _cache_hit_rate(records: list[dict[str, Any]]) -> float:
-    prompt = sum(r.get("ledger", {}).get("prompt_tokens") or 0 for r in records)
-    cached = sum(r.get("ledger", {}).get("cached_prompt_tokens") or 0 for r in records)
+    prompt = sum(_ledger(r, "prompt_tokens") or 0 for r in records)
+    cached = sum(_ledger(r, "cached_prompt_tokens") or 0 for r in records)
     return cached / prompt if prompt else math.nan
 
 
@@ -176,6 +193,55 @@ def format_cell(value: Any, column: str = "") -> str:
     return str(value).replace("|", "\\|")
 
 
+# Markdown: what a name from a run directory must not become (raw HTML, a link, an image, a
+# broken row); each is shown as the character it is.
+_MD_ESCAPES = {
+    "\\": "\\\\",
+    "|": "\\|",
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    "[": "\\[",
+    "]": "\\]",
+    "`": "\\`",
+    "\n": " ",
+    "\r": " ",
+}
+
+
+def markdown_text(text: str) -> str:
+    """`text` as inert Markdown inside a table cell or a heading: no raw HTML (`<`, `&`), no
+    link or image (`[`), no code span, no line break, no cell break (`|`)."""
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
+
+
+# A spreadsheet takes a cell that starts with one of these as a formula (`=HYPERLINK(...)`,
+# `@SUM(...)`, `+cmd|...`); such a text cell is written with a leading `'`, which makes it
+# text. A number (`-3`, `+2.5`) stays as it is.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that no spreadsheet evaluates (OWASP's CSV injection advice)."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def write_safe_csv(frame: pd.DataFrame, path: Path) -> None:
+    """`frame` as CSV with every text cell (and header) made safe by `csv_safe`."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):  # object or string dtype
+            safe[column] = safe[column].map(csv_safe)
+    safe.columns = [csv_safe(str(c)) for c in safe.columns]
+    safe.to_csv(path, index=False, errors="replace")
+
+
 def markdown_table(table: pd.DataFrame, columns: Sequence[str]) -> str:
     """A GitHub table (pandas' to_markdown needs `tabulate`, which the toolkit does not ship)."""
     lines = [
@@ -183,10 +249,16 @@ def markdown_table(table: pd.DataFrame, columns: Sequence[str]) -> str:
         "| " + " | ".join("---" for _ in columns) + " |",
     ]
     lines += [
-        "| " + " | ".join(format_cell(row[c], c) for c in columns) + " |"
+        "| " + " | ".join(_markdown_cell(row[c], c) for c in columns) + " |"
         for _, row in table.iterrows()
     ]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(value: Any, column: str) -> str:
+    if isinstance(value, str):
+        return markdown_text(value)
+    return markdown_text(format_cell(value, column).replace("\\|", "|"))
 
 
 def write_markdown(table: pd.DataFrame, path: Path) -> None:
@@ -197,8 +269,8 @@ def write_markdown(table: pd.DataFrame, path: Path) -> None:
         "`done`: how many of the selected problems have a result (k/N).\n\n"
         + markdown_table(table, SHOWN)
     )
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", errors="replace")
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
-    table.to_csv(path, index=False)
+    write_safe_csv(table, path)

@@ -4,6 +4,6 @@
 `python -m evals.viewer RUN_DIR` does the same from the shell. See docs/trace-viewer.md.
 """
 
-from evals.viewer.page import trace_page, write_viewer
+from evals.viewer.page import Viewer, build_viewer, trace_page, write_viewer
 
-__all__ = ["trace_page", "write_viewer"]
+__all__ = ["Viewer", "build_viewer", "trace_page", "write_viewer"]

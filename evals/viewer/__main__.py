@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         index = write_viewer(args.run_dir, args.out)
-    except (FileNotFoundError, NotADirectoryError) as exc:
+    except OSError as exc:  # no traces/, --out naming a file, a folder that cannot be written
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(index)

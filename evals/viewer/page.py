@@ -12,8 +12,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from urllib.parse import quote
 
 import networkx as nx
 
-from evals.rundir import TRACES
+from evals.rundir import TRACES, read_json
 from reasoning.tree import ROOT, NodeStatus
 
 VIEWER = "viewer"
@@ -58,6 +60,53 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def check_trace(trace: Mapping[str, Any]) -> None:
+    """ValueError naming the first part of a trace the pages cannot draw (`tree.nodes[3]: no
+    id`); a trace from a shared run directory is data, and one bad trace is that trace's
+    error, never the viewer's."""
+    for key in ("id", "selected", "question", "gold", "prediction", "error", "error_stage"):
+        value = trace.get(key)
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ValueError(f"{key} is {_a(value)}, not text")
+    tree = trace.get("tree")
+    if tree is not None and not isinstance(tree, Mapping):
+        raise ValueError(f"tree is {_a(tree)}, not an object")
+    tree = tree or {}
+    for key, needs in (("nodes", ("id",)), ("edges", ("source", "target"))):
+        items = tree.get(key) if key == "nodes" else tree.get("edges", tree.get("links"))
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise ValueError(f"tree.{key} is {_a(items)}, not a list")
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"tree.{key}[{i}] is {_a(item)}, not an object")
+            for need in needs:
+                if item.get(need) is None:
+                    raise ValueError(f"tree.{key}[{i}] has no {need}")
+    for key in ("chains",):
+        items = trace.get(key)
+        if items is not None and (
+            not isinstance(items, list) or not all(isinstance(c, Mapping) for c in items)
+        ):
+            raise ValueError(f"{key} is not a list of objects")
+    details = trace.get("details")
+    if details is not None and not isinstance(details, Mapping):
+        raise ValueError(f"details is {_a(details)}, not an object")
+    events = (details or {}).get("events")
+    if events is not None and (
+        not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events)
+    ):
+        raise ValueError("details.events is not a list of objects")
+    ledger = trace.get("ledger")
+    if ledger is not None and not isinstance(ledger, Mapping):
+        raise ValueError(f"ledger is {_a(ledger)}, not an object")
+
+
+def _a(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _edges(tree: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -370,11 +419,42 @@ def index_page(
     return _page(title, body)
 
 
+@dataclass
+class Viewer:
+    """What `build_viewer` wrote: the index page, and each trace it could not show (file name
+    -> why; also listed on the index)."""
+
+    index: Path
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+# Problems a page cannot be made of: a malformed trace (check_trace misses nothing it draws,
+# and these catch the rest), or one nested too deeply to walk.
+_BAD_TRACE = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a page, never through a link (a link planted where a page goes is an OSError)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+        f.write(text)
+
+
 def write_viewer(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write the viewer of a run directory; returns the index page's path.
+    """Write the viewer of a run directory; returns the index page's path (`build_viewer`)."""
+    return build_viewer(run_dir, out_dir).index
+
+
+def build_viewer(run_dir: str | Path, out_dir: str | Path | None = None) -> Viewer:
+    """Write the viewer of a run directory.
 
     Pages go to `out_dir` (default `<run_dir>/viewer`): `index.html` and `problems/*.html`, one
-    per trace. An unreadable trace is listed on the index, not skipped silently.
+    per trace. An unreadable or malformed trace is listed on the index (and in
+    `Viewer.unreadable`), never skipped silently and never a stop. Traces are read as
+    untrusted input (regular files of bounded size, `evals.rundir.read_json`); pages are
+    written only under `out_dir` and nothing there is deleted (a page of a problem no longer
+    in the run stays until its folder is removed by hand).
     """
     run = Path(run_dir)
     traces_dir = run / TRACES
@@ -383,30 +463,41 @@ def write_viewer(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     out = Path(out_dir) if out_dir is not None else run / VIEWER
     pages = out / PROBLEMS
     pages.mkdir(parents=True, exist_ok=True)
-    for old in pages.glob("*.html"):
-        old.unlink()
+    if not pages.resolve().is_relative_to(out.resolve()):
+        raise NotADirectoryError(f"{pages} is a link out of {out}; nothing written")
     loaded: list[tuple[str, dict[str, Any]]] = []
     unreadable: dict[str, str] = {}
     for path in sorted(traces_dir.glob("*.json")):
         try:
-            trace = json.loads(path.read_text(encoding="utf-8"))
+            trace = read_json(path)
             if not isinstance(trace, dict):
                 raise ValueError("not a JSON object")
+            check_trace(trace)
         except (OSError, ValueError) as exc:
             unreadable[path.name] = f"{type(exc).__name__}: {exc}"
             continue
         loaded.append((path.stem + ".html", trace))
     loaded.sort(key=lambda item: _natural(str(item[1].get("id", item[0]))))
+    shown: list[tuple[str, dict[str, Any]]] = []
     for i, (name, trace) in enumerate(loaded):
         nav = {"all problems": f"../{INDEX}"}
         if i > 0:
             nav["previous"] = quote(loaded[i - 1][0])
         if i + 1 < len(loaded):
             nav["next"] = quote(loaded[i + 1][0])
-        text = trace_page(trace, nav=nav)
-        (pages / name).write_text(text, encoding="utf-8", errors="replace")
-    rows = [(f"{PROBLEMS}/{quote(name)}", trace) for name, trace in loaded]
+        try:
+            _write_new(pages / name, trace_page(trace, nav=nav))
+        except (OSError, *_BAD_TRACE) as exc:
+            trace_name = name.removesuffix(".html") + ".json"
+            unreadable[trace_name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            continue
+        shown.append((name, trace))
+    rows = [(f"{PROBLEMS}/{quote(name)}", trace) for name, trace in shown]
     index = out / INDEX
     title = f"Traces of {run.resolve().name}"
-    index.write_text(index_page(title, rows, unreadable), encoding="utf-8", errors="replace")
-    return index
+    try:
+        text = index_page(title, rows, unreadable)
+    except _BAD_TRACE:  # a field of a trace too deep to show: the index without the rows
+        text = index_page(title, [], unreadable | {"(index)": "a trace too deeply nested"})
+    _write_new(index, text)
+    return Viewer(index, unreadable)
