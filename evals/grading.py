@@ -133,11 +133,13 @@ def _local(prediction: str | None, gold: str) -> bool | None:
 def _settle(
     result: tuple[bool | None, str | None] | None, prediction: str, gold: str, timeout_s: float
 ) -> Grade:
-    """A worker's answer as a Grade (None: the outer guard stopped it); decided ones cached."""
+    """A worker's answer as a Grade (None: the outer guard stopped it); decided ones cached,
+    except a verdict that carries its reason (a box of prose), which the cache could not
+    give back."""
     if result is None:
         return Grade(None, timed_out(timeout_s))
     verdict, reason = result
-    if verdict is not None and _short(prediction, gold):
+    if verdict is not None and reason is None and _short(prediction, gold):
         _cache_put((prediction, gold), verdict)
     return Grade(verdict, reason)
 
