@@ -1,7 +1,8 @@
 """Token-logprob statistics: the one implementation every controller and verifier reads.
 
 Two inputs occur: the sampled tokens' logprobs (one float per token) and, per token, the top-k
-alternatives' logprobs (DeepConf's token confidence, self-certainty, HyPER's path statistics).
+alternatives' logprobs as vLLM returns them, the sampled token's included (k + 1 values where it
+is outside the top k): DeepConf's token confidence, self-certainty, HyPER's path statistics.
 Servers that cannot send -inf clamp it to -9999; every statistic here drops that placeholder
 (and NaN, +-inf) before it counts, so a score does not depend on which server produced it.
 """
@@ -72,8 +73,13 @@ def top_probability(top: Iterable[float]) -> float:
 
 
 def token_confidence(top: Sequence[float], k: int | None = None) -> float | None:
-    """DeepConf's c_t = -mean of the k largest usable logprobs at one position (higher: more
-    peaked); None with no usable value."""
+    """DeepConf's c_t = -mean of the usable logprobs at one position (higher: more peaked);
+    None with no usable value.
+
+    With `k=None` (DeepConf's rule, facebookresearch/deepconf `compute_confidence`) every entry
+    the backend returned counts: vLLM returns the top k plus the sampled token, so k + 1 values
+    where the sampled token is outside the top k. An integer `k` keeps only the k largest (the
+    sampled token's own entry then drops out), an older reading kept as an option."""
     vals = sorted(finite_logprobs(top), reverse=True)[:k]
     return -sum(vals) / len(vals) if vals else None
 

@@ -4,11 +4,13 @@ hand-computed scores, bad logprobs (the -9999 placeholder), and the real engine.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 
 from evals.grading import Grader
 from reasoning import Chain, Context, Problem
+from reasoning.backends.vllm_engine import top_alternatives
 from reasoning.logprobs import (
     min_group_confidence,
     self_certainty_score,
@@ -104,6 +106,49 @@ def test_the_placeholder_is_dropped_by_every_top_k_statistic() -> None:
     assert token_confidence([-9999.0, math.nan]) is None
     assert top_probability([-9999.0, -math.inf]) == 0.0
     assert top_probability([HALF, -9999.0]) == pytest.approx(0.5)
+
+
+@dataclass(frozen=True)
+class _VllmLogprob:
+    """The fields of vLLM's `Logprob` that the engine backend reads."""
+
+    logprob: float
+    rank: int
+    decoded_token: str
+
+
+# One position as vLLM returns it with logprobs=3: the top 3, plus the sampled token (id 7,
+# rank 5) because it is outside them.
+OUTSIDE = {
+    1: _VllmLogprob(-0.5, 1, "a"),
+    2: _VllmLogprob(-1.5, 2, "b"),
+    3: _VllmLogprob(-2.0, 3, "c"),
+    7: _VllmLogprob(-4.0, 5, "s"),
+}
+
+
+def test_token_confidence_averages_every_returned_entry_as_deepconf() -> None:
+    """DeepConf's compute_confidence (facebookresearch/deepconf, deepconf/utils.py) averages
+    all the entries vLLM returns at a position: k + 1 when the sampled token is outside the
+    top k. `k` keeps only the k largest (the older reading)."""
+    table = [-0.5, -1.5, -2.0, -4.0]
+    assert token_confidence(table) == pytest.approx(8.0 / 4)
+    assert token_confidence(table, k=3) == pytest.approx(4.0 / 3)
+    assert tail_confidence([table], window=4) == pytest.approx(2.0)
+
+
+def test_the_engine_backend_keeps_the_sampled_token_outside_the_top_k() -> None:
+    """Both backends hand over every entry vLLM returns (vLLM's server sends the sampled token
+    too): the engine used to drop it, so its confidence was the top-k mean."""
+    texts, ids = top_alternatives((7,), [OUTSIDE], 3) or ((), ())
+    assert ids == ((1, 2, 3, 7),)  # rank order, the sampled token last
+    assert texts == ({"a": -0.5, "b": -1.5, "c": -2.0, "s": -4.0},)
+    assert token_confidence(list(texts[0].values())) == pytest.approx(2.0)
+    # a sampled token inside the top k is one of the k entries vLLM sends
+    inside = {k: v for k, v in OUTSIDE.items() if k != 7}
+    texts, ids = top_alternatives((2,), [inside], 3) or ((), ())
+    assert ids == ((1, 2, 3),) and len(texts[0]) == 3
+    assert top_alternatives((7,), [OUTSIDE], None) is None
 
 
 def test_window_min_mean_of_a_hand_sequence() -> None:

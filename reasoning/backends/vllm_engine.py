@@ -54,18 +54,18 @@ def sampled_logprobs(token_ids: Any, logprobs: Any) -> tuple[float, ...] | None:
 def top_alternatives(
     token_ids: Any, logprobs: Any, k: int | None
 ) -> tuple[tuple[dict[str, float], ...], tuple[tuple[int, ...], ...]] | None:
-    """Per position, {token text: logprob} of the k most likely tokens (sampled one excluded
-    unless it is among them), and their ids in rank order."""
+    """Per position, {token text: logprob} of every entry vLLM returned, and their ids in rank
+    order: the k most likely tokens plus the sampled one, so k + 1 entries where it is outside
+    the top k (as vLLM's own server sends them, and as DeepConf's token confidence reads them:
+    `reasoning.logprobs.token_confidence`)."""
     if logprobs is None or not k:
         return None
     texts, ids = [], []
-    for tid, pos in zip(token_ids, logprobs, strict=False):
+    for _, pos in zip(token_ids, logprobs, strict=False):
         ranked = sorted(pos.items(), key=lambda kv: kv[1].rank if kv[1].rank else 0)
         top: dict[str, float] = {}
         order: list[int] = []
         for other, lp in ranked:
-            if other == tid and (lp.rank or 0) > k:
-                continue
             top[lp.decoded_token if lp.decoded_token is not None else str(other)] = float(
                 lp.logprob
             )
