@@ -5,14 +5,18 @@ each round a controller reads cheap per-path statistics (tail and group confiden
 top-k logprobs, length, the answer written so far and its agreement with the others) and the
 phase phi = tokens spent / token budget, then EXPANDS (forks the most confident paths) early or
 while the answers disagree, or REDUCES (aborts the least confident fraction rho(phi)) late or once
-they agree. Token-fork refinement re-decodes one uncertain token with its runner-up
-alternatives, and the final answer is a length- and confidence-weighted vote.
+they agree. Refinement re-decodes one uncertain token inside its path (`refine=in_path`: the
+path continues from its prefix plus the best alternative token, no path is added; `fork`: up to
+`refine_siblings` sibling paths force the runner-up tokens), and the final answer is a length-
+and confidence-weighted vote.
 
-Reconstruction: the paper publishes the components, not its thresholds or exact rules. The
-rule above, rho(phi) = max_reduce_fraction * phi, the diversity measure and every default here
-are ours, each a key. The paper's native refinement changes the MoE router for one token;
-stock vLLM cannot steer routing, so refinement here forces the 2nd/3rd most likely token
-instead (an approximation that works on dense models too).
+Reconstruction: the paper describes the components and links its code (github
+ShengxuanQiu/HyPER), which is not retrievable here, so its thresholds and exact rules could not
+be read. The rule above, rho(phi) = max_reduce_fraction * phi, the diversity measure and every
+default here are ours, each a key. The paper's native refinement changes the MoE router for one
+token inside a path, without resampling the path; stock vLLM cannot steer routing, so refinement
+here forces the most likely other token at that position instead (an approximation that works on
+dense models too).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from reasoning.answers import last_box_closed
 from reasoning.budget import Budget
@@ -158,6 +162,8 @@ class _Path:
     chain: Chain
     fresh: bool = True
     last: Chunk | None = None  # this round's chunk, for refinement
+    # the chain before an in-path refinement, until the refined chain decodes a chunk of its own
+    unrefined: Chain | None = None
 
 
 @dataclass
@@ -166,8 +172,9 @@ class _Tally:
     forks: int = 0
     reductions: int = 0  # rounds that aborted paths
     aborted: int = 0
-    refinements: int = 0  # refined tokens (each spawns up to refine_siblings paths)
-    refined_paths: int = 0
+    refinements: int = 0  # refined tokens
+    refined_paths: int = 0  # sibling paths added by refine=fork
+    refined_in_place: int = 0  # paths rewritten in place by refine=in_path
     closed: int = 0  # open paths closed by the finisher
     rounds: int = 0
 
@@ -203,10 +210,18 @@ class HyPER(Sampled):
     """forks per expansion: the expand_top most confident open paths"""
     max_reduce_fraction: Fraction = 0.5
     """reduction aborts max_reduce_fraction * phase of the open paths (< 1)"""
+    confidence_entries: Literal["returned", "top_k"] = "returned"
+    """token confidence averages every logprob entry the backend returned ("returned": the top
+    k plus the sampled token when it is outside them, as DeepConf does) or the k largest
+    ("top_k")"""
+    refine: Literal["in_path", "fork"] = "in_path"
+    """in_path: the path continues from its prefix plus the best other token at the refined
+    position, no path added (the paper's exploitation); fork: refine_siblings new paths force
+    the next most likely tokens there"""
     refine_threshold: Fraction = 0.4
     """top-1 probability under which a token may be refined"""
     refine_siblings: NonNegativeCount = 2
-    """paths forked per refined token, forcing the next most likely tokens"""
+    """refine=fork: paths forked per refined token, forcing the next most likely tokens"""
     max_refinements: NonNegativeCount = 4
     """refined tokens per problem"""
     length_penalty: NonNegativeFloat = 1.0
@@ -270,8 +285,13 @@ class HyPER(Sampled):
         assert ctx.judge is not None
         return ctx.judge.extract(chain.text)
 
+    @property
+    def _entries(self) -> int | None:
+        """The k of `token_confidence`: None averages every entry returned (DeepConf)."""
+        return self.top_logprobs if self.confidence_entries == "top_k" else None
+
     def _tail(self, chain: Chain) -> float:
-        return tail_confidence(chain.top_logprobs or (), self.tail_window, self.top_logprobs)
+        return tail_confidence(chain.top_logprobs or (), self.tail_window, self._entries)
 
     async def _stats(
         self, ctx: Context, pool: list[_Path]
@@ -286,7 +306,7 @@ class HyPER(Sampled):
                 {
                     "tail_confidence": round(self._tail(p.chain), 6),
                     "min_group_confidence": round(
-                        min_group_confidence(top, self.group_window, self.top_logprobs), 6
+                        min_group_confidence(top, self.group_window, self._entries), 6
                     ),
                     "length": p.chain.tokens,
                     "answer": answers[i],
@@ -318,20 +338,30 @@ class HyPER(Sampled):
             pool.remove(victim)  # identity: _Path compares by object
         return max(0, count)
 
-    def _refine(self, ctx: Context, pool: list[_Path], room: int, at_round: int) -> int:
-        """Fork siblings at the pool's least confident uncertain token of this round."""
+    def _least_confident(
+        self, paths: Sequence[_Path], alternatives: int
+    ) -> tuple[RefineSite, _Path] | None:
+        """The least confident refinable token among `paths`' chunks of this round, and its
+        path (ties: the first path)."""
+        sites = [
+            (site, p)
+            for p in paths
+            if p.last is not None
+            and (site := refine_site(p.last, self.refine_threshold, self._entries, alternatives))
+        ]
+        return min(sites, key=lambda sp: sp[0].confidence) if sites else None
+
+    def _refine_fork(self, ctx: Context, pool: list[_Path], room: int, at_round: int) -> int:
+        """refine=fork: siblings at the pool's least confident uncertain token of this round,
+        each forcing one of the next most likely tokens (new paths, competing for max_paths and
+        the budget). Returns the paths added."""
         capacity = min(self.refine_siblings, self.max_paths - len(pool), room)
         if capacity <= 0:
             return 0
-        sites = [
-            (site, p)
-            for p in pool
-            if p.last is not None
-            and (site := refine_site(p.last, self.refine_threshold, self.top_logprobs, capacity))
-        ]
-        if not sites:
+        found = self._least_confident(pool, capacity)
+        if found is None:
             return 0
-        site, path = min(sites, key=lambda sp: sp[0].confidence)  # ties: the first path
+        site, path = found
         parent = path.chain
         for forced, logprob in site.alternatives:
             kid = fork_at(ctx, parent, site.position, forced, logprob=logprob)
@@ -344,6 +374,32 @@ class HyPER(Sampled):
             refined_confidence=round(site.confidence, 6),
         )
         return len(site.alternatives)
+
+    def _refine_in_path(self, ctx: Context, pool: list[_Path], at_round: int) -> int:
+        """refine=in_path: the open path holding the pool's least confident uncertain token of
+        this round is replaced by itself up to that token plus the most likely other token, and
+        continues from there next round: the same path (not a new sample), no path added. The
+        tokens it had decoded after that position are dropped (they were spent). A path that
+        expansion just copied is left alone (its copy continues the unrefined prefix). Returns
+        the paths rewritten (0 or 1)."""
+        held = [id(p.chain) for p in pool]
+        candidates = [p for p in pool if not p.chain.finished and held.count(id(p.chain)) == 1]
+        found = self._least_confident(candidates, 1)
+        if found is None:
+            return 0
+        site, path = found
+        ((forced, logprob),) = site.alternatives
+        old = path.chain
+        kid = fork_at(ctx, old, site.position, forced, logprob=logprob)
+        ctx.tree.annotate(kid.id, refined_at_round=at_round, refined_in_path=True)
+        ctx.tree.mark_pruned(
+            old.id,
+            refined_at=site.position,
+            refined_confidence=round(site.confidence, 6),
+            replaced_by=kid.id,
+        )
+        path.unrefined, path.chain, path.last = old, kid, None
+        return 1
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -401,7 +457,7 @@ class HyPER(Sampled):
                     if p.fresh and not p.chain.token_ids:
                         pool.remove(p)  # refused before it began: no path to keep
                     continue
-                p.chain, p.last, p.fresh = chunk.chain, chunk, False
+                p.chain, p.last, p.fresh, p.unrefined = chunk.chain, chunk, False, None
             if not any(c.decoded for c in chunks):
                 stop = ctx.stopped_by or "budget"
                 break
@@ -421,13 +477,26 @@ class HyPER(Sampled):
 
     def _drop_unstarted(self, ctx: Context, pool: list[_Path]) -> list[_Path]:
         """Forks the search stopped before they decoded anything of their own: a copy would vote
-        twice for its parent's answer, and a refined sibling holds one forced token."""
+        twice for its parent's answer, and a refined sibling holds one forced token. A path
+        refined in place that never decoded after it gets its unrefined chain back (it would end
+        on the forced token)."""
+        for p in pool:
+            if p.unrefined is not None:
+                ctx.tree.mark_pruned(p.chain.id, unstarted=True)
+                ctx.tree.mark(p.unrefined.id, NodeStatus.EXPANDED, refinement_undone=True)
+                p.chain, p.unrefined = p.unrefined, None
         kept = [p for p in pool if not p.fresh]
         shared = {p.chain.id for p in kept}
         for p in pool:
             if p.fresh and p.chain.id not in shared and p.chain.id in ctx.tree:
                 ctx.tree.mark_pruned(p.chain.id, unstarted=True)
         return kept
+
+    def _continues(self, ctx: Context, pool: list[_Path], spent: int, budget: int) -> bool:
+        """Whether the loop will decode another round (its own stop test): a path refined in
+        place must be able to go on from the forced token."""
+        open_count = sum(not p.chain.finished for p in pool)
+        return not ctx.exhausted() and spent + open_count * self._reserve() < budget
 
     async def _control(
         self, ctx: Context, pool: list[_Path], tally: _Tally, spent: int, budget: int
@@ -441,7 +510,7 @@ class HyPER(Sampled):
         phase = min(1.0, spent / budget) if budget > 0 else 1.0
         diversity = answer_diversity(clusters)
         open_count = sum(not p.chain.finished for p in pool)
-        forked = aborted = refined = 0
+        forked = aborted = refined = in_place = 0
         rule = "reduce"
         if open_count:
             # nothing is forked once a Context limit is reached: the fork could never run
@@ -453,14 +522,18 @@ class HyPER(Sampled):
             else:
                 aborted = self._reduce(ctx, pool, phase, at_round)
             if tally.refinements < self.max_refinements:
-                refined = self._refine(ctx, pool, room, at_round)
+                if self.refine == "fork":
+                    refined = self._refine_fork(ctx, pool, room, at_round)
+                elif self._continues(ctx, pool, spent, budget):
+                    in_place = self._refine_in_path(ctx, pool, at_round)
         action = "expand" if forked else "reduce" if aborted else "hold"
         tally.expansions += bool(forked)
         tally.forks += forked
         tally.reductions += bool(aborted)
         tally.aborted += aborted
-        tally.refinements += bool(refined)
+        tally.refinements += bool(refined) + in_place
         tally.refined_paths += refined
+        tally.refined_in_place += in_place
         ctx.record(
             EventKind.HYPER,
             **{
@@ -475,6 +548,7 @@ class HyPER(Sampled):
                 "forked": forked,
                 "aborted": aborted,
                 "refined": refined,
+                "refined_in_place": in_place,
                 "tokens": spent,
             },
         )
@@ -499,8 +573,10 @@ class HyPER(Sampled):
             "forks": tally.forks,
             "reductions": tally.reductions,
             "aborted": tally.aborted,
+            "refine": self.refine,
             "refinements": tally.refinements,
             "refined_paths": tally.refined_paths,
+            "refined_in_place": tally.refined_in_place,
             "closed_by_finisher": tally.closed,
             "rounds": tally.rounds,
             "stop": stop,

@@ -19,7 +19,7 @@ from reasoning.settings import fields_of
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
 from search import HyPER
-from search.chunked import Chunk, ChunkSampling, decode_chunks, start_chain
+from search.chunked import Chunk, ChunkSampling, decode_chunks, fork_at, start_chain
 from search.hyper import (
     ANSWER_CUE,
     _Path,
@@ -73,6 +73,17 @@ async def test_hyper_confidence_ignores_the_servers_minus_9999_placeholder() -> 
     (without,), _ = await search._stats(ctx, [_Path(clean)])
     assert with_placeholder == without
     assert without["min_group_confidence"] == pytest.approx(1.0625, abs=1e-6)
+
+
+def test_hyper_confidence_counts_the_sampled_token_outside_the_top_k() -> None:
+    """A position whose sampled token is outside the top k comes with k + 1 entries (vLLM);
+    HyPER's confidence averages them all by default, as DeepConf's compute_confidence does
+    (facebookresearch/deepconf, deepconf/utils.py); `confidence_entries=top_k` keeps the k
+    largest, the older reading."""
+    rows = ((-0.5, -1.5, -2.0, -4.0),) * 4  # k = 3, the sampled token's -4.0 is the 4th
+    chain = Chain(steps=("thinking",), tokens=4, top_logprobs=rows, delimiter="")
+    assert HyPER(top_logprobs=3)._tail(chain) == pytest.approx(8.0 / 4)
+    assert HyPER(top_logprobs=3, confidence_entries="top_k")._tail(chain) == pytest.approx(4 / 3)
 
 
 def test_answers_diversity_and_agreement() -> None:
@@ -227,11 +238,18 @@ def refine_table(before: str, piece: str) -> dict[str, float]:
     return special.get(piece, {piece: -0.05, " Z8": -4.0, " Z9": -5.0})
 
 
-async def test_refinement_forks_the_runner_up_tokens_from_the_exact_prefix() -> None:
+async def test_fork_refinement_forks_the_runner_up_tokens_from_the_exact_prefix() -> None:
+    """refine=fork (the option; in_path is the default): siblings added to the pool."""
     gen = TokenScript(follow(REFINE_TRACE, fallback=" so \\boxed{7}"), refine_table)
     ctx = context(gen, Budget(generated_tokens=1000))
     search = HyPER(
-        n=2, max_paths=4, round_tokens=8, top_logprobs=3, expand_top=0, max_refinements=1
+        n=2,
+        max_paths=4,
+        round_tokens=8,
+        top_logprobs=3,
+        expand_top=0,
+        max_refinements=1,
+        refine="fork",
     )
     out = await search.run(PROBLEM, ctx)
     head = gen.tokenize(gen.render(PROBLEM))
@@ -266,6 +284,76 @@ async def test_refinement_forks_the_runner_up_tokens_from_the_exact_prefix() -> 
     }
     assert out.answer == "7" and out.chain is out.chains[2]
     assert out.tree.status(out.chains[2].id) == NodeStatus.SELECTED
+
+
+async def test_in_path_refinement_rewrites_the_token_without_adding_a_path() -> None:
+    """The default (the paper's exploitation inside a path): the least confident path is
+    replaced by its prefix up to " to" plus the best other token (" Z5"), and goes on from
+    there as the same path; the pool keeps 2 paths and 2 samples."""
+    gen = TokenScript(follow(REFINE_TRACE, fallback=" so \\boxed{7}"), refine_table)
+    ctx = context(gen, Budget(generated_tokens=1000))
+    search = HyPER(
+        n=2, max_paths=4, round_tokens=8, top_logprobs=3, expand_top=0, max_refinements=1
+    )
+    assert search.refine == "in_path"
+    out = await search.run(PROBLEM, ctx)
+    head = gen.tokenize(gen.render(PROBLEM))
+    refined, untouched = out.chains
+    z5 = gen.tokenize(" Z5")[0]
+    ids = untouched.token_ids or ()
+    assert (refined.token_ids or ())[:6] == ids[:5] + (z5,)  # the token changed in place
+    assert [c.text for c in out.chains] == ["we add 4 and 5 Z5 so \\boxed{7}", REFINE_TRACE]
+    # round 2 continued the refined path from its new prefix, not from a new sample
+    assert sorted(gen.token_prompts[2:]) == sorted([head + ids[:5] + (z5,), head + ids[:8]])
+    assert len(gen.token_prompts) == 4
+    assert out.ledger.samples == 2 and out.ledger.generated_tokens == 8 * 2 + 2 * 2
+    assert [e["paths"] for e in ctx.events] == [2] * len(ctx.events)
+    assert [e["refined_in_place"] for e in ctx.events][0] == 1
+    assert all(e["refined"] == 0 for e in ctx.events)
+    assert out.details["refine"] == "in_path"
+    assert out.details["refinements"] == out.details["refined_in_place"] == 1
+    assert out.details["refined_paths"] == 0
+    # the tree: the unrefined chain is dropped for the rewritten one
+    forced = out.tree.parents(refined.id)[0]
+    (old,) = out.tree.parents(forced)
+    assert out.tree.status(old) == NodeStatus.PRUNED
+    assert out.tree.node(old)["refined_at"] == 5 and out.tree.node(old)["replaced_by"] == forced
+    assert out.tree.node(forced)["refined_in_path"] is True
+    # the vote, as in the fork test: the rewritten path (8 tokens) against the original (10)
+    default = (0.05 + 4.0 + 5.0) / 3
+    original = (7 * default + 1.6 + 1.4 + 1.1) / 10
+    rewritten = (5 * default + 1.6 + 1.4 + 1.1) / 8
+    assert out.details["votes"] == {
+        "7": pytest.approx(rewritten, abs=1e-5),
+        "9": pytest.approx(original * 8 / 10, abs=1e-5),
+    }
+    assert out.answer == "7"
+
+
+async def test_in_path_refinement_leaves_a_path_just_copied_by_expansion() -> None:
+    """A path that expansion copied this round is not rewritten: its copy would continue
+    from a chain the tree had dropped."""
+    gen = TokenScript(follow(REFINE_TRACE, fallback=" so \\boxed{7}"), refine_table)
+    ctx = context(gen, Budget(generated_tokens=1000))
+    search = HyPER(n=2, max_paths=4, round_tokens=8, top_logprobs=3, expand_top=2)
+    out = await search.run(PROBLEM, ctx)
+    assert ctx.events[0]["forked"] == 2 and ctx.events[0]["refined_in_place"] == 0
+    assert out.details["refined_paths"] == 0
+
+
+def test_a_path_refined_in_place_that_never_decoded_again_gets_its_chain_back() -> None:
+    gen = TokenScript(follow("x"))
+    ctx = context(gen)
+    ids = tuple(gen.tokenize(" a b c d e f"))
+    old = replace(hand(1.0, tokens=len(ids)), token_ids=ids)
+    ctx.tree.add(old, NodeStatus.EXPANDED)
+    kid = fork_at(ctx, old, 3, gen.tokenize(" z")[0])
+    ctx.tree.mark_pruned(old.id, replaced_by=kid.id)
+    pool = [_Path(kid, fresh=False, unrefined=old)]
+    kept = HyPER()._drop_unstarted(ctx, pool)
+    assert [p.chain for p in kept] == [old] and kept[0].unrefined is None
+    assert ctx.tree.status(old.id) == NodeStatus.EXPANDED
+    assert ctx.tree.status(kid.id) == NodeStatus.PRUNED
 
 
 async def test_the_weighted_vote_lets_a_short_confident_minority_win() -> None:
@@ -380,6 +468,8 @@ async def test_paths_refused_before_they_start_are_dropped() -> None:
         ("max_reduce_fraction", 1.0),
         ("explore_until", 1.5),
         ("refine_threshold", math.nan),
+        ("refine", "sideways"),
+        ("confidence_entries", "all"),
         ("length_penalty", -1),
         ("answer_tokens", -1),
         ("answer_cue", 3),
