@@ -332,6 +332,42 @@ def test_fork_join_verifier_keeps_the_best_scored_thread() -> None:
     assert out.answer == "11" and ctx.ledger.verifier_calls == 3
 
 
+class WordVerifier:
+    """Scores a step 0 if it says "bad", 0.5 if it says "meh", else 1; records what it read."""
+
+    name = "words"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ...]] = []
+
+    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
+        self.seen += [c.steps for c in chains]
+        return [
+            [0.0 if "bad" in s else 0.5 if "meh" in s else 1.0 for s in c.steps] for c in chains
+        ]
+
+
+@pytest.mark.parametrize(("reduction", "answer"), [("model", "11"), ("last", "3")])
+def test_fork_join_model_reduction_scores_each_thread_as_one_step(
+    reduction: str, answer: str
+) -> None:
+    # thread 1's last step looks good but its whole text does not; thread 2 is "meh" throughout
+    replies = iter(["a bad start\n\n\nthen a fine \\boxed{3}", "a meh guess \\boxed{11}"])
+    gen = ScriptedThreads([(HEAD, ("Plan.", "\n\n")), ("\n\n", lambda p, s: (next(replies), None))])
+    verifier = WordVerifier()
+    ctx = Context(PROBLEM, gen, judge=Grader(), verifier=verifier)
+    strategy = ForkJoin(**{"threads": 2, "join": "verifier", "step_reduction": reduction})
+    out = run(Threads(strategy=strategy).run(PROBLEM, ctx))
+    assert out.answer == answer
+    if reduction == "model":  # one step per thread, newline runs collapsed
+        assert verifier.seen == [
+            ("Plan.\na bad start\nthen a fine \\boxed{3}",),
+            ("Plan.\na meh guess \\boxed{11}",),
+        ]
+    else:
+        assert all(len(steps) > 1 for steps in verifier.seen[:1])
+
+
 def test_a_plan_cut_by_its_cap_is_forked_where_it_was_cut() -> None:
     gen = ScriptedThreads(
         [(HEAD, ("a plan that goes on and on", "\n\n")), ("that", ("\\boxed{11}", None))]
