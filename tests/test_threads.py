@@ -169,10 +169,31 @@ def test_a_thread_cut_by_its_cap_is_closed_and_ends_the_rollout() -> None:
     assert out.answer is None or "11" not in out.chain.text
 
 
-def test_a_thread_ended_by_eos_is_closed_and_the_rollout_goes_on() -> None:
+def test_a_thread_ended_by_eos_ends_the_rollout_after_the_join() -> None:
+    # the evaluator's end_seq: the thread lacks </Thread>, so the rollout is returned as joined
     gen = ScriptedThreads(weaver_rules(thread2=(" 2 * 3 = 6", None)))
     ctx = context(gen)
     out = run(Threads(strategy=ThreadWeaver(**{"prefix": ""})).run(PROBLEM, ctx))
+    ctx.settle(out)
+    joined = "\n<Thread>\n1: 2 + 3 = 5</Thread><Thread>\n2: 2 * 3 = 6</Thread>\n"
+    assert out.chain is not None and out.chain.text == SEQ + "</Outlines>" + joined
+    assert out.chain.finish_reason == "eos"
+    assert not any(p.endswith("</Thread>\n") for p, _ in gen.calls)  # no continuation
+    assert len(gen.calls) == 3
+    # 4 (plan and block), 6 and 6 (threads), nothing after the join
+    assert ctx.ledger.generated_tokens == 4 + 6 + 6  # EOS is a token, as the stop is
+    assert ctx.ledger.critical_path_tokens == 4 + 6
+    node = ctx.tree.node(out.chains[0].id)
+    assert node["finish_reason"] == "eos" and len(ctx.tree.parents(out.chains[0].id)) == 2
+    assert out.details["rollouts"][0]["notes"] == ["a thread ended at EOS without </Thread>"]
+
+
+def test_a_thread_ended_by_eos_is_closed_and_the_rollout_goes_on() -> None:
+    # eos_ends_rollout=false: our rule before (decoding goes on after the join)
+    gen = ScriptedThreads(weaver_rules(thread2=(" 2 * 3 = 6", None)))
+    ctx = context(gen)
+    strategy = ThreadWeaver(**{"prefix": "", "eos_ends_rollout": False})
+    out = run(Threads(strategy=strategy).run(PROBLEM, ctx))
     assert (
         out.chain is not None and "<Thread>\n2: 2 * 3 = 6</Thread>\n</Parallel>" in out.chain.text
     )
@@ -233,7 +254,8 @@ def test_the_default_prefix_forks_an_untrained_model() -> None:
         ]
     )
     ctx = context(gen)
-    out = run(Threads(strategy=ThreadWeaver()).run(PROBLEM, ctx))
+    # thread 2 ends at EOS: with the option set the rollout goes on after the join
+    out = run(Threads(strategy=ThreadWeaver(eos_ends_rollout=False)).run(PROBLEM, ctx))
     assert out.chain is not None and out.chain.text.startswith(DEFAULT_PREFIX + "\n<Thread>\n1:")
     assert len(gen.calls) == 3  # no decode before the forced block: it forks at once
     assert ctx.ledger.samples == 1  # the rollout's sample starts with its first thread
@@ -308,6 +330,42 @@ def test_fork_join_verifier_keeps_the_best_scored_thread() -> None:
     assert search.verifier_use is not None
     out = run(search.run(PROBLEM, ctx))
     assert out.answer == "11" and ctx.ledger.verifier_calls == 3
+
+
+class WordVerifier:
+    """Scores a step 0 if it says "bad", 0.5 if it says "meh", else 1; records what it read."""
+
+    name = "words"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ...]] = []
+
+    async def score(self, problem: Problem, chains: list[Chain]) -> list[list[float]]:
+        self.seen += [c.steps for c in chains]
+        return [
+            [0.0 if "bad" in s else 0.5 if "meh" in s else 1.0 for s in c.steps] for c in chains
+        ]
+
+
+@pytest.mark.parametrize(("reduction", "answer"), [("model", "11"), ("last", "3")])
+def test_fork_join_model_reduction_scores_each_thread_as_one_step(
+    reduction: str, answer: str
+) -> None:
+    # thread 1's last step looks good but its whole text does not; thread 2 is "meh" throughout
+    replies = iter(["a bad start\n\n\nthen a fine \\boxed{3}", "a meh guess \\boxed{11}"])
+    gen = ScriptedThreads([(HEAD, ("Plan.", "\n\n")), ("\n\n", lambda p, s: (next(replies), None))])
+    verifier = WordVerifier()
+    ctx = Context(PROBLEM, gen, judge=Grader(), verifier=verifier)
+    strategy = ForkJoin(**{"threads": 2, "join": "verifier", "step_reduction": reduction})
+    out = run(Threads(strategy=strategy).run(PROBLEM, ctx))
+    assert out.answer == answer
+    if reduction == "model":  # one step per thread, newline runs collapsed
+        assert verifier.seen == [
+            ("Plan.\na bad start\nthen a fine \\boxed{3}",),
+            ("Plan.\na meh guess \\boxed{11}",),
+        ]
+    else:
+        assert all(len(steps) > 1 for steps in verifier.seen[:1])
 
 
 def test_a_plan_cut_by_its_cap_is_forked_where_it_was_cut() -> None:

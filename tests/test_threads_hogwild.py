@@ -5,6 +5,7 @@ finisher, the tree and its critical path, round metrics and the budget, on scrip
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -12,14 +13,16 @@ import pytest
 
 from evals.grading import Grader
 from reasoning import Budget, Context, Problem
+from reasoning.settings import SettingsError
 from reasoning.tree import ROOT, NodeStatus
 from reasoning.types import Completion, Delta, FinishReason, Prompt, Sampling
 from search.threads.hogwild import (
     FINISHER,
     QUICK_CHECK,
     Hogwild,
-    default_rules,
     ends_step,
+    paper_rules,
+    short_rules,
 )
 from search.threads.runtime import RolloutResult
 from tests.fakes import RuleGenerator, always
@@ -121,6 +124,61 @@ def run(
 # --- helpers ----------------------------------------------------------------------------------
 
 
+def chat(question: str) -> str:
+    """The Workers' chat template, as the strategy renders the examples' questions."""
+    return f"<user>{question}</user>\n<assistant>\n"
+
+
+def test_the_default_rules_have_the_references_parts_in_the_user_message() -> None:
+    rules = paper_rules(["Alice", "Bob"], chat)
+    # the rules of the shared workspace, examples, suggestions on collaborating, the task
+    parts = ["# Working together", "# Examples", "# How to work together", "# The problem"]
+    assert all(part in rules for part in parts)
+    assert [rules.index(part) for part in parts] == sorted(rules.index(part) for part in parts)
+    assert "Alice and Bob" in rules and "\\boxed{answer}" in rules
+    for header in ("### Work in progress (others)", "### Work in progress (own)", "<...>"):
+        assert header in rules  # the workspace's layout, explained and shown
+    # few-shot exchanges of two workers, each question in the model's chat template
+    examples = rules.split("<example>")[1:]
+    assert len(examples) >= 3 and all("</example>" in e for e in examples)
+    assert all("**Alice [" in e and "**Bob [" in e for e in examples)
+    assert chat("Find the sum of the squares of the integers from 1 to 6.") in rules
+    assert len(rules) > 4 * len(short_rules(["Alice", "Bob"]))
+    # the default: the rules and the problem are one user message, as the reference passes them
+    gen = Workers()
+    run(gen, rules=None, max_thread_tokens=2)
+    head = chat(f"{rules}\n\nWhat is 2 + 2?")
+    assert gen.calls and all(p.startswith(head + OTHERS) for p, _ in gen.calls)
+    assert Hogwild().rules_style == "paper"
+
+
+def test_rules_file_is_read_as_the_rules(tmp_path: Any) -> None:
+    path = tmp_path / "rules.txt"
+    path.write_text("\nMY OWN RULES, verbatim.\n", encoding="utf-8")
+    gen = Workers()
+    run(gen, rules=None, rules_file=str(path), max_thread_tokens=2)
+    head = chat("MY OWN RULES, verbatim.\n\nWhat is 2 + 2?")
+    assert gen.calls and all(p.startswith(head + OTHERS) for p, _ in gen.calls)
+
+
+@pytest.mark.parametrize("name", ["missing.txt", "a_directory", "empty.txt"])
+def test_an_unreadable_rules_file_is_refused_with_its_key_and_path(
+    tmp_path: Any, name: str
+) -> None:
+    (tmp_path / "a_directory").mkdir()
+    (tmp_path / "empty.txt").write_text("  \n", encoding="utf-8")
+    path = str(tmp_path / name)
+    with pytest.raises(SettingsError, match=r"search\.strategy\.rules_file .*" + re.escape(path)):
+        Hogwild(rules_file=path)
+
+
+def test_rules_and_rules_file_are_not_set_together(tmp_path: Any) -> None:
+    path = tmp_path / "rules.txt"
+    path.write_text("R", encoding="utf-8")
+    with pytest.raises(SettingsError, match=r"search\.strategy\.rules_file"):
+        Hogwild(rules="RULES", rules_file=str(path))
+
+
 def test_step_end_tests() -> None:
     assert ends_step("we add them.") and ends_step("is it 4?  ") and ends_step("so…")
     assert ends_step("答案是4。") and not ends_step("we add them") and not ends_step("first:")
@@ -128,12 +186,14 @@ def test_step_end_tests() -> None:
 
 
 def test_default_rules_name_every_worker_and_the_answer_form() -> None:
-    rules = default_rules(["Alice", "Bob", "Carol"])
+    # rules_style=short: our one-paragraph rules (the default before the paper-style prompt)
+    rules = short_rules(["Alice", "Bob", "Carol"])
     assert "3 workers, Alice, Bob and Carol" in rules
     assert "### Work in progress (others)" in rules and "### Work in progress (own)" in rules
     assert "\\boxed{answer}" in rules
     gen = Workers()
-    run(gen, rules=None, workers=["Alice", "Bob", "Carol"], max_thread_tokens=2)
+    workers = ["Alice", "Bob", "Carol"]
+    run(gen, rules=None, rules_style="short", workers=workers, max_thread_tokens=2)
     head = f"<user>{rules}\n\nWhat is 2 + 2?</user>\n<assistant>\n"
     assert all(p.startswith(head + OTHERS) for p, _ in gen.calls)
 
@@ -430,6 +490,8 @@ def test_concurrent_workers_stay_inside_a_token_budget() -> None:
         ("answer_tokens", -1),
         ("answer_tokens", 1.5),
         ("rules", 3),
+        ("rules_style", "long"),
+        ("rules_file", 3),
     ],
 )
 def test_bad_settings_name_their_key(key: str, value: Any) -> None:

@@ -12,9 +12,9 @@ from typing import Any, ClassVar, Literal
 
 from reasoning.context import Context
 from reasoning.settings import Count, TokenCap
-from reasoning.steps import split_steps
+from reasoning.steps import split_steps, whole_prefix
 from reasoning.types import Chain, FinishReason, Sampling
-from search.aggregate import aggregate, reduce_step_scores
+from search.aggregate import aggregate, reduce_step_scores, scores_whole_prefix
 from search.settings import (
     AnswerCue,
     AnswerTokens,
@@ -61,7 +61,9 @@ class ForkJoin(StrategySettings):
     verifier scores best (needs verifier=...) | vote: the threads' majority answer"""
     answer_cue: AnswerCue = SUMMARY_CUE
     answer_tokens: AnswerTokens = 64
-    step_reduction: StepReductionName = "last"  # the verifier join's
+    step_reduction: StepReductionName = "last"
+    """the verifier join's per-step scores -> one score; model: the verifier scores each
+    thread's whole text as one step"""
 
     def __post_init__(self) -> None:
         if self.join == "summary" and self.answer_tokens < 1:
@@ -141,6 +143,10 @@ class ForkJoin(StrategySettings):
                 raise ValueError("search.fork_join.join=vote needs an answer judge")
             selection = await aggregate(whole, ctx.judge, "majority")
             return selection.index if selection.index is not None else 0
+        # step_reduction=model: the verifier reads each thread's whole text as one step, as
+        # every controller's "model aggregation" does (search/expand.py's score)
+        if scores_whole_prefix(self.step_reduction):
+            whole = [whole_prefix(c) for c in whole]
         scores = await ctx.score(whole)
         reduced = [reduce_step_scores(s, self.step_reduction) if s else 0.0 for s in scores]
         return max(range(len(reduced)), key=lambda i: (reduced[i], -i))

@@ -19,7 +19,11 @@ of each round's longest call (plus the finisher). `details["rounds"]` records wh
 re-sent and how much the prefix cache served; `details["totals"]` sums them up.
 
 The protocol strings (headers, step prefix, first-step seeds, the "Quick check" question, the
-finisher) are the reference's; the rules text is ours. Where we differ from it:
+finisher) are the reference's. The rules prompt has the reference's parts, in its order and
+place (the first part of the user message, before the problem): the rules of the shared
+workspace, worked examples of two workers, suggestions on collaborating with more examples, and
+the call to solve together; the words and examples are ours (`rules_style=short`: a one-paragraph
+version; `rules_file`: any text, e.g. the reference's own prompt). Where we differ from it:
 - Forbidden tokens: the reference suppresses `#`, BOS, EOS and `</think>` while sampling. Our
   Sampling cannot ban tokens, so a worker may write them: EOS ends that worker (its step is
   committed), the others go on.
@@ -42,9 +46,10 @@ finisher) are the reference's; the rules text is ours. Where we differ from it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
 from reasoning.answers import nonempty_box_closed
 from reasoning.context import Context
@@ -87,7 +92,8 @@ def names_text(workers: Sequence[str]) -> str:
     return workers[0] if len(workers) == 1 else ", ".join(workers[:-1]) + " and " + workers[-1]
 
 
-def default_rules(workers: Sequence[str]) -> str:
+def short_rules(workers: Sequence[str]) -> str:
+    """`rules_style=short`: one paragraph of rules (our default before the paper-style prompt)."""
     names = names_text(workers)
     return (
         "# Collaborative reasoning\n\n"
@@ -102,6 +108,160 @@ def default_rules(workers: Sequence[str]) -> str:
         "\\boxed{answer}.\n\n"
         f"{names}, solve the following problem together."
     )
+
+
+def _example(question: str | None, workspace: str, render: Callable[[str], str] | None) -> str:
+    """One worked example: the question as the model would see it (in its chat template when
+    `render` is given, as the reference wraps its shots), then the shared workspace."""
+    if question is None:
+        asked = "(the earlier steps are left out)" + SEP
+    else:
+        asked = render(question) if render is not None else question + SEP
+    return f"<example>{SEP}{asked}{workspace.strip()}{SEP}</example>"
+
+
+def _examples(workers: Sequence[str], render: Callable[[str], str] | None) -> dict[str, str]:
+    """Our few-shot exchanges of two workers, in the layout every worker's view has."""
+    a, b = workers[0], workers[1]
+    p = step_prefix
+    split = _example(
+        "Answer both parts. (a) A box holds 3 red and 4 blue marbles: how many marbles are in "
+        "it? (b) Solve 2x = 10. Give the two answers separated by a comma.",
+        f"""{OTHERS_HEADER.lstrip()}{p(a, 1)}I'll take part (a): 3 red and 4 blue marbles \
+make{PIVOT}
+
+{OWN_HEADER}{p(b, 1)}Part (a) counts the marbles, so Wait, {a} has already started on (a). \
+I'll do (b) instead: dividing both sides of 2x = 10 by 2 gives x =""",
+        render,
+    )
+    plan = _example(
+        "Find the sum of the squares of the integers from 1 to 6.",
+        f"""{p(a, 1)}Let's split this. I'll square 1, 2 and 3; {b}, please square 4, 5 and 6. \
+Then one of us adds the two partial sums.
+
+{p(b, 1)}Sounds good: I'll take 4, 5 and 6.
+
+{p(a, 2)}1 + 4 + 9 = 14, so my part is 14.
+
+{p(b, 2)}16 + 25 + 36 = 77, so my part is 77.
+
+{p(a, 3)}Adding the two parts: 14 + 77 = 91.
+
+{p(b, 3)}{a} is adding the parts, so I'll check the total another way: n(n + 1)(2n + 1)/6 \
+with n = 6 gives 6 * 7 * 13 / 6 = 91. That agrees with {a}'s sum.
+
+{p(a, 4)}Both ways give 91, so the sum is \\boxed{{91}}.""",
+        render,
+    )
+    talk = _example(
+        "A rectangle has perimeter 20 and area 21. What are its side lengths?",
+        f"""{p(b, 1)}Hi! Suggestion: {a}, set up the equations from the perimeter and the area, \
+and I'll look for whole-number sides that fit, as a quick check.
+
+{p(a, 1)}Hi, I'm {a}. Here's how we can do it: call the sides x and y. Then 2(x + y) = 20, so \
+x + y = 10, and xy = 21.
+
+{p(b, 2)}Trying whole numbers with x + y = 10: 1 and 9 give 9, 2 and 8 give 16, 3 and 7 give \
+21. So 3 and 7 fit.
+
+{OTHERS_HEADER.lstrip()}{p(a, 2)}{b}, careful: whole numbers may not be the only answer. From \
+x + y = 10 and xy = 21, x and y are the roots of t^2 - 10t + 21 = 0, which are{PIVOT}
+
+{OWN_HEADER}{p(b, 3)}Good point, {a}. Since the sides are the two roots of that quadratic, \
+there is only one pair, so 3 and 7 are the sides.""",
+        render,
+    )
+    switch = _example(
+        None,
+        f"""{OTHERS_HEADER.lstrip()}{p(a, 4)}Expanding the left side: (x + 3)^2 = x^2 + 6x + 9, so \
+the equation becomes x^2 + 6x + 9 = 2x + 21, that is{PIVOT}
+
+{OWN_HEADER}{p(b, 4)}Let me expand the left side: (x + 3)^2 = x^2 + Wait, am I doing the same \
+as {a}? Yes, and {a} is further along. I'll do something else: once the roots are known they \
+must be checked in the original equation, so let me find which values of x it rules out.""",
+        render,
+    )
+    return {"split": split, "plan": plan, "talk": talk, "switch": switch}
+
+
+def paper_rules(workers: Sequence[str], render: Callable[[str], str] | None = None) -> str:
+    """`rules_style=paper` (the default): a prompt with the reference's parts in its order (the
+    rules of the shared workspace, worked examples, suggestions on collaborating with examples
+    of talking and of switching away from duplicate work, and the call to solve together), in
+    our own words. `render` puts each example's question in the model's chat template, as the
+    reference does with its shots (None: the plain question)."""
+    names = names_text(workers)
+    a, b = workers[0], workers[1]
+    shots = _examples(workers, render)
+    others = OTHERS_HEADER.strip()
+    own = OWN_HEADER.strip()
+    return f"""# Working together
+
+You are one of {len(workers)} assistants, {names}, who will solve one problem together, \
+each writing at the same time as the others. Work as a team and do not do the same work twice: \
+you can take different parts of the problem, check each other's results, try different methods, \
+or share the work in any other way that helps.
+
+Everyone's reasoning is split into steps, and every step starts with its author's name and \
+number, like {step_prefix("Name", "n").strip()}. The finished steps of all of you come first, \
+in the order they were finished. After '{others}' you see the steps the others are writing \
+at this moment; each is unfinished and ends with {PIVOT}, and it keeps growing while you \
+write. After '{own}' comes the step you are writing yourself, and you continue only that one.
+
+Read the others' steps, finished and unfinished, before you decide what to do next, and look \
+again every few steps. When someone asks you something or suggests what you should do, answer \
+them. If you find that you are doing what someone else has done or is doing right now, stop at \
+once, even in the middle of a sentence (for example, '... Wait, {b} is already doing this, so I \
+will ...'), and take a different part of the work.
+
+When the problem is solved, one of you writes the **final** answer as \\boxed{{answer}}. Once it \
+is written, it cannot be changed.
+
+# Examples
+
+## 1. Sharing the work within the first step
+
+{shots["split"]}
+
+## 2. A whole solution
+
+{shots["plan"]}
+
+# How to work together
+
+Keep an eye on what the others are doing and change your plan when theirs changes. Some ways to \
+work together:
+
+- **Plan:** agree on who does what (if {a} writes "{b}, please do this", {b} does it). When you \
+disagree about the plan, follow {a}'s.
+- **Divide:** split the problem into parts and give each part to one of you. Prefer the parts \
+nobody has worked on over re-checking small calculations that are already done.
+- **Compare methods:** each of you tries a different method (for example, working through the \
+cases against finding a formula) and you keep the one that gets there first.
+- **Talk:** ask each other questions ("{a}, which case should I take?") and point out mistakes \
+("{b}, your step 3 has a sign error").
+- **Announce:** say what you will do next ("I'll check {a}'s result from step 2"). When someone \
+else announces a task, pick another one.
+- **Notice overlap:** when you see that someone is doing the same thing as you, stop and choose \
+something else; if you are ahead of them, ask them to switch instead.
+- **Change course:** when what you are doing stops being useful, drop it in the middle of the \
+sentence and move on to what is needed now.
+
+Any other way of working together is fine too. Every few steps, ask yourself whether you are \
+adding something new or repeating someone else's work; if you are repeating it, switch.
+
+**Talking:**
+
+{shots["talk"]}
+
+**Noticing duplicate work and switching:**
+
+{shots["switch"]}
+
+# The problem
+
+{names}, you will now solve the next problem together. Keep track of who is doing what, and \
+talk to each other so that nobody does the same work twice."""
 
 
 def ends_step(text: str) -> bool:
@@ -173,8 +333,14 @@ class Hogwild(StrategySettings):
     """decoded tokens (all workers together) between "Quick check" questions; 0 or null: never"""
     answer_tokens: AnswerTokens = 16
     answer_cue: AnswerCue = FINISHER
+    rules_style: Literal["paper", "short"] = "paper"
+    """paper: rules, worked examples and collaboration suggestions with the reference's parts
+    in our words | short: one paragraph of rules"""
     rules: str | None = None
-    """the collaboration rules shown before the problem; null: ours for these workers"""
+    """the collaboration rules shown before the problem, as written; null: rules_style's (or
+    rules_file's)"""
+    rules_file: str | None = None
+    """a file whose text is the rules (e.g. the reference's prompt); null: none"""
 
     def __post_init__(self) -> None:
         w = self.workers
@@ -186,9 +352,36 @@ class Hogwild(StrategySettings):
         if len(set(names)) != len(names):
             raise self.invalid("workers", w, "must not repeat a name")
         self.workers = names
+        if self.rules is not None and self.rules_file is not None:
+            raise self.invalid("rules_file", self.rules_file, "cannot be set together with rules")
+        if self.rules_file is not None:
+            self._read_rules()
+
+    def _read_rules(self) -> str:
+        """The text of `rules_file` (refused when it cannot be read)."""
+        path = Path(str(self.rules_file)).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise self.invalid("rules_file", str(path), f"cannot be read ({reason})") from None
+        if not text.strip():
+            raise self.invalid("rules_file", str(path), "is empty")
+        return text.strip()
+
+    def rules_text(self, render: Callable[[str], str] | None = None) -> str:
+        """The rules shown before the problem (`render`: the examples' chat template)."""
+        if self.rules is not None:
+            return self.rules
+        if self.rules_file is not None:
+            return self._read_rules()
+        if self.rules_style == "short":
+            return short_rules(self.workers)
+        return paper_rules(self.workers, render)
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
-        rules = default_rules(self.workers) if self.rules is None else self.rules
+        # the rules and the problem are one user message, as the reference passes them
+        rules = self.rules_text(ctx.render_question)
         state = _State(
             ctx.render_question(rules + SEP + ctx.problem.question),
             [_Worker(n, first_step(i, n)) for i, n in enumerate(self.workers)],

@@ -4,6 +4,9 @@ The model writes `<Parallel><Outlines><Outline>1: ...</Outline>...</Outlines>`; 
 `</Outlines>`, every outline id becomes one concurrent request that continues the same context
 with `\\n<Thread>\\n{id}:` and stops at `</Thread>`, and the threads are appended in outline order
 before sequential decoding resumes (docs/threads.md has the exact join text and where we differ).
+A thread that ends without `</Thread>`, cut by its cap or ended by EOS, ends the rollout after
+the join, as the evaluator's `end_seq` does (`eos_ends_rollout=false`: an EOS thread is closed
+and decoding goes on, our rule before).
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class ThreadWeaver(StrategySettings):
 
     prefix: Prefix = None  # null: two generic outlines
     max_thread_tokens: MaxThreadTokens = None
+    eos_ends_rollout: bool = True
+    """a thread ended by EOS (no `</Thread>`) ends the rollout after the join, as the
+    evaluator does; false: it is closed and sequential decoding goes on (our rule before)"""
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
         run = Rollout.start(
@@ -108,13 +114,22 @@ class ThreadWeaver(StrategySettings):
                 }
             )
             segment = ""
-            if any(t.result.truncated for t in threads):
-                # a thread cut by its cap ends the rollout, as it does in the evaluator
-                run.end(FinishReason.LENGTH, "a thread reached its token cap")
+            ended = self._ending(threads)
+            if ended is not None:
+                run.end(*ended)
         return RolloutResult(
             run.chain,
             {"label": label, "blocks": blocks, "fallbacks": fallbacks, "notes": run.notes},
         )
+
+    def _ending(self, threads: list[Thread]) -> tuple[FinishReason, str] | None:
+        """Why the block's threads end the rollout after their join, or None: the evaluator
+        stops when a thread lacks `</Thread>` (cut by its cap, or by EOS)."""
+        if any(t.result.truncated for t in threads):
+            return FinishReason.LENGTH, "a thread reached its token cap"
+        if self.eos_ends_rollout and any(t.result.hit_eos for t in threads):
+            return FinishReason.EOS, "a thread ended at EOS without </Thread>"
+        return None
 
     async def _threads(
         self, ctx: Context, run: Rollout, ids: list[str], sampling: Sampling
