@@ -492,6 +492,19 @@ async def test_budget_ignores_the_end_of_thinking_n_times_whatever_its_length(
     assert len(gen.streams) == ignore_end + 1 and trims(ctx) == []
 
 
+async def test_budget_can_ignore_an_end_without_writing_a_word() -> None:
+    """s1's ablation without thinking_n_ignore_str: the close tag is dropped, nothing written."""
+    def text(prompt: str, sampling: Sampling) -> str:
+        if answers(prompt):
+            return ANSWER
+        return " c </think> \\boxed{4}" if prompt.endswith("a b ") else "a b </think> \\boxed{3}"
+
+    gen, ctx = make(text, BudgetForcing(ignore_end=1, extend_cue=""))
+    out = await one(ctx, max_tokens=200)
+    assert out.text == "a b  c </think> \\boxed{4}"
+    assert gen.streams[1][0] == gen.render(PROBLEM) + "a b "
+
+
 def test_budget_ignores_no_end_at_the_ceiling_and_writes_one_newline() -> None:
     from types import SimpleNamespace
 

@@ -24,13 +24,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from reasoning.context import Context
-from reasoning.settings import (
-    NonEmptyText,
-    NonNegativeCount,
-    OptionalTokenCap,
-    Text,
-    settings,
-)
+from reasoning.settings import NonNegativeCount, OptionalTokenCap, Text, settings
 from reasoning.types import Sampling
 from trim.transcript import Transcript
 from trim.trimmer import Cut, Trimmer, Watch
@@ -54,8 +48,9 @@ class BudgetForcing(Trimmer):
     (s1's thinking_n_ignore)"""
     min_think_tokens: NonNegativeCount = 0
     """thinking that ends earlier is extended (0: never)"""
-    extend_cue: NonEmptyText = "Wait"
-    """written instead of the close tag to think on"""
+    extend_cue: Text = "Wait"
+    """written instead of the close tag to think on (s1's thinking_n_ignore_str; "": the close
+    tag is only dropped)"""
     max_extensions: NonNegativeCount = 2
     """extensions per sample"""
 
