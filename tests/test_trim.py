@@ -494,6 +494,7 @@ async def test_budget_ignores_the_end_of_thinking_n_times_whatever_its_length(
 
 async def test_budget_can_ignore_an_end_without_writing_a_word() -> None:
     """s1's ablation without thinking_n_ignore_str: the close tag is dropped, nothing written."""
+
     def text(prompt: str, sampling: Sampling) -> str:
         if answers(prompt):
             return ANSWER
