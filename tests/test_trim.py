@@ -35,8 +35,14 @@ from trim.trimmer import thinking_ahead
 
 PROBLEM = Problem("p", "What is 2 + 3?", "5")
 THINK = ThinkingFormat(forced=True)
-CUE = "\n\nFinal answer: $\\boxed{"
-ANSWER = "5}$."  # the scripted continuation: one token
+CUE = "\nFinal Answer:"  # s1's answer cue, every trimmer's default
+OLD_CUE = "\n\nFinal answer: $\\boxed{"  # the toolkit's earlier cue, now an option
+ANSWER = "5"  # the scripted continuation: one token
+
+
+def answers(prompt: str) -> bool:
+    """Whether a prompt asks for the answer after a cut (either cue)."""
+    return prompt.endswith((CUE, OLD_CUE))
 
 
 def script(thinking: str, *, extended: str = "", checker: str = "NONE") -> Callable[..., str]:
@@ -44,7 +50,7 @@ def script(thinking: str, *, extended: str = "", checker: str = "NONE") -> Calla
     model writes after an extension cue."""
 
     def text(prompt: str, sampling: Sampling) -> str:
-        if prompt.endswith(CUE):
+        if answers(prompt):
             return ANSWER
         if prompt.startswith("user: "):
             return checker(prompt) if callable(checker) else checker
@@ -136,7 +142,8 @@ AGREEING = (
 
 @pytest.mark.parametrize("agree", [2, 3])
 async def test_trimr_overthinking_cuts_after_the_mth_agreeing_thought(agree: int) -> None:
-    gen, ctx = make(script(AGREEING), TrimR(agree=agree))
+    # the lenient checker reads "= 5" as each thought's answer (its last-number fallback)
+    gen, ctx = make(script(AGREEING), TrimR(agree=agree, checker="grader"))
     out = await one(ctx)
     boundaries = thought_boundaries(AGREEING)
     kept = AGREEING[: boundaries[agree - 1]]  # thoughts 1..m, the m-th's blank line dropped
@@ -214,7 +221,8 @@ async def test_trimr_model_checker_asks_the_policy_model_and_meters_it() -> None
 
 
 async def test_trimr_on_a_model_that_does_not_think() -> None:
-    gen, ctx = make(script(AGREEING.replace(" </think>", "")), TrimR(), thinking=None)
+    thinking = AGREEING.replace(" </think>", "")
+    gen, ctx = make(script(thinking), TrimR(checker="grader"), thinking=None)
     out = await one(ctx)
     kept = AGREEING[: thought_boundaries(AGREEING)[1]]
     assert out.text == kept + TrimR.conclude_cue + CUE + ANSWER  # no close tag
@@ -332,7 +340,7 @@ async def test_a_refused_sdv_probe_is_no_verdict_and_no_probe_failure() -> None:
 
 async def test_a_refused_trimr_question_reads_no_answer() -> None:
     gen = ScriptedGenerator(script(AGREEING, checker="5"))  # would agree at the 2nd thought
-    ctx = _spent(TrimR(checker="model"), gen)
+    ctx = _spent(TrimR(checker="model", underthink_share=0.6), gen)
     await one(ctx, max_tokens=30)
     (event,) = trims(ctx)
     assert (event["reason"], event["answer"]) == ("underthinking", None)  # the share rule
@@ -353,13 +361,15 @@ async def test_budget_cuts_at_exactly_max_think_tokens() -> None:
     # the continuation continues the exact ids: prompt + kept + cue
     (prompt, sampling), *_ = [(p, s) for p, s in gen.calls if p.endswith(CUE)]
     assert prompt == gen.render(PROBLEM) + "w0 w1 w2 w3 w4\n</think>" + CUE
-    assert sampling.max_tokens == BudgetForcing.answer_tokens and sampling.n == 1
+    # a free answer phase: what thinking left of the sample's max_tokens
+    assert sampling.max_tokens == 100 - 5 and sampling.n == 1
 
 
 async def test_budget_extends_thinking_that_ends_too_early() -> None:
     first = "a b </think> \\boxed{3}"
     more = " more thinking here ok </think> \\boxed{5}"
-    gen, ctx = make(script(first, extended=more), BudgetForcing(min_think_tokens=6))
+    policy = BudgetForcing(max_think_tokens=50, min_think_tokens=6)
+    gen, ctx = make(script(first, extended=more), policy)
     out = await one(ctx)
     assert out.text == "a b Wait" + more  # the close tag and the early answer dropped
     (extend,) = [e for e in ctx.events if e["event"] == "extend"]
@@ -372,7 +382,9 @@ async def test_budget_extends_thinking_that_ends_too_early() -> None:
 
 
 async def test_budget_extends_at_eos_at_most_max_extensions_times() -> None:
-    policy = BudgetForcing(min_think_tokens=50, max_extensions=1, extend_cue="\nWait")
+    policy = BudgetForcing(
+        max_think_tokens=90, min_think_tokens=50, max_extensions=1, extend_cue="\nWait"
+    )
     gen = ScriptedGenerator(lambda p, s: " still 4" if p.endswith("Wait") else "x is 4")
     ctx = Context(PROBLEM, gen, judge=Grader(), sampler=policy)  # a model that does not think
     out = await one(ctx)
@@ -388,6 +400,193 @@ async def test_a_closed_thinking_block_is_not_watched() -> None:
     assert out.text == "w1 w2 w3 w4 w5" and trims(ctx) == [] and gen.aborted == 0
 
 
+# --- the forced end and s1's rules (issue 20) -------------------------------------------------
+
+TWENTY = " ".join(f"w{i}" for i in range(20)) + " </think> \\boxed{9}"
+
+
+@pytest.mark.parametrize("policy", [BudgetForcing, TrimR, SolveDetect])
+def test_every_trimmer_forces_s1s_end_by_default(policy: type[Trimmer]) -> None:
+    """s1 writes the end-of-thinking delimiter, then "\\nFinal Answer:", and lets the answer
+    run; no trimmer opens a box or caps the answer at 256 tokens unless asked."""
+    assert policy.answer_cue == "\nFinal Answer:"
+    assert policy.answer_tokens == 32768  # s1's answer-phase cap; the sample's own cap binds first
+
+
+async def test_the_forced_end_is_s1s_and_the_grader_reads_its_answer() -> None:
+    gen, ctx = make(script(TWENTY), BudgetForcing(max_think_tokens=5))
+    out = await one(ctx)
+    assert out.text == "w0 w1 w2 w3 w4\n</think>\nFinal Answer:" + ANSWER
+    assert Grader().extract(out.text) == "5"  # the lenient grader reads after "Final Answer:"
+
+
+@pytest.mark.parametrize(("max_tokens", "answer_tokens", "room"), [(100, None, 95), (100, 8, 8)])
+async def test_the_answer_phase_is_free_up_to_what_the_sample_has_left(
+    max_tokens: int, answer_tokens: int | None, room: int
+) -> None:
+    keys = {} if answer_tokens is None else {"answer_tokens": answer_tokens}
+    gen, ctx = make(script(TWENTY), BudgetForcing(max_think_tokens=5, **keys))
+    await one(ctx, max_tokens=max_tokens)
+    (sampling,) = [s for p, s in gen.calls if answers(p)]
+    assert sampling.max_tokens == room
+
+
+@pytest.mark.parametrize(("max_tokens", "room"), [(100, 95), (400, 256)])
+async def test_the_toolkits_earlier_end_is_an_option(max_tokens: int, room: int) -> None:
+    """answer_cue="\\n\\nFinal answer: $\\\\boxed{" with answer_tokens=256 is the earlier end;
+    the answer is still bounded by what the sample has left."""
+    policy = BudgetForcing(max_think_tokens=5, answer_cue=OLD_CUE, answer_tokens=256)
+    gen, ctx = make(script(TWENTY), policy)
+    out = await one(ctx, max_tokens=max_tokens)
+    assert out.text == "w0 w1 w2 w3 w4\n</think>" + OLD_CUE + ANSWER
+    (sampling,) = [s for p, s in gen.calls if answers(p)]
+    assert sampling.max_tokens == room
+
+
+async def test_budget_auto_ceiling_leaves_100_tokens_for_the_answer() -> None:
+    """max_think_tokens null is s1's `auto`: the sample's max_tokens less 100."""
+    assert BudgetForcing.max_think_tokens is None
+    words = " ".join(f"w{i}" for i in range(120)) + " </think> \\boxed{9}"
+    gen, ctx = make(script(words), BudgetForcing())
+    out = await one(ctx, max_tokens=105)
+    (event,) = trims(ctx)
+    assert (event["reason"], event["at_token"]) == ("budget", 5)
+    assert out.text.endswith("w4\n</think>" + CUE + ANSWER)
+    (sampling,) = [s for p, s in gen.calls if answers(p)]
+    assert sampling.max_tokens == 100
+
+
+BELOW = r"^trim\.max_think_tokens must be below the sample's max_tokens \(100\)"
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (BudgetForcing(max_think_tokens=100), BELOW),
+        (BudgetForcing(max_think_tokens=150), BELOW),
+        (BudgetForcing(), r"^trim\.max_think_tokens null \(s1's auto\) leaves 100 tokens"),
+    ],
+)
+async def test_a_ceiling_that_leaves_no_room_for_the_answer_is_refused(
+    policy: BudgetForcing, message: str
+) -> None:
+    """At or above the sample's max_tokens the ceiling could never fire: the sample would end in
+    its thinking without an answer, so it is refused, not run untrimmed."""
+    gen, ctx = make(script(TWENTY), policy)
+    with pytest.raises(ValueError, match=message):
+        await one(ctx, max_tokens=100)
+    assert gen.streams == []
+
+
+@pytest.mark.parametrize("ignore_end", [1, 2])
+async def test_budget_ignores_the_end_of_thinking_n_times_whatever_its_length(
+    ignore_end: int,
+) -> None:
+    """s1's thinking_n_ignore: the first N ends become "Wait" (no floor needed), the next ends."""
+    first, more = "a b </think> \\boxed{3}", " c </think> \\boxed{4}"
+    gen, ctx = make(script(first, extended=more), BudgetForcing(ignore_end=ignore_end))
+    out = await one(ctx, max_tokens=200)
+    assert out.text == "a b Wait" + " c Wait" * (ignore_end - 1) + more
+    extends = [e for e in ctx.events if e["event"] == "extend"]
+    assert [e["cue"] for e in extends] == ["Wait"] * ignore_end
+    assert len(gen.streams) == ignore_end + 1 and trims(ctx) == []
+
+
+async def test_budget_can_ignore_an_end_without_writing_a_word() -> None:
+    """s1's ablation without thinking_n_ignore_str: the close tag is dropped, nothing written."""
+
+    def text(prompt: str, sampling: Sampling) -> str:
+        if answers(prompt):
+            return ANSWER
+        return " c </think> \\boxed{4}" if prompt.endswith("a b ") else "a b </think> \\boxed{3}"
+
+    gen, ctx = make(text, BudgetForcing(ignore_end=1, extend_cue=""))
+    out = await one(ctx, max_tokens=200)
+    assert out.text == "a b  c </think> \\boxed{4}"
+    assert gen.streams[1][0] == gen.render(PROBLEM) + "a b "
+
+
+def test_budget_ignores_no_end_at_the_ceiling_and_writes_one_newline() -> None:
+    from types import SimpleNamespace
+
+    from trim.budget_forcing import BudgetWatch
+
+    watch = BudgetWatch(BudgetForcing(ignore_end=3), ceiling=10)
+    seen = SimpleNamespace(text="x = 1.")
+    assert watch.extend(seen, 10) is None  # type: ignore[arg-type]
+    assert watch.extend(seen, 9) == "Wait"  # type: ignore[arg-type]
+    cut = watch.step(SimpleNamespace(text="x = 1.\n"), 10)  # type: ignore[arg-type]
+    assert cut is not None and cut.cue == ""  # s1 adds "\n" only when the thinking lacks one
+    cut = watch.step(seen, 10)  # type: ignore[arg-type]
+    assert cut is not None and cut.cue == "\n"
+
+
+async def test_sdv_default_threshold_is_the_papers_p_yes_above_p_no() -> None:
+    """The paper's rule is P(Yes) > P(No): at exactly 0.5 nothing is cut, just above it is."""
+    assert SolveDetect.threshold == 0.5
+    gen = ProbedGenerator(script(HESITANT), lambda prompt: 0.5)
+    gen.thinking = THINK
+    ctx = Context(PROBLEM, gen, judge=Grader(), sampler=SolveDetect())
+    out = await one(ctx)
+    assert out.text == HESITANT and trims(ctx) == []
+    gen = ProbedGenerator(script(HESITANT), lambda prompt: 0.5 + 1e-9)
+    gen.thinking = THINK
+    ctx = Context(PROBLEM, gen, judge=Grader(), sampler=SolveDetect())
+    await one(ctx)
+    (event,) = trims(ctx)
+    assert event["thoughts"] == 1 and event["p_yes"] > 0.5
+
+
+async def test_sdv_threshold_is_strict() -> None:
+    gen, ctx = _sdv(0.85, lambda prompt: 0.85)
+    out = await one(ctx)
+    assert out.text == HESITANT and trims(ctx) == []
+
+
+async def test_trimr_is_no_thinking_cap_by_default() -> None:
+    """The 0.6 x max_tokens cut is opt-in (underthink_share); by default long thinking that
+    neither settles, wanders past max_thoughts nor loops runs to the sample's cap."""
+    assert TrimR.underthink_share is None
+    words = " ".join(f"w{i}" for i in range(30)) + " </think> \\boxed{5}"
+    gen, ctx = make(script(words), TrimR())
+    out = await one(ctx, max_tokens=20)
+    assert trims(ctx) == [] and gen.aborted == 0 and out.tokens == 20
+
+
+SAME_NUMBER = (
+    "Try x = 4. \n\nWait, with y we also get 4. \n\nHmm, and z gives 4 as well. "
+    "\n\nBut z might be off by one here, giving 7. </think> \\boxed{4}"
+)
+
+
+async def test_trimr_default_checker_needs_a_stated_answer() -> None:
+    """Thoughts that merely end on the same number are not answer-bearing by default (the
+    grader's last-number fallback would read 4, 4: an overthinking cut)."""
+    assert TrimR.checker == "explicit"
+    gen, ctx = make(script(SAME_NUMBER), TrimR())
+    out = await one(ctx)
+    assert out.text == SAME_NUMBER and trims(ctx) == []
+    gen, ctx = make(script(SAME_NUMBER), TrimR(checker="grader"))  # the lenient option
+    await one(ctx)
+    (event,) = trims(ctx)
+    assert (event["reason"], event["answer"]) == ("overthinking", "4")
+
+
+STATED = (
+    "2 + 3 = 5, so the answer is 5. \n\nWait, check: \\boxed{5}. \n\nHmm, more. "
+    "\n\nActually done. </think> \\boxed{5}"
+)
+
+
+async def test_trimr_default_checker_reads_boxed_and_stated_answers() -> None:
+    gen, ctx = make(script(STATED), TrimR())
+    out = await one(ctx)
+    kept = STATED[: thought_boundaries(STATED)[1]]
+    assert out.text == kept + TrimR.conclude_cue + "</think>" + CUE + ANSWER
+    (event,) = trims(ctx)
+    assert (event["reason"], event["answer"], event["thoughts"]) == ("overthinking", "5", 2)
+
+
 # --- sampling, validation, config -------------------------------------------------------------
 
 
@@ -397,7 +596,7 @@ async def test_each_sample_streams_alone_with_its_own_seed() -> None:
     assert [s.seed for _, s in gen.streams] == [7, 8, 9]
     assert all(s.n == 1 and s.max_tokens == 50 for _, s in gen.streams)
     assert [e["sample"] for e in trims(ctx)] == [0, 1, 2] and len(outs) == 3
-    continuations = [s for p, s in gen.calls if p.endswith(CUE)]
+    continuations = [s for p, s in gen.calls if answers(p)]
     assert sorted(s.seed for s in continuations) == [7, 8, 9]  # the sample's own seed
 
 
@@ -414,7 +613,9 @@ async def test_best_of_n_wrapped_by_a_trimmer_end_to_end() -> None:
 
 async def test_a_step_search_is_trimmed_step_by_step() -> None:
     """Under a step search every step is one watched call: the trimmer acts on the step that
-    thinks too long (here the second), with the step's own token count."""
+    thinks too long (here the second), with the step's own token count. (The toolkit's earlier
+    cue opens with a blank line, the step delimiter, which is how the scripted steps below see
+    that the answer is asked for.)"""
 
     def step(steps: tuple[str, ...], sampling: Sampling, k: int) -> str:
         if steps and "</think>" in steps[-1]:
@@ -428,7 +629,7 @@ async def test_a_step_search_is_trimmed_step_by_step() -> None:
         gen,
         verifier=ConstantVerifier(),
         judge=Grader(),
-        sampler=BudgetForcing(max_think_tokens=3),
+        sampler=BudgetForcing(max_think_tokens=3, answer_cue=OLD_CUE, answer_tokens=256),
     )
     out = await Beam(n=2, width=2, max_steps=4).run(PROBLEM, ctx)
     assert out.answer == "5"
@@ -437,7 +638,7 @@ async def test_a_step_search_is_trimmed_step_by_step() -> None:
     assert len(cuts) == len(gen.streams) - 2  # the two first steps end under the cap, uncut
     for chain in out.chains:
         assert chain.steps[0] == "w0 w1"
-        assert chain.steps[1].startswith("w2 w3 w4\n</think>" + CUE + ANSWER)
+        assert chain.steps[1].startswith("w2 w3 w4\n</think>" + OLD_CUE + ANSWER)
 
 
 @pytest.mark.parametrize(
@@ -493,6 +694,8 @@ def test_the_api_refuses_trimming_before_any_engine_starts(monkeypatch: pytest.M
         (lambda: SolveDetect(yes="No"), "trim.no "),
         (lambda: BudgetForcing(min_think_tokens=9, max_think_tokens=5), "trim.min_think_tokens"),
         (lambda: BudgetForcing(answer_tokens=0), "trim.answer_tokens "),
+        (lambda: BudgetForcing(ignore_end=-1), "trim.ignore_end "),
+        (lambda: TrimR(underthink_share=0), "trim.underthink_share "),
     ],
 )
 def test_bad_keys_name_the_trim_key(make_bad: Callable[[], object], key: str) -> None:

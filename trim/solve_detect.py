@@ -3,10 +3,12 @@ says, with confidence, that it already has the final answer.
 
 At each thought boundary (a paragraph opening with a hesitation cue) a side request continues
 the exact prefix with a yes/no question and reads one token's logprobs:
-P(Yes) = exp(lp_yes) / (exp(lp_yes) + exp(lp_no)). P(Yes) >= `threshold` cuts the thinking back
-to that boundary. The decode does not pause for the probe. The verify and refine steps
-(FlexiVe) are not part of this policy. The probe text, the cues and the 0.8 threshold follow
-the toolkit's reading of the paper, not published code: reconstructions.
+P(Yes) = exp(lp_yes) / (exp(lp_yes) + exp(lp_no)). P(Yes) above `threshold` cuts the thinking
+back to that boundary: the default 0.5 with the strict `>` is the paper's rule, P(Yes) > P(No)
+(as its OpenReview discussion states it); 0.8 is the toolkit's earlier, more cautious setting.
+The decode does not pause for the probe. The verify and refine steps (FlexiVe) are not part of
+this policy. The paper's code is released but was not retrievable here: the probe text and the
+cues are the toolkit's reconstructions.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class SolveDetect(Trimmer):
     """the probe's yes word; its first token (after a space) is read"""
     no: NonEmptyText = "No"
     """the probe's no word; its first token (after a space) is read"""
-    threshold: Probability = 0.8
-    """P(Yes) at or above it cuts"""
+    threshold: Probability = 0.5
+    """P(Yes) above it cuts (strict; 0.5 is the paper's P(Yes) > P(No))"""
     cues: Cues = HESITATION_CUES  # probed at each
 
     def check(self) -> None:
@@ -86,7 +88,7 @@ class DetectWatch(Watch):
         for k, p_yes in self.pending.ready():
             if p_yes is None:
                 continue
-            if p_yes >= self.policy.threshold:
+            if p_yes > self.policy.threshold:
                 at = self.thoughts.boundaries[k]
                 details = {"p_yes": p_yes}
                 return Cut("answer_reached", self.policy.conclude_cue, at, k + 1, None, details)

@@ -5,6 +5,12 @@ A controller wrapped by a trimmer (`Context(..., sampler=trimmer)`) keeps callin
 `ctx.generate(sampling)`; each of its samples is streamed here instead. A cut aborts the
 stream, appends `cue + close tag + answer cue` and asks for the answer in one non-streamed
 continuation of the exact token ids, so the model's prefix is never re-tokenized.
+
+The forced end is s1's by default (simplescaling/s1, the lm-evaluation-harness fork's
+`vllm_causallms.py`): the close tag, then "\nFinal Answer:", and a free answer phase that may
+use what is left of the sample's own `max_tokens` (`answer_tokens` only caps it further). The
+toolkit's earlier end, "\n\nFinal answer: $\\boxed{" with 256 answer tokens, is the keys
+`answer_cue` and `answer_tokens` set to those values.
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ from reasoning.types import (
     TokenPrompt,
 )
 from trim.transcript import Piece, Transcript
+
+S1_ANSWER_CUE = "\nFinal Answer:"
+"""What s1 writes after the end-of-thinking delimiter when it forces the end."""
+S1_ANSWER_TOKENS = 32768
+"""s1's cap on the answer phase (its max_gen_toks); the sample's own cap bounds it first."""
 
 
 @dataclass
@@ -69,8 +80,11 @@ class Trimmer(Settings):
     settings_kind: ClassVar[str] = "trim"
     name: ClassVar[str] = ""
 
-    answer_tokens: AnswerTokens = 256
-    answer_cue: AnswerCue = "\n\nFinal answer: $\\boxed{"
+    # s1's answer phase: its own cap is max_gen_toks (32768 in s1's eval/commands.sh); here
+    # the answer is also bounded by what is left of the sample's max_tokens, so the sample
+    # never exceeds its cap
+    answer_tokens: AnswerTokens = S1_ANSWER_TOKENS
+    answer_cue: AnswerCue = S1_ANSWER_CUE
     conclude_cue: Text = "\n\nI have thought enough; time to write the answer.\n"
     """written before the close tag at a cut"""
 
@@ -218,10 +232,12 @@ class SampleRun:
         cue = cut.cue + self.close_tag + self.trimmer.answer_cue
         self.transcript.force(cue, self._tokenize)
         s = self.sampling
+        # the answer phase is free up to the sample's own cap (what thinking left of it)
+        room = max(1, min(self.trimmer.answer_tokens, s.max_tokens - self.spent))
         answer = Sampling(
             temperature=s.temperature,
             top_p=s.top_p,
-            max_tokens=self.trimmer.answer_tokens,
+            max_tokens=room,
             stop=s.stop,
             n=1,
             seed=s.seed,

@@ -2,22 +2,27 @@
 
 At each thought boundary the finished thought's answer is read (by the answer judge, or by
 asking the policy model itself) and compared with the previous answer-bearing thought's,
-beside the decode. Three rules, checked in this order:
+beside the decode. By default (`checker=explicit`) a thought bears an answer only when it states
+one outright (a box, "the answer is", "final answer"): the judge's last-number fallback would
+make nearly every thought answer-bearing. Three rules, checked in this order:
 
 - overthinking: the last `agree` answer-bearing thoughts give equivalent answers: conclude
   gently (`conclude_cue`), cutting back to the end of the last agreeing thought;
 - repetition: an `ngram`-token span occurs `repeats` times in the last `window` tokens;
-- underthinking: thinking reached `underthink_share` of the sample's `max_tokens`, or
-  `max_thoughts` thoughts were judged without agreement: force a conclusion (`force_cue`).
+- underthinking: `max_thoughts` thoughts were judged without agreement, or (opt-in, a thinking
+  cap) thinking reached `underthink_share` of the sample's `max_tokens`: force a conclusion
+  (`force_cue`).
 
-The paper's verifier is a separate instruction-tuned ~7B model and its prompts, thresholds and
-cues are not published: `agree`, `underthink_share`, `max_thoughts`, the repetition test, the
-cues and the checker question here are reconstructions (docs/thought-trimming.md).
+The paper's verifier is a separate instruction-tuned ~7B model. The paper's prompts, thresholds
+and cues were not retrievable here (the paper links no code): `agree`, `underthink_share`,
+`max_thoughts`, the repetition test, the cues and the checker question are reconstructions
+(docs/thought-trimming.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
@@ -32,7 +37,9 @@ from trim.thoughts import REFLECTION_CUES, Cues, Thoughts
 from trim.transcript import Transcript
 from trim.trimmer import Cut, Trimmer, Watch
 
-CHECKERS = ("grader", "model")
+CHECKERS = ("explicit", "grader", "model")
+STATED_ANSWER = re.compile(r"\\(?:boxed|fbox)\s*\{|\bthe\s+answer\s+is\b|\bfinal\s+answer\b", re.I)
+"""What makes a thought answer-bearing under `checker=explicit`: an answer stated outright."""
 CHECKER_QUESTION = (
     "What final answer does this reasoning reach? Reply with the answer only, or NONE."
 )
@@ -49,13 +56,14 @@ class TrimR(Trimmer):
     conclude_cue: Text = "\n\nI have verified the answer enough; it is settled.\n"
     force_cue: Text = "\n\nI have explored enough; I will commit to the best-supported answer.\n"
     """underthinking and repetition: written before the close tag to force a conclusion"""
-    checker: Literal["grader", "model"] = "grader"
-    """who reads a thought's answer: grader (the answer judge extracts) | model (the policy
-    model is asked)"""
+    checker: Literal["explicit", "grader", "model"] = "explicit"
+    """who reads a thought's answer: explicit (the answer judge, only from a thought that states
+    an answer: a box, "the answer is", "final answer") | grader (the answer judge with all its
+    fallbacks, the last number included) | model (the policy model is asked)"""
     agree: Count = 2
     """m: consecutive answer-bearing thoughts whose answers must agree"""
-    underthink_share: Probability = 0.6
-    """underthinking: share of the sample's max_tokens spent thinking"""
+    underthink_share: Annotated[Probability | None, Allowed("in (0, 1] or null")] = None
+    """underthinking: a thinking cap at this share of the sample's max_tokens (null: off)"""
     max_thoughts: Count = 20
     """underthinking: thoughts judged without m agreeing answers"""
     window: Annotated[int, Field(ge=2), Allowed("an integer >= 2")] = 512
@@ -112,7 +120,8 @@ class TrimRWatch(Watch):
         recent = transcript.recent_ids(p.window)
         if repeats_ngram(recent, window=p.window, ngram=p.ngram, repeats=p.repeats):
             return Cut("repetition", p.force_cue, None, self.thoughts.count)
-        if tokens >= p.underthink_share * self.sampling.max_tokens:
+        share = p.underthink_share
+        if share is not None and tokens >= share * self.sampling.max_tokens:
             return Cut("underthinking", p.force_cue, None, self.thoughts.count)
         return None
 
@@ -133,6 +142,8 @@ class TrimRWatch(Watch):
         assert judge is not None
         if self.policy.checker == "grader":
             return judge.extract(thought)
+        if self.policy.checker == "explicit":
+            return judge.extract(thought) if STATED_ANSWER.search(thought) else None
         question = [{"role": "user", "content": f"{thought}\n\n{CHECKER_QUESTION}"}]
         sampling = Sampling(temperature=0.0, max_tokens=CHECKER_TOKENS, n=1)
         (reply,) = await self.ctx.try_generate(sampling, prompt=question)
