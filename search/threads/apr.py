@@ -122,10 +122,10 @@ class APR(StrategySettings):
 
     name: ClassVar[str] = "apr"
 
+    prefix: Prefix = None  # {question}: the problem; null: 2 generic sub-tasks (chat), none (raw)
     prompt: Literal["chat", "raw"] = "chat"
     """chat: each context is its task in the model's chat template; raw: APR's own text, the
     BOS token then the Countdown node state, no template (a trained APR model; Countdown only)"""
-    prefix: Prefix = None  # {question}: the problem; null: 2 generic sub-tasks (chat), none (raw)
     sub_call_budget: OptionalNonNegativeCount = None
     """forces `Sub Call Budget: {k} ` first (APR's sub-call conditioning); null: none"""
     max_thread_tokens: MaxThreadTokens = None
