@@ -3,8 +3,9 @@
 Each problem gives `numbers` integers and a target; the model writes one expression that uses
 every number exactly once, with + - * / and parentheses, and equals the target. It is the
 Stream-of-Search Countdown task that APR trains and evaluates on: a search problem with many
-valid answers, so it is graded by checking the model's expression (`check_expression`), never
-by comparing it with the reference solution.
+valid answers, so it is graded by checking the model's expression (`check_expression`), or
+the solution path of an APR search trace (`check_path`), never by comparing it with the
+reference solution; `CountdownJudge` makes votes count what grading counts.
 
 The generator is offline and seeded like `evals.arith`. A problem is built forwards from a
 random expression tree over the drawn numbers, so it always has a solution (the reference
