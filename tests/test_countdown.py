@@ -410,6 +410,44 @@ def test_the_solution_of_a_trace_is_after_its_second_to_last_goal() -> None:
     assert trace_solution(joined) == "in Sub Search 0 at level 1 at Node #0,0>\n" + RIGHT_PATH
 
 
+def _reference_path(expression: str, numbers: list[int]) -> tuple[str, list[str]]:
+    """An APR-format path that performs `expression`'s operations bottom-up from `numbers`
+    (a generator's reference, whose intermediates are positive integers), and its op texts."""
+    state, lines, ops = list(numbers), ["Moving to Node #0"], []
+
+    def walk(node: ast.expr) -> int:
+        if isinstance(node, ast.Constant):
+            return int(node.value)
+        assert isinstance(node, ast.BinOp)
+        a, b = walk(node.left), walk(node.right)
+        symbol = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}[type(node.op)]
+        value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[symbol]
+        state.remove(a)
+        state.remove(b)
+        state.append(value)
+        ops.append(f"{a}{symbol}{b}={value}")
+        lines.append(f"Exploring Operation: {ops[-1]}, Resulting Numbers: {state}")
+        return value
+
+    result = walk(ast.parse(expression, mode="eval").body)
+    lines.append(f"{result},{result} equal: Goal Reached")
+    return "\n".join(lines), ops
+
+
+@pytest.mark.parametrize("count", [2, 4, 6])
+def test_paths_of_the_reference_solutions_replay_and_any_broken_step_does_not(count: int) -> None:
+    """The path grader agrees with the expression checker on every generated problem: the
+    reference solution as a path is right; a wrong result in any one step is wrong."""
+    for p in generate_countdown(40, numbers=count, seed=10 + count):
+        numbers, target = p.metadata["numbers"], p.metadata["target"]
+        path, ops = _reference_path(p.answer or "", numbers)
+        verdict = check_path(path, numbers, target)
+        assert verdict.correct, (p.id, path, verdict.reason)
+        for i, op in enumerate(ops):
+            broken = path.replace(f"Operation: {op},", f"Operation: {op}1,", 1)
+            assert not check_path(broken, numbers, target).correct, (p.id, i, broken)
+
+
 APR_TRACE = (
     "\nExploring Operation: 6*4=24, Resulting Numbers: [2, 3, 24]\n"
     "Generated Node #0,0: 24:[2, 3, 24] Operation: 6*4=24\n"
