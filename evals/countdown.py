@@ -3,8 +3,9 @@
 Each problem gives `numbers` integers and a target; the model writes one expression that uses
 every number exactly once, with + - * / and parentheses, and equals the target. It is the
 Stream-of-Search Countdown task that APR trains and evaluates on: a search problem with many
-valid answers, so it is graded by checking the model's expression (`check_expression`), never
-by comparing it with the reference solution.
+valid answers, so it is graded by checking the model's expression (`check_expression`), or
+the solution path of an APR search trace (`check_path`), never by comparing it with the
+reference solution; `CountdownJudge` makes votes count what grading counts.
 
 The generator is offline and seeded like `evals.arith`. A problem is built forwards from a
 random expression tree over the drawn numbers, so it always has a solution (the reference
@@ -334,3 +335,163 @@ def countdown_spec(metadata: Mapping[str, Any]) -> tuple[list[int], int] | None:
     if not ints or not numbers or isinstance(target, bool) or not isinstance(target, int):
         return None
     return list(numbers), target
+
+
+# --- APR's search traces ---------------------------------------------------------------------
+#
+# A model trained on APR's format (Stream of Search traces) writes no expression: it searches,
+# writes `Exploring Operation: 79-27=52, Resulting Numbers: [5, 50, 52]` lines and, when a state
+# reaches the target, `52,52 equal: Goal Reached`; then it writes the path to that state again,
+# ending in a second `Goal Reached`. APR's evaluator (Parallel-Reasoning/APR,
+# src/eval/parallel_infernce_utils.py `get_search_result` and `check_solution`) takes the text
+# after the second-to-last `Goal Reached` as the solution and replays its operations from the
+# problem's numbers. `trace_solution` and `check_path` give the same verdicts on that format.
+
+GOAL = "Goal Reached"
+EXPLORING = "Exploring Operation:"
+MAX_PATH_CHARS = 200_000  # longer "paths" are refused unread: replaying stays cheap
+_OPERATION_RE = re.compile(
+    r"Exploring Operation:\s*(\d+)([-+*/])(\d+)=(\d+),\s*Resulting Numbers:\s*\[(.*?)\]"
+)
+
+
+def trace_solution(text: str) -> str | None:
+    """The solution path of an APR search trace: the text after its second-to-last
+    `Goal Reached` (less the mark and the one character after it), or None with fewer than
+    two marks. Every occurrence counts, a join's `<Goal Reached in Sub Search ...>` lines
+    included, as in the reference."""
+    last = text.rfind(GOAL)
+    before = text.rfind(GOAL, 0, last) if last >= 0 else -1
+    if before < 0:
+        return None
+    return text[before:].strip()[len(GOAL) + 1 :]
+
+
+def is_path(answer: str) -> bool:
+    """Whether an answer is an APR solution path (graded by `check_path`), not an expression."""
+    return GOAL in answer or EXPLORING in answer
+
+
+def _ints(raw: str) -> list[int] | None:
+    parts = [p.strip() for p in raw.split(",")] if raw.strip() else []
+    if not all(re.fullmatch(r"-?\d{1,100}", p) for p in parts):
+        return None
+    return [int(p) for p in parts]
+
+
+def _apply(x: int, op: str, y: int) -> Fraction | None:
+    """`x op y` exactly; None for a division by zero."""
+    if op == "+":
+        return Fraction(x + y)
+    if op == "-":
+        return Fraction(x - y)
+    if op == "*":
+        return Fraction(x * y)
+    return None if y == 0 else Fraction(x, y)
+
+
+def _listed(values: Iterable[int]) -> str:
+    return "[" + ", ".join(map(str, values)) + "]"
+
+
+def check_path(solution: str, numbers: Iterable[int], target: int) -> CountdownVerdict:
+    """APR's `check_solution` verdict on a solution path, with the reason when it is wrong.
+
+    Line by line: every `Exploring Operation: a?b=c, Resulting Numbers: [...]` must take `a`
+    and `b` from the numbers of the current state (once each), compute `c` exactly (`/` only
+    when exact), and leave exactly the stated numbers (in any order), which become the state;
+    the first line holding `Goal Reached` decides: right when the state is the target alone.
+    Other lines (`Moving to Node`, `Current State`) are not read. No mark: wrong.
+    """
+    if len(solution) > MAX_PATH_CHARS:
+        return CountdownVerdict(False, f"not a search path: longer than {MAX_PATH_CHARS} chars")
+    state = list(numbers)
+    step = 0
+    for line in solution.splitlines():
+        line = line.strip()
+        m = _OPERATION_RE.search(line)
+        if m is not None:
+            step += 1
+            x_raw, op, y_raw, z_raw, listed = m.groups()
+            where = f"operation {step} ({x_raw}{op}{y_raw}={z_raw})"
+            if max(len(x_raw), len(y_raw), len(z_raw)) > 100:
+                return CountdownVerdict(False, f"{where}: a number of over 100 digits")
+            x, y, z = int(x_raw), int(y_raw), int(z_raw)
+            stated = _ints(listed)
+            if stated is None:
+                return CountdownVerdict(False, f"{where}: unreadable resulting numbers")
+            left = list(state)
+            for v in (x, y):
+                if v not in left:
+                    return CountdownVerdict(
+                        False, f"{where}: {v} is not available in {_listed(state)}"
+                    )
+                left.remove(v)
+            value = _apply(x, op, y)
+            if value is None:
+                return CountdownVerdict(False, f"{where}: divides by zero")
+            if value != z:
+                return CountdownVerdict(False, f"{where}: {x}{op}{y} is {value}, not {z}")
+            left.append(z)
+            if sorted(left) != sorted(stated):
+                return CountdownVerdict(
+                    False,
+                    f"{where}: leaves {_listed(sorted(left))}, but the trace says "
+                    f"{_listed(sorted(stated))}",
+                )
+            state = stated
+        if GOAL in line:
+            if state == [target]:
+                return CountdownVerdict(True, f"the path's {step} operations reach {target}")
+            return CountdownVerdict(
+                False, f"'{GOAL}' with numbers {_listed(state)}, not the target {target}"
+            )
+    return CountdownVerdict(False, f"no '{GOAL}' line in the path")
+
+
+def check_answer(answer: str, numbers: Iterable[int], target: int) -> CountdownVerdict:
+    """The verdict on a Countdown answer: an APR solution path is replayed (`check_path`),
+    anything else is checked as one expression (`check_expression`)."""
+    if is_path(answer):
+        return check_path(answer, numbers, target)
+    return check_expression(answer, numbers, target)
+
+
+# --- the problem-aware judge -----------------------------------------------------------------
+
+
+class CountdownJudge:
+    """An `AnswerJudge` bound to one Countdown problem, so votes count what grading counts.
+
+    Extraction: an APR search trace gives its solution path (`trace_solution`), the answer the
+    reference grades; any other text goes to the base judge (a boxed expression). Equivalence:
+    two answers that solve this problem are one answer however they are written; an answer that
+    does not is never equal to one that does; two that do not are compared by the base judge
+    (paths: by their text).
+    """
+
+    def __init__(self, base: Any, numbers: Iterable[int], target: int) -> None:
+        self.base = base
+        self.numbers = tuple(numbers)
+        self.target = target
+        self.name = getattr(base, "name", type(base).__name__)
+
+    def extract(self, text: str) -> str | None:
+        path = trace_solution(text)
+        return path if path is not None else self.base.extract(text)
+
+    def solves(self, answer: str) -> bool:
+        return check_answer(answer, self.numbers, self.target).correct
+
+    async def equivalent(self, a: str | None, b: str | None) -> bool | None:
+        if a is None or b is None:
+            return False
+        right_a, right_b = self.solves(a), self.solves(b)
+        if right_a or right_b:
+            return right_a and right_b
+        if is_path(a) or is_path(b):
+            return a.strip() == b.strip()
+        return await self.base.equivalent(a, b)
+
+    def __repr__(self) -> str:
+        return f"CountdownJudge({self.base!r}, numbers={list(self.numbers)}, target={self.target})"

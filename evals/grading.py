@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evals.countdown import TASK as COUNTDOWN
-from evals.countdown import check_expression, countdown_spec
+from evals.countdown import CountdownJudge, check_answer, countdown_spec
 from evals.extraction import clean_text, extract_answer, extract_answer_with_rule, is_bare_answer
 from evals.normalization import fast_path, normalize_answer
 from evals.verify_workers import (
@@ -227,17 +227,24 @@ class Grader:
             return Grade(False, "no answer extracted")
         return await grade_answer_async(prediction, gold, self.timeout_s)
 
+    def for_problem(self, problem: Problem) -> Grader | CountdownJudge:
+        """The judge a search on `problem` votes with: this grader, or for a countdown problem
+        one that reads APR traces and counts every valid expression as one answer."""
+        spec = countdown_spec(problem.metadata)
+        return self if spec is None else CountdownJudge(self, *spec)
+
     def __repr__(self) -> str:
         return f"Grader(strict={self.strict}, timeout_s={self.timeout_s})"
 
 
 def _grade_countdown(prediction: str | None, problem: Problem) -> Grade:
-    """Any expression that uses the numbers once each and reaches the target is right; the
-    reference solution is only one of them. Reasons are kept for wrong answers."""
+    """Any expression that uses the numbers once each and reaches the target is right (the
+    reference solution is only one of them), and so is an APR solution path whose operations
+    replay to the target (`evals.countdown.check_answer`). Reasons are kept for wrong answers."""
     spec = countdown_spec(problem.metadata)
     if spec is None:
         return Grade(None, "countdown problem without integer 'numbers' and 'target' metadata")
     if prediction is None:
         return Grade(False, "no answer extracted")
-    verdict = check_expression(prediction, *spec)
+    verdict = check_answer(prediction, *spec)
     return Grade(verdict.correct, None if verdict.correct else verdict.reason)

@@ -34,6 +34,7 @@ from reasoning.types import (
     StreamingGenerator,
     TokenPrompt,
     Verifier,
+    judge_for,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class Context:
         self.problem = problem
         self.generator = generator
         self.verifier = verifier
-        self.judge = judge
+        self.judge = judge_for(judge, problem)  # votes on this problem: its own equivalence
         self.budget = budget or Budget()
         self.ledger = Ledger()
         self.tree = SearchTree()

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 STEP_DELIMITER = "\n\n"
 
@@ -349,8 +349,19 @@ class Verifier(Protocol):
 
 @runtime_checkable
 class AnswerJudge(Protocol):
-    """Extracts final answers and decides equivalence; shared by voting and grading."""
+    """Extracts final answers and decides equivalence; shared by voting and grading.
+
+    A judge may also offer `for_problem(problem) -> AnswerJudge`: the judge a search on that
+    problem votes with (`judge_for`), for tasks where "the same answer" depends on the problem
+    (two different Countdown expressions that both reach the target are one answer)."""
 
     def extract(self, text: str) -> str | None: ...
 
     async def equivalent(self, a: str, b: str) -> bool | None: ...
+
+
+def judge_for(judge: AnswerJudge | None, problem: Problem) -> AnswerJudge | None:
+    """`judge` bound to `problem` when it knows how (`for_problem`), else `judge` itself; the
+    Context binds its judge once, so every vote on the problem uses the same equivalence."""
+    bind = getattr(judge, "for_problem", None)
+    return judge if bind is None else cast("AnswerJudge", bind(problem))

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from evals.countdown import MAX_EXPRESSION_CHARS, check_expression, generate_countdown
+from evals.countdown import (
+    MAX_EXPRESSION_CHARS,
+    CountdownJudge,
+    check_answer,
+    check_expression,
+    check_path,
+    generate_countdown,
+    trace_solution,
+)
 from evals.datasets import DATASETS, load_problems
 from evals.grading import Grader
 from evals.leaderboard import build_leaderboard
@@ -304,3 +312,207 @@ def test_the_audit_skips_countdown_results_and_says_so(tmp_path: Path) -> None:
     make_run(tmp_path / "ar", "r", [True, True], dataset="arith", texts=texts)
     board = build_leaderboard([tmp_path / "ar"], tmp_path / "board2", n_bootstrap=20)
     assert board.audit_counts["disagree"] == 2 and board.audit_counts["skipped"] == 0
+
+
+# --- APR's search traces: the path grader ------------------------------------------------------
+# Hand-written in APR's trace format (Stream of Search lines); numbers 2, 3, 4, 6, target 24.
+
+RIGHT_PATH = (
+    "Moving to Node #0\nCurrent State: 24:[2, 3, 4, 6], Operations: []\n"
+    "Exploring Operation: 3-2=1, Resulting Numbers: [4, 6, 1]\n"
+    "Generated Node #0,0: 24:[4, 6, 1] Operation: 3-2=1\n"
+    "Moving to Node #0,0\nCurrent State: 24:[4, 6, 1], Operations: ['3-2=1']\n"
+    "Exploring Operation: 6*4=24, Resulting Numbers: [1, 24]\n"
+    "Exploring Operation: 24/1=24, Resulting Numbers: [24]\n"
+    "24,24 equal: Goal Reached"
+)
+
+
+def _path(*operations: str, goal: str = "24,24 equal: Goal Reached") -> str:
+    lines = [f"Exploring Operation: {op}, Resulting Numbers: [{nums}]" for op, nums in operations]
+    return "\n".join(["Moving to Node #0", *lines, goal])
+
+
+def test_a_right_path_replays_to_the_target() -> None:
+    verdict = check_path(RIGHT_PATH, NUMBERS, 24)
+    assert verdict.correct, verdict.reason
+    assert check_answer(RIGHT_PATH, NUMBERS, 24).correct  # recognized as a path
+    # the order of the resulting numbers is free, as in the reference
+    assert check_path(
+        _path(("6*4=24", "24, 2, 3"), ("3-2=1", "24, 1"), ("24*1=24", "24")), NUMBERS, 24
+    ).correct
+    # exact division is allowed; the first line with the mark decides, later lines are not read
+    divided = _path(
+        ("6/3=2", "2, 4, 2"), ("2+4=6", "2, 6"), ("6/2=3", "3"), goal="3,3 equal: Goal Reached"
+    )
+    assert check_path(
+        divided + "\nExploring Operation: 9-9=0, Resulting Numbers: [0]", NUMBERS, 3
+    ).correct
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        (  # wrong arithmetic
+            _path(("6*4=25", "2, 3, 25"), ("3-2=1", "25, 1"), ("25-1=24", "24")),
+            r"operation 1 \(6\*4=25\): 6\*4 is 24, not 25",
+        ),
+        (  # a number that is not in the state
+            _path(("6*4=24", "2, 3, 24"), ("8-7=1", "24, 1"), ("24*1=24", "24")),
+            r"operation 2 \(8-7=1\): 8 is not available in \[2, 3, 24\]",
+        ),
+        (  # a number used twice: only one 2 is given
+            _path(("2*2=4", "3, 4, 6, 4")),
+            r"operation 1 \(2\*2=4\): 2 is not available in \[2, 3, 4, 6\]",
+        ),
+        (  # a number reused after it was consumed
+            _path(("6*4=24", "2, 3, 24"), ("6-2=4", "3, 24, 4")),
+            r"operation 2 \(6-2=4\): 6 is not available in \[2, 3, 24\]",
+        ),
+        (  # resulting numbers that do not follow
+            _path(("6*4=24", "24, 1")),
+            r"operation 1 \(6\*4=24\): leaves \[2, 3, 24\], but the trace says \[1, 24\]",
+        ),
+        (  # the target missed, though the model says it is reached
+            _path(("6*4=24", "2, 3, 24"), ("3-2=1", "24, 1"), ("24-1=23", "23")),
+            r"'Goal Reached' with numbers \[23\], not the target 24",
+        ),
+        (  # the goal declared with numbers left over
+            _path(("6*4=24", "2, 3, 24")),
+            r"'Goal Reached' with numbers \[2, 3, 24\], not the target 24",
+        ),
+        (  # inexact division
+            _path(("6/4=1", "2, 3, 1")),
+            r"operation 1 \(6/4=1\): 6/4 is 3/2, not 1",
+        ),
+        (_path(("6/0=0", "0"), goal=""), r"divides by zero"),
+        (_path(("6*4=24", "2, 3, 24"), goal="no luck"), "no 'Goal Reached' line in the path"),
+        (_path(("6*4=24", "2, 3, x")), "unreadable resulting numbers"),
+    ],
+)
+def test_a_wrong_path_is_wrong_and_says_which_operation(path: str, reason: str) -> None:
+    numbers = [6, 0, 2] if "6/0" in path else NUMBERS
+    verdict = check_path(path, numbers, 24)
+    assert not verdict.correct
+    assert re.search(reason, verdict.reason), verdict.reason
+
+
+def test_the_solution_of_a_trace_is_after_its_second_to_last_goal() -> None:
+    search = "Exploring Operation: 2*3=6, Resulting Numbers: [4, 6, 6]\n6,24 unequal\n"
+    found = "Exploring Operation: 24*1=24, Resulting Numbers: [24]\n24,24 equal: Goal Reached\n"
+    trace = search + found + RIGHT_PATH + "\n"
+    assert trace_solution(trace) == RIGHT_PATH
+    assert trace_solution(found) is None  # one mark: no replayed path
+    assert trace_solution("so \\boxed{6 * 4 * (3 - 2)}") is None
+    # every mark counts, a join's "<Goal Reached in Sub Search ...>" line too (the reference's
+    # str.count): the path then starts inside that line
+    joined = "<Goal Reached in Sub Search 0 at level 1 at Node #0,0>\n" + RIGHT_PATH
+    assert trace_solution(joined) == "in Sub Search 0 at level 1 at Node #0,0>\n" + RIGHT_PATH
+
+
+def _reference_path(expression: str, numbers: list[int]) -> tuple[str, list[str]]:
+    """An APR-format path that performs `expression`'s operations bottom-up from `numbers`
+    (a generator's reference, whose intermediates are positive integers), and its op texts."""
+    state, lines, ops = list(numbers), ["Moving to Node #0"], []
+
+    def walk(node: ast.expr) -> int:
+        if isinstance(node, ast.Constant):
+            return int(node.value)
+        assert isinstance(node, ast.BinOp)
+        a, b = walk(node.left), walk(node.right)
+        symbol = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}[type(node.op)]
+        value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[symbol]
+        state.remove(a)
+        state.remove(b)
+        state.append(value)
+        ops.append(f"{a}{symbol}{b}={value}")
+        lines.append(f"Exploring Operation: {ops[-1]}, Resulting Numbers: {state}")
+        return value
+
+    result = walk(ast.parse(expression, mode="eval").body)
+    lines.append(f"{result},{result} equal: Goal Reached")
+    return "\n".join(lines), ops
+
+
+@pytest.mark.parametrize("count", [2, 4, 6])
+def test_paths_of_the_reference_solutions_replay_and_any_broken_step_does_not(count: int) -> None:
+    """The path grader agrees with the expression checker on every generated problem: the
+    reference solution as a path is right; a wrong result in any one step is wrong."""
+    for p in generate_countdown(40, numbers=count, seed=10 + count):
+        numbers, target = p.metadata["numbers"], p.metadata["target"]
+        path, ops = _reference_path(p.answer or "", numbers)
+        verdict = check_path(path, numbers, target)
+        assert verdict.correct, (p.id, path, verdict.reason)
+        for i, op in enumerate(ops):
+            broken = path.replace(f"Operation: {op},", f"Operation: {op}1,", 1)
+            assert not check_path(broken, numbers, target).correct, (p.id, i, broken)
+
+
+APR_TRACE = (
+    "\nExploring Operation: 6*4=24, Resulting Numbers: [2, 3, 24]\n"
+    "Generated Node #0,0: 24:[2, 3, 24] Operation: 6*4=24\n"
+    "Exploring Operation: 3-2=1, Resulting Numbers: [24, 1]\n"
+    "Exploring Operation: 24*1=24, Resulting Numbers: [24]\n"
+    "24,24 equal: Goal Reached\n" + RIGHT_PATH + "\n"
+)
+
+
+async def test_a_trained_apr_root_output_is_graded_by_its_path() -> None:
+    judge = Grader().for_problem(PROBLEM)
+    answer = judge.extract(APR_TRACE)
+    assert answer == RIGHT_PATH  # the trace's path, not a boxed expression (there is none)
+    grade = await Grader().grade(answer, PROBLEM.answer, PROBLEM)
+    assert grade.correct is True and grade.reason is None
+    wrong = APR_TRACE.replace("24/1=24, Resulting Numbers: [24]", "24/1=24, Resulting Numbers: [1]")
+    bad = await Grader().grade(judge.extract(wrong), PROBLEM.answer, PROBLEM)
+    assert bad.correct is False and "leaves [24], but the trace says [1]" in (bad.reason or "")
+
+
+async def test_the_runner_scores_an_apr_trace_as_apr_does(tmp_path: Path) -> None:
+    # what a trained APR model writes: no \boxed{}, a search trace ending in its replayed path
+    runner = Runner(ScriptedGenerator([APR_TRACE]), BestOfN(n=1), tmp_path, progress=False)
+    summary = await runner.run([PROBLEM])
+    (record,) = read_results(tmp_path / RESULTS)
+    assert record["correct"] is True, record.get("grade_reason")
+    assert summary["accuracy"] == 1.0
+
+
+# --- votes: every valid expression is one answer, never merged with a wrong one ---------------
+
+
+async def test_the_countdown_judge_merges_valid_answers_only() -> None:
+    judge = Grader().for_problem(PROBLEM)
+    assert isinstance(judge, CountdownJudge)
+    assert Grader().for_problem(Problem("p", "1 + 1?", "2")).__class__ is Grader
+    assert await judge.equivalent("6 * 4 * (3 - 2)", "\\frac{6}{3 - 2} \\times 4") is True
+    assert await judge.equivalent("6 * 4 * (3 - 2)", RIGHT_PATH) is True  # a path and a box
+    assert await judge.equivalent("8 \\times 3", "6 * 4 * (3 - 2)") is False  # wrong numbers
+    assert await judge.equivalent("6 * 4 * (3 - 2)", "8 \\times 3") is False
+    assert await judge.equivalent("2 + 3 + 4 + 6", "2 + 3 + 4 + 6") is True  # the same wrong one
+    assert await judge.equivalent(None, "6 * 4 * (3 - 2)") is False
+    # without the problem, the value decides: the wrong numbers pass as the same answer
+    assert await Grader().equivalent("8 \\times 3", "6 * 4 * (3 - 2)") is True
+
+
+_VOTES = [
+    "so \\boxed{8 \\times 3}",  # 24 with numbers that are not given
+    "so \\boxed{2 + 3 + 4 + 6}",
+    "so \\boxed{2 + 3 + 4 + 6}",
+    "so \\boxed{6 \\times 4 \\times (3 - 2)}",
+    "so \\boxed{\\frac{6}{3 - 2} \\times 4}",
+    "so \\boxed{(3 - 2) \\times 4 \\times 6}",
+]
+
+
+async def test_best_of_n_majority_counts_valid_expressions_as_one_vote(tmp_path: Path) -> None:
+    runner = Runner(ScriptedGenerator(_VOTES), BestOfN(n=6), tmp_path, progress=False)
+    await runner.run([PROBLEM])
+    (record,) = read_results(tmp_path / RESULTS)
+    # three different valid expressions are one answer with 3 votes; "8 \times 3" (the same
+    # value, the wrong numbers) is not among them, so it neither wins nor lends them its vote
+    assert record["votes"] == {
+        "8 \\times 3": 1.0,
+        "2 + 3 + 4 + 6": 2.0,
+        "6 \\times 4 \\times (3 - 2)": 3.0,
+    }
+    assert record["correct"] is True

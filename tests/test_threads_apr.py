@@ -14,6 +14,7 @@ from evals.grading import Grader
 from reasoning import Budget, Context
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, FinishReason, Problem, Sampling
+from search.threads import Threads
 from search.threads.apr import APR
 from search.threads.apr_format import (
     DEFAULT_PREFIX,
@@ -546,3 +547,96 @@ def test_fan_out_never_passes_its_caps(
     assert all(len(s["tasks"]) <= (max_children or width) for s in spawns)
     assert ctx.ledger.generator_calls <= 2 * (1 + spawned) + len(spawns)
     assert result.chain.finished
+
+
+# --- APR as its evaluator runs it: raw prompts, its sampling, its grading -----------------------
+
+BOS = "<s>"
+ROOT_0 = "Moving to Node #0\nCurrent State: 24:[2, 3, 4, 1], Operations: []"
+# a trained model's root: explores, spawns two nodes, and after the join writes the path again
+ROOT_TRACE = "\n" + PARENT + block("Moving to Node #0,0", "Moving to Node #0,1")
+CHILD_TRACE = (
+    "\nExploring Operation: 4*6=24, Resulting Numbers: [1, 24]\n"
+    "Generated Node #0,0,0: 24:[1, 24] Operation: 4*6=24\n"
+    "Moving to Node #0,0,0\nCurrent State: 24:[1, 24], Operations: ['2*3=6', '4*6=24']\n"
+    "Exploring Operation: 24*1=24, Resulting Numbers: [24]\n24,24 equal: Goal Reached\n"
+    "Moving to Node #0,0\nCurrent State: 24:[4, 1, 6], Operations: ['2*3=6']\n"
+    "Exploring Operation: 4*6=24, Resulting Numbers: [1, 24]\n"
+    "Exploring Operation: 24*1=24, Resulting Numbers: [24]\n24,24 equal: Goal Reached\n"
+)
+FINAL_PATH = (
+    "Moving to Node #0\nCurrent State: 24:[2, 3, 4, 1], Operations: []\n"
+    "Exploring Operation: 2*3=6, Resulting Numbers: [4, 1, 6]\n"
+    "Exploring Operation: 4*6=24, Resulting Numbers: [1, 24]\n"
+    "Exploring Operation: 24*1=24, Resulting Numbers: [24]\n24,24 equal: Goal Reached"
+)
+ROOT_END = "Sub search 0 solved it.\n24,24 equal: Goal Reached\n" + FINAL_PATH + "\n"
+
+
+class RawModel(RuleGenerator):
+    """A trained APR model on a completion endpoint: answers raw prompts (no template) by
+    their ending, and has a tokenizer whose BOS token is `<s>`."""
+
+    name = "apr-raw"
+
+    def __init__(self) -> None:
+        super().__init__(
+            [
+                (lambda p: p.endswith(ROOT_0), ROOT_TRACE),
+                (lambda p: p.removeprefix(BOS) == CHILD_0, CHILD_TRACE),
+                (
+                    lambda p: p.removeprefix(BOS) == CHILD_1,
+                    "\nExploring Operation: 3*3=9\nNo solution.",
+                ),
+                ("<End Sub Searches>\n", ROOT_END),
+            ],
+            unit=words,
+            count_stop=True,
+            delay_s=0.0,
+        )
+        self.tokenizer = type("Tokenizer", (), {"bos_token": BOS})()
+
+
+def test_raw_prompts_are_apr_s_text_without_a_template() -> None:
+    gen = RawModel()
+    ctx = context(gen, COUNTDOWN)
+    result = run(APR(prompt="raw", sub_call_budget=2), ctx)
+    # the root: BOS, the sub-call budget, node #0 from the problem's metadata; no "Q: ... A: "
+    assert gen.prompts[0] == BOS + "Sub Call Budget: 2 " + ROOT_0
+    # each child: BOS and its node's state, nothing else
+    assert sorted(gen.prompts[1:3]) == [BOS + CHILD_0, BOS + CHILD_1]
+    assert not any(p.startswith("Q: ") for p in gen.prompts)
+    assert result.chain.text.endswith(ROOT_END) and "Calling" not in result.chain.text
+    # the null prefix forces nothing under raw: the root's text starts with what it decoded
+    assert result.chain.text.startswith(ROOT_TRACE[:40])
+
+
+def test_raw_without_budget_and_without_a_tokenizer() -> None:
+    gen = RawModel()
+    del gen.tokenizer
+    ctx = context(gen, COUNTDOWN)
+    run(APR(prompt="raw"), ctx)
+    assert gen.prompts[0] == ROOT_0
+    assert sorted(gen.prompts[1:3]) == [CHILD_0, CHILD_1]
+
+
+def test_raw_refuses_a_problem_that_is_not_countdown() -> None:
+    ctx = context(RawModel(), PROBLEM)
+    with pytest.raises(ValueError, match=r"search\.strategy\.prompt=raw .* problem 'p' has none"):
+        run(APR(prompt="raw"), ctx)
+    assert APR().prompt == "chat"  # untrained models keep the chat template by default
+
+
+def test_apr_as_published_samples_at_its_temperature_and_scores_by_its_path() -> None:
+    """search.temperature / top_p reach every call (root and children), and the root's output
+    is graded as APR grades it: its replayed path, through the problem-bound judge."""
+    gen = RawModel()
+    grader = Grader()
+    ctx = Context(COUNTDOWN, gen, judge=grader)
+    search = Threads(strategy=APR(prompt="raw"), temperature=1.0, top_p=1.0, max_tokens=4096)
+    outcome = asyncio.run(search.run(COUNTDOWN, ctx))
+    assert len(gen.calls) == 4  # root, two children, the root after the join
+    assert {(s.temperature, s.top_p) for _, s in gen.calls} == {(1.0, 1.0)}
+    assert outcome.answer == FINAL_PATH
+    grade = asyncio.run(grader.grade(outcome.answer, COUNTDOWN.answer, COUNTDOWN))
+    assert grade.correct is True, grade.reason

@@ -31,16 +31,22 @@ Where this differs from the reference (a from-scratch Countdown model served by 
   untrained one does not, so decoding also stops there (vLLM leaves the stop string out of the
   text: it is put back as a zero-token node). A rollout at `max_depth` decodes with the
   reference child's only stop, `<Sub Searches>`: a calling block it writes is not expanded.
-- Prompts. Every context is rendered in the problem's chat template (`ctx.render_question`
-  for a child). The default `prefix` forces a generic calling block of two sub-tasks so that a
-  model not trained on the format still spawns (a trained model: set `prefix` to ""). The
-  optional `Sub Call Budget: {k} ` is forced before the prefix, at the start of the root's
-  answer (the reference prepends it to the root prompt).
-- Countdown nodes. The reference's root prompt is the root state `Moving to Node #0 ...`; ours
-  is the natural-language question, so a Countdown problem (metadata `numbers`, `target`) seeds
-  node `#0` from its metadata. A `Generated Node` whose parent is unknown is skipped (the
-  reference fails the whole call with a KeyError); a task naming an unknown node keeps its
-  text as the child's prompt.
+- Prompts. `prompt: raw` sends what the reference sends, to a Countdown problem only: the
+  tokenizer's BOS token as text, then `Sub Call Budget: {k} ` when set, then the root state
+  `Moving to Node #0\nCurrent State: T:[a, b, ...], Operations: []` built from the problem's
+  metadata, with no chat template; a child's context is the BOS token and its node state, and
+  a null `prefix` forces nothing (the trained model writes its own blocks). `prompt: chat`
+  (the default, for models not trained on the format) renders every context in the problem's
+  chat template (`ctx.render_question` for a child); its default `prefix` forces a generic
+  calling block of two sub-tasks so that such a model still spawns, and the optional
+  `Sub Call Budget: {k} ` is forced before the prefix, at the start of the root's answer.
+- Sampling. The reference samples every call at temperature 1.0, top-p 1 (eval_apr.py); ours
+  takes `search.temperature` and `search.top_p` for every call, root and children alike (the
+  shared defaults are 0.6 / 0.95: set 1.0 / 1.0 to sample as APR does).
+- Countdown nodes. Under `prompt: chat` the root's prompt is the natural-language question, so
+  a Countdown problem (metadata `numbers`, `target`) seeds node `#0` from its metadata. A
+  `Generated Node` whose parent is unknown is skipped (the reference fails the whole call with
+  a KeyError); a task naming an unknown node keeps its text as the child's prompt.
 - Results. `Goal Reached` counts only the model's own marks, never the `<Goal Reached in Sub
   Search ...>` lines of a nested join. A child with fewer than two marks (an untrained model)
   gives its last paragraph with a closed `\\boxed{...}`, else no solution.
@@ -68,7 +74,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from reasoning.context import Context
 from reasoning.settings import Count, OptionalCount, OptionalNonNegativeCount
@@ -87,6 +93,7 @@ from search.threads.apr_format import (
     CallingBlock,
     ChildResult,
     MalformedBlock,
+    Node,
     calling_block,
     child_prompt,
     countdown_nodes,
@@ -115,7 +122,10 @@ class APR(StrategySettings):
 
     name: ClassVar[str] = "apr"
 
-    prefix: Prefix = None  # {question}: the problem; null: a block of two generic sub-tasks
+    prefix: Prefix = None  # {question}: the problem; null: 2 generic sub-tasks (chat), none (raw)
+    prompt: Literal["chat", "raw"] = "chat"
+    """chat: each context is its task in the model's chat template; raw: APR's own text, the
+    BOS token then the Countdown node state, no template (a trained APR model; Countdown only)"""
     sub_call_budget: OptionalNonNegativeCount = None
     """forces `Sub Call Budget: {k} ` first (APR's sub-call conditioning); null: none"""
     max_thread_tokens: MaxThreadTokens = None
@@ -127,13 +137,22 @@ class APR(StrategySettings):
     """child contexts one rollout may spawn in all, at every depth (the rest are dropped)"""
 
     async def rollout(self, ctx: Context, sampling: Sampling, label: str) -> RolloutResult:
-        run = Rollout.start(
-            ctx, ctx.render(None), sampling.max_tokens, label=label, policy=self.name
-        )
-        if self.sub_call_budget is not None:
-            run.force(f"Sub Call Budget: {self.sub_call_budget} ")
-        prefix = DEFAULT_PREFIX if self.prefix is None else self.prefix
-        run.force(prefix.replace("{question}", ctx.problem.question))
+        if self.prompt == "raw":
+            budget = (
+                "" if self.sub_call_budget is None else f"Sub Call Budget: {self.sub_call_budget} "
+            )
+            head = raw_head(ctx, budget + self._root(ctx).prompt())
+            run = Rollout.start(ctx, head, sampling.max_tokens, label=label, policy=self.name)
+            # a trained model writes its own blocks: a null prefix forces nothing here
+            run.force((self.prefix or "").replace("{question}", ctx.problem.question))
+        else:
+            run = Rollout.start(
+                ctx, ctx.render(None), sampling.max_tokens, label=label, policy=self.name
+            )
+            if self.sub_call_budget is not None:
+                run.force(f"Sub Call Budget: {self.sub_call_budget} ")
+            prefix = DEFAULT_PREFIX if self.prefix is None else self.prefix
+            run.force(prefix.replace("{question}", ctx.problem.question))
         log = _Log()
         await self._trace(ctx, run, sampling, depth=0, path="", log=log)
         return RolloutResult(
@@ -145,6 +164,21 @@ class APR(StrategySettings):
                 "notes": run.notes,
             },
         )
+
+    def _root(self, ctx: Context) -> Node:
+        """Node #0 of the problem, for the raw prompt; refuses a problem that is not Countdown."""
+        root = root_node(ctx) if ctx.problem.metadata.get("task") == "countdown" else None
+        if root is None:
+            raise ValueError(
+                "search.strategy.prompt=raw builds APR's root prompt from a Countdown problem's "
+                f"metadata (task: countdown, integer numbers and target); problem "
+                f"{ctx.problem.id!r} has none: use search.strategy.prompt=chat"
+            )
+        return root
+
+    def _head(self, ctx: Context, task: str) -> str:
+        """A child's whole context: its task in the chat template, or raw as APR sends it."""
+        return raw_head(ctx, task) if self.prompt == "raw" else ctx.render_question(task)
 
     async def _trace(
         self, ctx: Context, run: Rollout, sampling: Sampling, *, depth: int, path: str, log: _Log
@@ -222,7 +256,7 @@ class APR(StrategySettings):
         paths = [f"{path}.{i}" if path else str(i) for i in range(len(searches))]
         kids = run.spawn(
             [
-                (f"{run.label}/{i}", ctx.render_question(child_prompt(s.task, nodes)))
+                (f"{run.label}/{i}", self._head(ctx, child_prompt(s.task, nodes)))
                 for i, s in enumerate(searches)
             ],
             cap,
@@ -255,3 +289,11 @@ class APR(StrategySettings):
             }
         )
         return True
+
+
+def raw_head(ctx: Context, text: str) -> str:
+    """`text` as APR's evaluator sends it to a completion endpoint: the tokenizer's BOS token
+    (as text) in front, no chat template; no BOS for a generator without a tokenizer."""
+    tokenizer = getattr(ctx.generator, "tokenizer", None)
+    bos = getattr(tokenizer, "bos_token", None)
+    return (bos if isinstance(bos, str) else "") + text
