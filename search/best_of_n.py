@@ -10,11 +10,13 @@ from typing import ClassVar
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.outcome import Outcome
+from reasoning.settings import Count, Probability
 from reasoning.steps import chain_from_completion
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem, Sampling
-from search.aggregate import VERIFIER_AGGREGATES
-from search.conclude import conclude
+from search.aggregate import AGGREGATES, VERIFIER_AGGREGATES
+from search.conclude import conclude, outcome_of
+from search.confidence_vote import ConfidenceRule, Measure, confidence_select
 from search.settings import (
     AggregateName,
     BatchSize,
@@ -30,9 +32,11 @@ from search.settings import (
 
 @settings
 class BestOfN(Sampled):
-    """N samples at temperature T; `aggregate` = majority | best_score | weighted | rpc."""
+    """N samples at temperature T; `aggregate` = majority | best_score | weighted | rpc |
+    confidence (DeepConf-style: the most confident share of the samples, confidence-weighted)."""
 
     name: ClassVar[str] = "best_of_n"
+    aggregates: ClassVar[tuple[str, ...]] = (*AGGREGATES, "confidence")
 
     n: Samples = 8
     max_tokens: MaxTokens = 512
@@ -41,12 +45,32 @@ class BestOfN(Sampled):
     batch_size: BatchSize = None
     # 0: sampled tokens (RPC, mean-logprob confidence); k: also top-k (self-certainty)
     top_logprobs: TopLogprobs = None
+    confidence: Measure = "lowest_group"
+    """aggregate=confidence: a sample's confidence from its token confidences: lowest_group
+    (lowest mean over sliding windows of confidence_window tokens), bottom (mean of the lowest
+    10% of those windows), tail (mean over the last confidence_window tokens) or mean"""
+    confidence_window: Count = 2048
+    """aggregate=confidence: tokens per sliding window (lowest_group, bottom) or in the tail"""
+    confidence_keep: Probability = 0.1
+    """aggregate=confidence: the most confident share of the answered samples that votes"""
 
     def check(self) -> None:
         if self.aggregate == "rpc" and self.top_logprobs is None:
             raise invalid(
                 "aggregate", "rpc", "needs token logprobs: set search.top_logprobs=0 (or k > 0)"
             )
+        if self.aggregate == "confidence" and not self.top_logprobs:
+            raise invalid(
+                "top_logprobs",
+                self.top_logprobs,
+                "must be k > 0 with search.aggregate=confidence: token confidence averages the "
+                "top-k logprobs (DeepConf uses k=20; set search.top_logprobs=20)",
+            )
+
+    @property
+    def confidence_rule(self) -> ConfidenceRule:
+        """The confidence vote's settings as the reusable rule (search/confidence_vote.py)."""
+        return ConfidenceRule(self.confidence, self.confidence_window, self.confidence_keep)
 
     @property
     def verifier_use(self) -> str | None:
@@ -72,4 +96,9 @@ class BestOfN(Sampled):
                     chains.append(chain)
         except BudgetExhausted:
             pass  # ctx.stopped_by records which limit; vote over what we have
+        if self.aggregate == "confidence":
+            if ctx.judge is None:
+                raise ValueError("the Context needs an answer judge to aggregate answers")
+            selection = await confidence_select(chains, ctx.judge, self.confidence_rule)
+            return outcome_of(ctx, chains, selection, {"aggregate": "confidence"})
         return await conclude(ctx, chains, self.aggregate, self.step_reduction)
