@@ -21,7 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from evals.validation import validate_config
-from reasoning.build import ConfigError, compose_config, instantiate_group
+from reasoning.build import compose_config, instantiate_group
 from reasoning.prompts import SYSTEM_PROMPTS
 from tests.conftest import REPO
 
@@ -312,14 +312,6 @@ PAPERS: dict[str, Paper] = {
     ),
 }
 
-# presets whose keys come from other issue-20 work: they compose, but build only once it is in
-NEEDS_KEY = {
-    # needs key trim.ignore_end from the trimmers' helper (s1's N-times "Wait")
-    "s1-budget-s1-32b": "trim.ignore_end",
-    # needs key search.strategy.prompt from the APR helper (the raw root prompt)
-    "apr-countdown": "search.strategy.prompt",
-}
-
 PRESETS = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
 
 
@@ -422,15 +414,9 @@ def _plain(value: Any) -> Any:
 @pytest.mark.parametrize("name", PRESETS)
 def test_the_preset_builds_its_controller_and_needs_no_missing_verifier(name: str) -> None:
     cfg = _compose(name)
-    try:
-        search = instantiate_group(cfg.search, "search")  # the controller's own checks run here
-        if "trim" in cfg:
-            instantiate_group(cfg.trim, "trim")  # the trimmer's too
-    except ConfigError as exc:
-        # composes now; builds once the helper that adds the key is merged
-        if name in NEEDS_KEY and f"{NEEDS_KEY[name]} is not a" in str(exc):
-            pytest.xfail(f"needs key {NEEDS_KEY[name]} from another issue-20 helper")
-        raise
+    search = instantiate_group(cfg.search, "search")  # the controller's own checks run here
+    if "trim" in cfg:
+        instantiate_group(cfg.trim, "trim")  # the trimmer's too
     if getattr(search, "verifier_use", None):
         assert PAPERS[name].prm is not None, f"{name}: the controller needs a verifier"
     if getattr(search, "aggregate", None) == "rpc":
