@@ -161,6 +161,9 @@ class Sampling:
     # the logprobs of exactly these token ids at every generated position, whatever their rank
     # (a judge's or PRM's label tokens); when set, backends return no top-k alternatives
     logprob_token_ids: tuple[int, ...] | None = None
+    # the text keeps special tokens (a thinking tag such as s1's "<|im_start|>answer" is one):
+    # backends detokenize without skipping them
+    keep_special_tokens: bool = False
 
 
 @dataclass(frozen=True)

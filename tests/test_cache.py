@@ -143,6 +143,7 @@ async def test_every_sampling_field_prompt_and_name_are_part_of_the_key(cache: C
         "seed": 2,
         "logprobs": 0,
         "logprob_token_ids": (5, 7),
+        "keep_special_tokens": True,
     }
     assert set(variants) == {f.name for f in fields(Sampling)}, "a new Sampling field: add it"
     inner = ScriptedGenerator()

@@ -477,3 +477,29 @@ async def test_an_outage_is_still_the_runs_and_a_500_the_requests(stub: StubServ
     (ok,) = await gen.complete("fine", Sampling(max_tokens=20))  # the server still answers
     assert ok.text == "The answer is \\boxed{1}" and ok.finish_reason is FinishReason.EOS
     await gen.aclose()
+
+
+def test_special_tokens_are_kept_in_the_text_when_asked() -> None:
+    """A thinking tag made of special tokens must reach the caller's text (both backends)."""
+    from reasoning.backends.vllm_engine import VLLMGenerator
+
+    asked = Sampling(keep_special_tokens=True)
+    assert VLLMGenerator._params(asked, seeded=False, stream=True).skip_special_tokens is False
+    assert VLLMGenerator._params(Sampling(), seeded=False, stream=True).skip_special_tokens
+
+    path = str(embedded_checkpoint("smollm2-135m"))
+    gen = OpenAIGenerator(path, base_urls="http://127.0.0.1:9", served_model="m")
+    kwargs = asyncio.run(gen._arguments("p", asked))
+    assert kwargs["extra_body"]["skip_special_tokens"] is False
+    assert "skip_special_tokens" not in asyncio.run(gen._arguments("p", Sampling()))["extra_body"]
+
+
+def test_cache_keys_recorded_before_keep_special_tokens_still_match() -> None:
+    from dataclasses import asdict
+
+    from reasoning.cache.call_keys import sampling_json
+
+    assert sampling_json(Sampling()) == {
+        k: v for k, v in asdict(Sampling()).items() if k != "keep_special_tokens"
+    }
+    assert sampling_json(Sampling(keep_special_tokens=True))["keep_special_tokens"] is True

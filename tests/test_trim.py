@@ -8,7 +8,7 @@ a sample) and its streamed pieces (which meter it) agree: one token per piece.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -722,3 +722,34 @@ def test_every_trim_config_lists_each_key_with_its_default(path: Path) -> None:
     plain = {k: tuple(v) if isinstance(v, list) else v for k, v in keys.items()}
     assert plain == defaults
     assert type(built)() == built
+
+
+async def test_a_thinking_tag_of_special_tokens_is_seen_where_thinking_ends() -> None:
+    """s1 closes its thinking with "<|im_start|>answer", whose first token is special: text
+    decoded the usual way drops it, so the trimmer asks for special tokens to see the end."""
+    special = "<|im_start|>"
+    s1 = ThinkingFormat(open=special + "think", close=special + "answer", forced=True)
+
+    class SkipsSpecialTokens(ScriptedGenerator):
+        def detokenize(self, ids: Sequence[int]) -> str:
+            return super().detokenize(ids).replace(special, "")
+
+    def text(prompt: str, sampling: Sampling) -> str:
+        if answers(prompt):
+            return ANSWER
+        said = " c <|im_start|>answer 4" if prompt.endswith("Wait") else "a b <|im_start|>answer 3"
+        return said if sampling.keep_special_tokens else said.replace(special, "")
+
+    gen = SkipsSpecialTokens(text)
+    gen.thinking = s1
+    ctx = Context(PROBLEM, gen, judge=Grader(), sampler=BudgetForcing(ignore_end=1))
+    out = await one(ctx, max_tokens=200)
+    assert out.text == "a b Wait c <|im_start|>answer 4"
+    assert [e["cue"] for e in ctx.events if e["event"] == "extend"] == ["Wait"]
+    assert all(sampling.keep_special_tokens for _, sampling in gen.streams)
+
+
+async def test_a_plain_thinking_tag_keeps_the_usual_decoding() -> None:
+    gen, ctx = make(script("a b </think> \\boxed{3}"), BudgetForcing())
+    await one(ctx, max_tokens=200)
+    assert gen.streams and not any(sampling.keep_special_tokens for _, sampling in gen.streams)

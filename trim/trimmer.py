@@ -146,6 +146,12 @@ class SampleRun:
         )  # fmt: skip
         self.watching = watched
         self.close_tag = ctx.thinking.close if ctx.thinking is not None else ""
+        # a tag made of special tokens (s1's "<|im_start|>answer") vanishes from text decoded
+        # the usual way: ask for the special tokens, or the end of thinking is never seen
+        keep = bool(self.close_tag) and self.close_tag not in ctx.detokenize(
+            ctx.tokenize(self.close_tag)
+        )
+        self.sampling = replace(sampling, keep_special_tokens=keep)
         self.transcript = Transcript()
         self.spent = 0  # tokens streamed (and metered) for this sample
         self.prompt_tokens = 0
@@ -243,6 +249,7 @@ class SampleRun:
             seed=s.seed,
             logprobs=s.logprobs,
             logprob_token_ids=s.logprob_token_ids,
+            keep_special_tokens=s.keep_special_tokens,
         )
         prompt = TokenPrompt(self.prompt_ids + self.transcript.ids)
         # a refused answer call comes back as a refusal (finish BUDGET, nothing generated)

@@ -427,6 +427,8 @@ class OpenAIGenerator(RenderingBackend):
         )
         if sampling.stop:
             kwargs["stop"] = list(sampling.stop)
+        if sampling.keep_special_tokens:
+            kwargs["extra_body"]["skip_special_tokens"] = False  # vLLM extension
         if sampling.seed is not None and self.per_request_seed:
             kwargs["seed"] = sampling.seed
         if sampling.logprobs is not None:

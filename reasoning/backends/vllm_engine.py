@@ -210,6 +210,7 @@ class VLLMGenerator(RenderingBackend):
             # own server does it, or it keeps only the first `logprobs` of them.
             logprobs=None if ids else sampling.logprobs,
             logprob_token_ids=list(ids) if ids else None,
+            skip_special_tokens=not sampling.keep_special_tokens,
             output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
         )
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
-from reasoning.types import Chain, Problem, Prompt, TokenPrompt
+from reasoning.types import Chain, Problem, Prompt, Sampling, TokenPrompt
 
 # Part of every key: bump when what a key covers changes. 2: Sampling.logprob_token_ids (the
 # judge's and generative PRM's scores changed with it, so their recorded calls must miss too).
@@ -29,6 +30,15 @@ def cache_key(payload: Mapping[str, Any]) -> str:
 def prompt_json(prompt: Prompt) -> str | dict[str, list[int]]:
     """A text prompt keys as itself (so keys recorded before token prompts still match)."""
     return {"ids": list(prompt.ids)} if isinstance(prompt, TokenPrompt) else prompt
+
+
+def sampling_json(sampling: Sampling) -> dict[str, Any]:
+    """A field added to `Sampling` later is left out at its default, so the keys recorded before
+    it existed still match."""
+    fields = asdict(sampling)
+    if not fields["keep_special_tokens"]:
+        del fields["keep_special_tokens"]
+    return fields
 
 
 def prompt_summary(prompt: Prompt) -> str:

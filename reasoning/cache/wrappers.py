@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import asdict
 from typing import Any, cast
 
 from reasoning.cache.call_keys import (
@@ -14,6 +13,7 @@ from reasoning.cache.call_keys import (
     problem_json,
     prompt_json,
     prompt_summary,
+    sampling_json,
 )
 from reasoning.cache.codecs import completion_from_json, completion_to_json, delta_from_json
 from reasoning.cache.store import MODES, CallCache, Mode
@@ -128,7 +128,7 @@ class CachedGenerator:
                 "kind": kind,
                 "generator": self.name,
                 "prompt": prompt_json(prompt),
-                "sampling": asdict(sampling),
+                "sampling": sampling_json(sampling),
             }
         )
 
