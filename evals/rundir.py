@@ -169,12 +169,30 @@ def read_bounded(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> b
     return data
 
 
+# a \uD800-\uDFFF escape: JSON allows it alone, but such a string cannot be written as UTF-8
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def parse_json(data: bytes | str) -> Any:
+    """`json.loads` for untrusted text: ValueError for an unpaired surrogate (JSON lets one
+    through as an escape; every later write, to pandas, Arrow or a file, would then fail)."""
+    value = json.loads(data)
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise ValueError(f"an unpaired surrogate escape ({bad!a})") from None
+    return value
+
+
 def read_json(path: str | os.PathLike[str], limit: int = MAX_JSON_BYTES) -> Any:
     """A JSON file read with `read_bounded`; ValueError (located) for bad JSON, and for nesting
     too deep to parse (a RecursionError otherwise)."""
     data = read_bounded(path, limit)
     try:
-        return json.loads(data)
+        return parse_json(data)
     except RecursionError:
         raise ValueError(f"{path}: nested too deeply to read") from None
     except UnicodeDecodeError as exc:
@@ -257,7 +275,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
                     f"{path}:{lineno}: a result line longer than {MAX_LINE_BYTES // 2**20} MiB"
                 )
             try:
-                records.append(json.loads(raw))
+                records.append(parse_json(raw))
                 good_bytes += len(raw)
             except (ValueError, RecursionError) as exc:
                 what = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)

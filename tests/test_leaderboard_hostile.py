@@ -286,6 +286,24 @@ def test_a_record_nested_too_deeply_is_a_located_error(tmp_path: Path) -> None:
     assert len(got.records) == 2
 
 
+def test_an_unpaired_surrogate_is_a_located_error_and_the_board_is_built(tmp_path: Path) -> None:
+    """JSON lets "\\ud800" through as an escape, but no later write (pandas, Arrow, a page) can
+    encode it: the line is skipped, named, and the board still builds."""
+    run = make_run(tmp_path, "run", _bools("11"))
+    _write_records(run, _records(run), tail='{"id": "\\ud800", "correct": true}\n')
+    got = read_run(run)
+    assert any(
+        str(e).startswith(f"{run}/results.jsonl:3: not JSON: an unpaired surrogate")
+        for e in got.errors
+    ), got.errors
+    assert len(got.records) == 2
+    board = build_leaderboard([tmp_path], tmp_path / "board", n_bootstrap=10, audit=False)
+    assert board is not None
+    paired = '{"id": "\\ud83d\\ude00", "correct": true}\n'  # a surrogate pair is one character
+    _write_records(run, _records(run), tail=paired)
+    assert [r["id"] for r in read_run(run).records][-1] == "\U0001f600"
+
+
 # --- point 12: regular files only, bounded, streamed --------------------------------------------
 
 

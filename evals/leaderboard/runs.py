@@ -38,6 +38,7 @@ from evals.rundir import (
     flatten,
     iter_lines,
     open_regular,
+    parse_json,
     read_bounded,
     read_json,
     run_fingerprint,
@@ -306,7 +307,7 @@ def _read_records(
                 if not raw.strip():
                     continue
                 try:
-                    record = json.loads(raw)
+                    record = parse_json(raw)
                     ident = _identity(record) if isinstance(record, dict) else {}
                 except RecursionError:
                     errors.append(RunError(path, "nested too deeply to read; line skipped", lineno))
