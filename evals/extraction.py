@@ -35,6 +35,7 @@ __all__ = [
     "list_size",
     "match_brace",
     "strip_answer",
+    "tuple_size",
 ]
 
 _THINK_END = "</think>"
@@ -68,9 +69,18 @@ _BOX_SEPARATOR_RE = re.compile(
     r"|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
 )
 _TEXT_WRAP_RE = re.compile(r"\\(?:text|textrm|mbox|mathrm)\s*\{([^{}]*)\}")
+# Words between two boxes that take the first one back (or reject it: `extraneous`), and a
+# question mark (`\boxed{5}? No, ...`).
 _REVISION_RE = re.compile(
     r"\b(?:but|wait|actually|instead|however|mistake|wrong|incorrect|recheck|re-check|"
-    r"double-check|reconsider|correction|oops|hmm|not|again)\b",
+    r"double-check|reconsider|correction|oops|hmm|not|no|again|recomput\w*|extraneous|"
+    r"reject\w*|discard\w*|invalid|fails?)\b|\?",
+    re.IGNORECASE,
+)
+# What, said right after a box, rejects it.
+_REJECTED_RE = re.compile(
+    r"\b(?:extraneous|rejected|invalid|wrong|incorrect|not (?:a )?(?:valid|solution)"
+    r"|does not work|doesn't work)\b",
     re.IGNORECASE,
 )
 # `(?<!\s)`: a run of blanks is tried once, from its start, not from each of its characters.
@@ -189,13 +199,16 @@ def _strip_span(s: str, i: int, j: int) -> tuple[int, int]:
             j -= 1
         if j - i > 4 and s.startswith("**", i, j) and s.endswith("**", i, j):
             i, j = i + 2, j - 2  # markdown bold
+        if j > i and s[j - 1] == "\\":
+            j -= 2 if s.endswith("\\\\", i, j) else 1  # a stray `\` or a row break `\\`
         if (i, j) == before:
             return i, j
 
 
 def strip_answer(s: str) -> str:
     """Remove math delimiters, markdown bold, whitespace and sentence punctuation (`.`, `,`, `;`)
-    around an extracted answer; an ellipsis (`1, 2, 3, ...`) is part of the answer and stays."""
+    around an extracted answer; an ellipsis (`1, 2, 3, ...`) is part of the answer and stays.
+    A backslash that ends the answer (`17\\`, a row break `4\\\\`) escapes nothing and goes too."""
     i, j = _strip_span(s, 0, len(s))
     return s[i:j]
 
@@ -205,6 +218,32 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     if _BOXED_RE.search(text) is None:
         return []
     return _boxes_in(text, 0, len(text), brace_pairs(text), 0)
+
+
+# How far past an unclosed `\boxed{` a stray `\}` that closes it is looked for.
+_STRAY_CLOSE_MAX_CHARS = 256
+
+
+def _stray_close(text: str, open_at: int, hi: int) -> int:
+    """Where `\\}` closes the unclosed box brace at `open_at` (`\\boxed{17\\}`: a stray backslash
+    before the closing brace), or -1: the first `\\}` that no `\\{` in the box opened, with every
+    plain brace before it closed, within `_STRAY_CLOSE_MAX_CHARS` (so the cost stays linear)."""
+    braces = sets = 0
+    i, stop = open_at + 1, min(hi, open_at + 1 + _STRAY_CLOSE_MAX_CHARS)
+    while i < stop:
+        c = text[i]
+        if c == "\\" and i + 1 < stop:
+            nxt = text[i + 1]
+            if nxt == "}" and braces == 0 and sets == 0:
+                return i
+            sets += {"{": 1, "}": -1}.get(nxt, 0)
+            i += 2
+            continue
+        if c in "$\n" or (c == "}" and braces == 0):
+            return -1  # the math or the line ends first: truncated, not a stray backslash
+        braces += 1 if c == "{" else -1 if c == "}" else 0
+        i += 1
+    return -1
 
 
 def _boxes_in(
@@ -225,8 +264,12 @@ def _boxes_in(
         if j < hi and text[j] == "{":
             end = pairs.get(j, -1)
             if end < 0 or end >= hi:
-                continue  # truncated: an earlier, complete box may still hold the answer
-            start, stop = j + 1, end + 1
+                end = _stray_close(text, j, hi)
+                if end < 0:
+                    continue  # truncated: an earlier, complete box may still hold the answer
+                start, stop = j + 1, end + 2  # `\boxed{17\}`: the box ends at the `}`
+            else:
+                start, stop = j + 1, end + 1
         elif j > m.end():
             word = _WORD_AFTER_BOX_RE.match(text, j, hi)
             if word is None:
@@ -297,6 +340,9 @@ def last_boxes(text: str, count: int) -> str | None:
     gaps = (text[a[1] : b[0]] for a, b in zip(chosen, chosen[1:], strict=False))
     if any(_REVISION_RE.search(gap) for gap in gaps):
         return None
+    after = _SENTENCE_END_RE.split(text[chosen[-1][1] : chosen[-1][1] + 200], maxsplit=1)[0]
+    if _REJECTED_RE.search(after):
+        return None  # `the value \boxed{-3} is extraneous`: not one of the values
     return ", ".join(_LHS_RE.sub("", content) for _, _, content in chosen)
 
 
@@ -317,6 +363,14 @@ def list_size(answer: str) -> int:
             start = i + 1
     items.append(s[start:])
     return sum(2 if "\\pm" in item else 1 for item in items if item.strip())
+
+
+def tuple_size(answer: str) -> int:
+    """How many entries a bare answer that is one tuple has (`(3, -1)`: 2), else 0."""
+    s = strip_answer(answer)
+    if not (s.startswith("(") and s.endswith(")")) or list_size(s) != 1:
+        return 0
+    return list_size(s[1:-1])
 
 
 def is_bare_answer(text: str) -> bool:

@@ -42,6 +42,7 @@ from evals.extraction import (
     last_boxes,
     list_size,
     strip_answer,
+    tuple_size,
 )
 from evals.normalization import fast_path, ungradable
 from reasoning.process import spawn_without_main
@@ -197,9 +198,13 @@ def _judge(prediction: str, gold: str) -> tuple[bool | None, str | None]:
     if not is_bare_answer(prediction):
         part = prediction.rsplit(_THINK_END, 1)[-1]
         spread = last_boxes(part, list_size(ref.text))
-        if spread is not None and spread != pred.text:
+        entries = tuple_size(ref.text)  # `p = \boxed{3}, then q = \boxed{-1}` for `(3, -1)`
+        spread_tuple = last_boxes(part, entries) if entries > 1 else None
+        for candidate in (spread, f"({spread_tuple})" if spread_tuple else None):
+            if candidate is None or candidate == pred.text:
+                continue
             try:
-                if _compare(_Answer(spread, []), ref):
+                if _compare(_Answer(candidate, []), ref):
                     return True, None
             except _Ungradable:
                 pass
