@@ -32,6 +32,7 @@ __all__ = [
     "is_bare_answer",
     "last_boxed",
     "last_boxes",
+    "last_inequalities",
     "list_size",
     "match_brace",
     "strip_answer",
@@ -492,13 +493,70 @@ def _math_spans(text: str) -> list[tuple[int, str]]:
     return spans
 
 
+# An inequality, in any spelling; and `or` between two pieces of inline math.
+_INEQUALITY_RE = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt|leqslant|geqslant)(?![A-Za-z])")
+_OR_WORD = r"\s*,?\s*(?:or|\\text\s*\{\s*or\s*\})\s*"
+_INLINE_MATH = r"(?:\$(?P<i>[^$\n]+?)\$|\\\((?P<p>[^\n]+?)\\\))"
+_OR_BEFORE_RE = re.compile(_INLINE_MATH + _OR_WORD + r"$")
+_OR_AFTER_RE = re.compile(_OR_WORD + _INLINE_MATH)
+_OR_LOOKBACK_CHARS = 300
+
+
+def _span_start(text: str, end: int, raw: str) -> int:
+    """Where the math span ending at `end` with content `raw` opens (`$`, `$$`, `\\(`, `\\[`)."""
+    for width in (1, 2):
+        start = end - len(raw) - 2 * width
+        if start >= 0 and text[start] in "$\\" and text.startswith(raw, start + width):
+            return start
+    return max(0, end - len(raw))
+
+
+def _or_chain(text: str, start: int, end: int, content: str) -> tuple[str, int]:
+    """`content` (the math at `text[start:end]`) joined with the inequalities in the inline
+    math right before and after it that `or` joins (`$x < -1$ or $x > 6$`: one solution set
+    written in parts), and where the chain ends; `content` alone when it is no inequality."""
+    if not _INEQUALITY_RE.search(content):
+        return content, end
+    parts = [content]
+    while (m := _OR_BEFORE_RE.search(text, max(0, start - _OR_LOOKBACK_CHARS), start)) is not None:
+        part = strip_answer(m.group("i") or m.group("p"))
+        if not _INEQUALITY_RE.search(part):
+            break
+        parts.insert(0, part)
+        start = m.start()
+    while (m := _OR_AFTER_RE.match(text, end)) is not None:
+        part = strip_answer(m.group("i") or m.group("p"))
+        if not _INEQUALITY_RE.search(part):
+            break
+        parts.append(part)
+        end = m.end()
+    return " or ".join(parts), end
+
+
+def last_inequalities(text: str) -> str | None:
+    """The last inequalities of a text that `or` joins (`so $x < -1$ or $x > 6$.` ->
+    `x < -1 or x > 6`), when they are its last math and no number follows; else None."""
+    spans = _math_spans(text)
+    if not spans:
+        return None
+    end, raw = spans[-1]
+    if re.search(r"\d", text[end:]):
+        return None
+    joined, _ = _or_chain(text, _span_start(text, end, raw), end, strip_answer(raw))
+    return joined if " or " in joined else None
+
+
 def _last_math_or_number(text: str) -> tuple[str, str] | None:
-    """The rightmost inline/display math or plain number: (answer, rule)."""
+    """The rightmost inline/display math or plain number: (answer, rule); inequalities that
+    `or` joins are one answer (`$x < -1$ or $x > 6$`)."""
     best: tuple[int, str, str] | None = None
     for end, raw in _math_spans(text):
         content = strip_answer(raw)
         if content and (best is None or end >= best[0]):
             best = (end, content, "last_math")
+    if best is not None and best[2] == "last_math":
+        joined = last_inequalities(text)
+        best = (best[0], joined, "last_math") if joined is not None else best
     for m in _NUMBER_RE.finditer(text):
         if best is None or m.end() > best[0]:
             best = (m.end(), _number(m.group(0)), "last_number")
@@ -545,7 +603,9 @@ def _anchored(text: str) -> tuple[str, int, str] | None:
         offset = len(text) - len(rest)
         m = _LEADING_MATH_RE.match(rest)
         if m is not None:
-            content, end = strip_answer(next(g for g in m.groups() if g is not None)), m.end()
+            content = strip_answer(next(g for g in m.groups() if g is not None))
+            content, chain_end = _or_chain(text, offset, offset + m.end(), content)
+            end = chain_end - offset
         else:
             line = _SENTENCE_END_RE.split(rest, maxsplit=1)[0]
             if not is_bare_answer(line):

@@ -231,6 +231,7 @@ def _normalize(answer: str) -> tuple[str, str | None, str]:
     trailing = _TRAILING_TEXT_RE.match(s)
     if trailing:
         s = trailing.group("head")
+    s = re.sub(r"\s*\\text\s*\{\s*(or|and)\s*\}\s*", r" \1 ", s)  # `x<-1\text{or}x>6`
     s = _unwrap_text_cmds(s)
     s = _colvecs(s)
     s = _RELATION_RE.sub(lambda m: _RELATIONS[m.group(0)], s)
@@ -276,9 +277,15 @@ def _inequality_intervals(s: str) -> str | None:
     """`x > -4` -> `(-4, \\infty)`, `-3 < x \\leq 8` -> `(-3, 8]`, `x < -1 or x > 6` ->
     `(-\\infty, -1) \\cup (6, \\infty)`: inequalities in one variable (relations already in
     one spelling) as the intervals they describe; None for anything else."""
-    if not re.search(r"[<>]|\\[lg]eq", s):
+    if not re.search(r"[<>]|\\[lgn]eq", s):
         return None
     variable, intervals = None, []
+    unequal = re.fullmatch(rf"({_VAR})\s*\\neq\s*(.+)", s)
+    if unequal:  # `x \neq 3`: everything but 3
+        point = unequal.group(2).strip()
+        if re.search(r"[<>=]|\\[lgn]eq|\bor\b", point) or re.fullmatch(_VAR, point):
+            return None
+        return f"(-\\infty, {point}) \\cup ({point}, \\infty)"
     for part in _OR_RE.split(s):
         tokens = [t.strip() for t in _INEQ_SPLIT_RE.split(part)]
         terms, ops = tokens[::2], tokens[1::2]

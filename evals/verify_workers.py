@@ -40,6 +40,7 @@ from evals.extraction import (
     extract_answer,
     is_bare_answer,
     last_boxes,
+    last_inequalities,
     list_size,
     strip_answer,
     tuple_size,
@@ -149,6 +150,9 @@ def _answer(text: str) -> _Answer | None:
             raise _NotAnAnswer(f"the box holds prose, not an answer: {explicit[0][:80]!r}")
         if explicit is not None:
             return _Answer(explicit[0], [])
+        joined = last_inequalities(part[-_MV_EXTRACT_MAX_CHARS:])
+        if joined is not None:
+            return _Answer(joined, [])  # `$x < -1$ or $x > 6$`: one answer in two parts
         extracted = _mv_extract(part[-_MV_EXTRACT_MAX_CHARS:])
         if extracted is not None:
             return extracted

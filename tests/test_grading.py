@@ -303,6 +303,13 @@ def test_normalize_repeating_decimals_and_approx(answer: str, expected: str) -> 
         ("x < -1 \\text{ or } x > 6", "(-\\infty, -1) \\cup (6, \\infty)", True),
         ("(-\\infty, -1) \\cup (6, \\infty)", "x < -1 \\text{ or } x > 6", True),
         ("x < 7", "(-\\infty, 7]", False),
+        ("x \\neq 3", "(-\\infty, 3) \\cup (3, \\infty)", True),
+        ("x \\neq 2", "(-\\infty, 3) \\cup (3, \\infty)", False),
+        ("x<-1\\text{or}x>6", "(-\\infty, -1) \\cup (6, \\infty)", True),
+        # inequalities in math apart, joined by `or`, are one answer
+        ("So $x < -1$ or $x > 6$.", "(-\\infty, -1) \\cup (6, \\infty)", True),
+        ("So $x < -1$ or $x > 5$.", "(-\\infty, -1) \\cup (6, \\infty)", False),
+        ("The answer is $x \\ge 6$ or $x \\le -1$.", "(-\\infty,-1] \\cup [6,\\infty)", True),
     ],
 )
 def test_inequalities_are_read_as_intervals_against_an_interval(
@@ -311,8 +318,15 @@ def test_inequalities_are_read_as_intervals_against_an_interval(
     assert is_equivalent(prediction, gold) is expected
 
 
+def test_last_inequalities_joins_only_inequalities() -> None:
+    assert extraction.last_inequalities("so $x < -1$ or $x > 6$.") == "x < -1 or x > 6"
+    assert extraction.last_inequalities("so $a = 2$ or $x > 6$.") is None  # one inequality
+    assert extraction.last_inequalities("so $x < -1$ or $x > 6$, and 5 more") is None
+    assert extraction.extract_answer("The answer is $x<1$ or $x>3$.") == "x<1 or x>3"
+
+
 def test_inequality_intervals_refuses_what_is_no_interval() -> None:
-    for answer in ("x < y", "1 < x > 3", "x < -1 \\text{ or } y > 6", "x = 3", "3"):
+    for answer in ("x < y", "1 < x > 3", "x < -1 \\text{ or } y > 6", "x = 3", "3", "x \\neq y"):
         assert normalization._inequality_intervals(normalize_answer(answer)) is None, answer
     # two inequalities are compared as relations, not rewritten
     assert normalization._as_intervals_against("x > 1", "x > 1") == ("x > 1", "x > 1")
