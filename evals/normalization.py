@@ -65,10 +65,11 @@ _INEQ_SPLIT_RE = re.compile(r"(\\leq|\\geq|<|>)")
 _OR_RE = re.compile(r"\s*(?:\bor\b|\\lor(?![A-Za-z])|\\vee(?![A-Za-z])|\\cup(?![A-Za-z]))\s*")
 _INTERVAL_LIKE_RE = re.compile(r"^[(\[].*[)\]]$|\\cup(?![A-Za-z])")
 # A function defined by its rule (`f(t) = t^2`, `f^{-1}(y) = ...`, `g(a, b) = a + 2b`): the
-# argument names are bound, so `f(t) = t^2` and `f(x) = x^2` are one function.
+# argument names are bound, so `f(t) = t^2` and `f(x) = x^2` are one function. Arguments are
+# lowercase letters: `P(A) = \frac12` and `P(B) = \frac12` are about two events.
 _FUNCTION_RE = re.compile(
-    r"^(?P<name>[A-Za-z](?:\^\s*\{\s*-\s*1\s*\}|\^\s*-1)?)\s*\(\s*(?P<args>[A-Za-z](?:\s*,\s*[A-Za-z])*)\s*\)"
-    r"\s*=\s*(?P<body>[^=]+)$"
+    r"^(?P<name>[A-Za-z](?:\^\s*\{\s*-\s*1\s*\}|\^\s*-1)?)"
+    r"\s*\(\s*(?P<args>[a-z](?:\s*,\s*[a-z])*)\s*\)\s*=\s*(?P<body>[^=]+)$"
 )
 _SYMBOL_TOKEN_RE = re.compile(r"\\[A-Za-z]+|[A-Za-z]")
 _CHOICE_RE = re.compile(r"^\(\s*([A-Ea-e])\s*\)$")

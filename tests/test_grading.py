@@ -343,6 +343,7 @@ def test_inequality_intervals_refuses_what_is_no_interval() -> None:
         ("h(s) = 2s + 1", "f(x) = 2x + 1", False),  # another function
         ("g(u) = \\frac{1}{u-1}", "g(x) = \\frac{1}{x-1}", True),  # commands are not renamed
         ("t^2 + 1", "x^2 + 1", False),  # a free variable is not an argument
+        ("P(B) = \\frac{1}{2}", "P(A) = \\frac{1}{2}", False),  # events, not arguments
         ("y = 3t - 2", "y = 3x - 2", False),
     ],
 )
