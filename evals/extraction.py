@@ -500,6 +500,7 @@ _INLINE_MATH = r"(?:\$(?P<i>[^$\n]+?)\$|\\\((?P<p>[^\n]+?)\\\))"
 _OR_BEFORE_RE = re.compile(_INLINE_MATH + _OR_WORD + r"$")
 _OR_AFTER_RE = re.compile(_OR_WORD + _INLINE_MATH)
 _OR_LOOKBACK_CHARS = 300
+_OR_CHAIN_MAX = 8  # pieces of one answer at most: a text of a thousand `$x<1$ or` stays cheap
 
 
 def _span_start(text: str, end: int, raw: str) -> int:
@@ -518,13 +519,15 @@ def _or_chain(text: str, start: int, end: int, content: str) -> tuple[str, int]:
     if not _INEQUALITY_RE.search(content):
         return content, end
     parts = [content]
-    while (m := _OR_BEFORE_RE.search(text, max(0, start - _OR_LOOKBACK_CHARS), start)) is not None:
+    while len(parts) < _OR_CHAIN_MAX and (
+        m := _OR_BEFORE_RE.search(text, max(0, start - _OR_LOOKBACK_CHARS), start)
+    ):
         part = strip_answer(m.group("i") or m.group("p"))
         if not _INEQUALITY_RE.search(part):
             break
         parts.insert(0, part)
         start = m.start()
-    while (m := _OR_AFTER_RE.match(text, end)) is not None:
+    while len(parts) < _OR_CHAIN_MAX and (m := _OR_AFTER_RE.match(text, end)) is not None:
         part = strip_answer(m.group("i") or m.group("p"))
         if not _INEQUALITY_RE.search(part):
             break

@@ -1,8 +1,12 @@
 """Answer normalisation and the in-process fast path of equivalence.
 
 Its own module because it decides, without sympy, every pair that presentation alone separates
-(units, degrees, `\\text{}`, thousands separators, choice letters, plain numbers), and hands the
-rest to math-verify as normalised forms; it never starts a process.
+(units, degrees, `\\text{}`, thousands separators, choice letters, plain numbers, a repeating
+decimal's bar), and hands the rest to math-verify as normalised forms; it never starts a process.
+Two readings are made here before the forms are handed on: inequalities in one variable are
+written as the intervals they describe when the other answer is an interval (`x > -4` against
+`(-4, \\infty)`), and a function's argument names are made the gold's (`f(t) = t^2` against
+`f(x) = x^2`), since they are bound names.
 
 Normalisation runs in linear time (brace tables and forward scans instead of repeated rescans), and
 numbers too long for `int()` are compared digit by digit rather than converted. What must never be

@@ -325,6 +325,16 @@ def test_last_inequalities_joins_only_inequalities() -> None:
     assert extraction.extract_answer("The answer is $x<1$ or $x>3$.") == "x<1 or x>3"
 
 
+def test_inequality_chains_stay_cheap() -> None:
+    """A text of many `$x<1$ or` pieces: joined up to a fixed count, in bounded time."""
+    text = "So " + " or ".join(["$x < 1$"] * 20000) + "."
+    started = time.perf_counter()
+    joined = extraction.last_inequalities(text)
+    assert joined is not None and joined.count(" or ") == extraction._OR_CHAIN_MAX - 1
+    assert extraction.extract_answer("The answer is " + text[3:]) is not None
+    assert time.perf_counter() - started < 2.0
+
+
 def test_inequality_intervals_refuses_what_is_no_interval() -> None:
     for answer in ("x < y", "1 < x > 3", "x < -1 \\text{ or } y > 6", "x = 3", "3", "x \\neq y"):
         assert normalization._inequality_intervals(normalize_answer(answer)) is None, answer
