@@ -298,10 +298,13 @@ def last_boxed(text: str) -> str | None:
 
 
 def _boxed_group(text: str) -> tuple[str, int] | None:
-    """`boxed_answer` and where its last box ends."""
+    """`boxed_answer` and where its last box ends. A last box that the words right after it
+    reject (`the value \\boxed{-3} is extraneous`) gives way to the box before it."""
     boxes = _boxes(text)
     if not boxes:
         return None
+    while len(boxes) > 1 and _rejected_after(text, boxes[-1][1]):
+        boxes.pop()
     group = [boxes[-1]]
     for prev in reversed(boxes[:-1]):
         between = _TEXT_WRAP_RE.sub(r"\1", text[prev[1] : group[0][0]])
@@ -313,6 +316,12 @@ def _boxed_group(text: str) -> tuple[str, int] | None:
     if len(group) == 1:
         return group[0][2], group[0][1]
     return ", ".join(_LHS_RE.sub("", content) for _, _, content in group), group[-1][1]
+
+
+def _rejected_after(text: str, end: int) -> bool:
+    """Whether the rest of the sentence after a box ending at `end` rejects it."""
+    after = _SENTENCE_END_RE.split(text[end : end + 200], maxsplit=1)[0]
+    return _REJECTED_RE.search(after) is not None
 
 
 def boxed_answer(text: str) -> str | None:
@@ -341,8 +350,7 @@ def last_boxes(text: str, count: int) -> str | None:
     gaps = (text[a[1] : b[0]] for a, b in zip(chosen, chosen[1:], strict=False))
     if any(_REVISION_RE.search(gap) for gap in gaps):
         return None
-    after = _SENTENCE_END_RE.split(text[chosen[-1][1] : chosen[-1][1] + 200], maxsplit=1)[0]
-    if _REJECTED_RE.search(after):
+    if _rejected_after(text, chosen[-1][1]):
         return None  # `the value \boxed{-3} is extraneous`: not one of the values
     return ", ".join(_LHS_RE.sub("", content) for _, _, content in chosen)
 

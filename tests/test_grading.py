@@ -390,6 +390,8 @@ def test_decimals_against_exact_values(prediction: str, gold: str, expected: boo
         ("So $p = \\boxed{-1}$, and then $q = \\boxed{3}$ follows.", "(3, -1)", False),
         ("Hmm, $\\boxed{5}$? No, recomputing gives $\\boxed{4}$.", "4, 5", False),
         ("The root is $\\boxed{3}$; the value $\\boxed{-3}$ is extraneous.", "3, -3", False),
+        ("The root is $\\boxed{3}$; the value $\\boxed{-3}$ is extraneous.", "3", True),
+        ("The root is $\\boxed{3}$; the value $\\boxed{-3}$ is extraneous.", "-3", False),
     ],
 )
 def test_boxes_with_words_between(prediction: str, gold: str, expected: bool) -> None:
