@@ -7,7 +7,9 @@ verdict equals the expected one (None, ungradable in time, counts as a disagreem
 
     .venv/bin/python benchmarks/grading_agreement.py [--table PATH] [--misses]
 
-Prints a Markdown table, per category and overall, ours and math-verify's side by side.
+Prints a Markdown table, per category and overall, ours and math-verify's side by side, and
+exits with status 1 when ours is below math-verify in any category (the categories behind are
+named on stderr), so a test or CI step can call it.
 """
 
 from __future__ import annotations
@@ -79,7 +81,18 @@ def markdown(hits: dict[str, dict[str, list[bool]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def behind(hits: dict[str, dict[str, list[bool]]]) -> dict[str, tuple[float, float]]:
+    """The categories where ours agrees less often than plain math-verify: (ours, math-verify)."""
+    out = {}
+    for category, graders in hits.items():
+        ours_rate = sum(graders["ours"]) / len(graders["ours"])
+        mv_rate = sum(graders["math_verify"]) / len(graders["math_verify"])
+        if ours_rate < mv_rate:
+            out[category] = (ours_rate, mv_rate)
+    return out
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--misses", action="store_true", help="list the rows each grader misses")
@@ -110,7 +123,11 @@ def main() -> None:
                 by_category[row["category"]] += 1
                 if not hits[row["category"]][name][i]:
                     print(f"  [{row['category']}] {row['prediction']!r} vs {row['gold']!r}")
+    lagging = behind(hits)
+    for category, (ours_rate, mv_rate) in sorted(lagging.items()):
+        print(f"below math-verify: {category} ({ours_rate:.3f} < {mv_rate:.3f})", file=sys.stderr)
+    return 1 if lagging else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

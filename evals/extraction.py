@@ -32,9 +32,11 @@ __all__ = [
     "is_bare_answer",
     "last_boxed",
     "last_boxes",
+    "last_inequalities",
     "list_size",
     "match_brace",
     "strip_answer",
+    "tuple_size",
 ]
 
 _THINK_END = "</think>"
@@ -68,9 +70,18 @@ _BOX_SEPARATOR_RE = re.compile(
     r"|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
 )
 _TEXT_WRAP_RE = re.compile(r"\\(?:text|textrm|mbox|mathrm)\s*\{([^{}]*)\}")
+# Words between two boxes that take the first one back (or reject it: `extraneous`), and a
+# question mark (`\boxed{5}? No, ...`).
 _REVISION_RE = re.compile(
     r"\b(?:but|wait|actually|instead|however|mistake|wrong|incorrect|recheck|re-check|"
-    r"double-check|reconsider|correction|oops|hmm|not|again)\b",
+    r"double-check|reconsider|correction|oops|hmm|not|no|again|recomput\w*|extraneous|"
+    r"reject\w*|discard\w*|invalid|fails?)\b|\?",
+    re.IGNORECASE,
+)
+# What, said right after a box, rejects it.
+_REJECTED_RE = re.compile(
+    r"\b(?:extraneous|rejected|invalid|wrong|incorrect|not (?:a )?(?:valid|solution)"
+    r"|does not work|doesn't work)\b",
     re.IGNORECASE,
 )
 # `(?<!\s)`: a run of blanks is tried once, from its start, not from each of its characters.
@@ -189,13 +200,16 @@ def _strip_span(s: str, i: int, j: int) -> tuple[int, int]:
             j -= 1
         if j - i > 4 and s.startswith("**", i, j) and s.endswith("**", i, j):
             i, j = i + 2, j - 2  # markdown bold
+        if j > i and s[j - 1] == "\\":
+            j -= 2 if s.endswith("\\\\", i, j) else 1  # a stray `\` or a row break `\\`
         if (i, j) == before:
             return i, j
 
 
 def strip_answer(s: str) -> str:
     """Remove math delimiters, markdown bold, whitespace and sentence punctuation (`.`, `,`, `;`)
-    around an extracted answer; an ellipsis (`1, 2, 3, ...`) is part of the answer and stays."""
+    around an extracted answer; an ellipsis (`1, 2, 3, ...`) is part of the answer and stays.
+    A backslash that ends the answer (`17\\`, a row break `4\\\\`) escapes nothing and goes too."""
     i, j = _strip_span(s, 0, len(s))
     return s[i:j]
 
@@ -205,6 +219,32 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
     if _BOXED_RE.search(text) is None:
         return []
     return _boxes_in(text, 0, len(text), brace_pairs(text), 0)
+
+
+# How far past an unclosed `\boxed{` a stray `\}` that closes it is looked for.
+_STRAY_CLOSE_MAX_CHARS = 256
+
+
+def _stray_close(text: str, open_at: int, hi: int) -> int:
+    """Where `\\}` closes the unclosed box brace at `open_at` (`\\boxed{17\\}`: a stray backslash
+    before the closing brace), or -1: the first `\\}` that no `\\{` in the box opened, with every
+    plain brace before it closed, within `_STRAY_CLOSE_MAX_CHARS` (so the cost stays linear)."""
+    braces = sets = 0
+    i, stop = open_at + 1, min(hi, open_at + 1 + _STRAY_CLOSE_MAX_CHARS)
+    while i < stop:
+        c = text[i]
+        if c == "\\" and i + 1 < stop:
+            nxt = text[i + 1]
+            if nxt == "}" and braces == 0 and sets == 0:
+                return i
+            sets += {"{": 1, "}": -1}.get(nxt, 0)
+            i += 2
+            continue
+        if c in "$\n" or (c == "}" and braces == 0):
+            return -1  # the math or the line ends first: truncated, not a stray backslash
+        braces += 1 if c == "{" else -1 if c == "}" else 0
+        i += 1
+    return -1
 
 
 def _boxes_in(
@@ -225,8 +265,12 @@ def _boxes_in(
         if j < hi and text[j] == "{":
             end = pairs.get(j, -1)
             if end < 0 or end >= hi:
-                continue  # truncated: an earlier, complete box may still hold the answer
-            start, stop = j + 1, end + 1
+                end = _stray_close(text, j, hi)
+                if end < 0:
+                    continue  # truncated: an earlier, complete box may still hold the answer
+                start, stop = j + 1, end + 2  # `\boxed{17\}`: the box ends at the `}`
+            else:
+                start, stop = j + 1, end + 1
         elif j > m.end():
             word = _WORD_AFTER_BOX_RE.match(text, j, hi)
             if word is None:
@@ -254,10 +298,13 @@ def last_boxed(text: str) -> str | None:
 
 
 def _boxed_group(text: str) -> tuple[str, int] | None:
-    """`boxed_answer` and where its last box ends."""
+    """`boxed_answer` and where its last box ends. A last box that the words right after it
+    reject (`the value \\boxed{-3} is extraneous`) gives way to the box before it."""
     boxes = _boxes(text)
     if not boxes:
         return None
+    while len(boxes) > 1 and _rejected_after(text, boxes[-1][1]):
+        boxes.pop()
     group = [boxes[-1]]
     for prev in reversed(boxes[:-1]):
         between = _TEXT_WRAP_RE.sub(r"\1", text[prev[1] : group[0][0]])
@@ -269,6 +316,12 @@ def _boxed_group(text: str) -> tuple[str, int] | None:
     if len(group) == 1:
         return group[0][2], group[0][1]
     return ", ".join(_LHS_RE.sub("", content) for _, _, content in group), group[-1][1]
+
+
+def _rejected_after(text: str, end: int) -> bool:
+    """Whether the rest of the sentence after a box ending at `end` rejects it."""
+    after = _SENTENCE_END_RE.split(text[end : end + 200], maxsplit=1)[0]
+    return _REJECTED_RE.search(after) is not None
 
 
 def boxed_answer(text: str) -> str | None:
@@ -297,6 +350,8 @@ def last_boxes(text: str, count: int) -> str | None:
     gaps = (text[a[1] : b[0]] for a, b in zip(chosen, chosen[1:], strict=False))
     if any(_REVISION_RE.search(gap) for gap in gaps):
         return None
+    if _rejected_after(text, chosen[-1][1]):
+        return None  # `the value \boxed{-3} is extraneous`: not one of the values
     return ", ".join(_LHS_RE.sub("", content) for _, _, content in chosen)
 
 
@@ -317,6 +372,14 @@ def list_size(answer: str) -> int:
             start = i + 1
     items.append(s[start:])
     return sum(2 if "\\pm" in item else 1 for item in items if item.strip())
+
+
+def tuple_size(answer: str) -> int:
+    """How many entries a bare answer that is one tuple has (`(3, -1)`: 2), else 0."""
+    s = strip_answer(answer)
+    if not (s.startswith("(") and s.endswith(")")) or list_size(s) != 1:
+        return 0
+    return list_size(s[1:-1])
 
 
 def is_bare_answer(text: str) -> bool:
@@ -438,13 +501,73 @@ def _math_spans(text: str) -> list[tuple[int, str]]:
     return spans
 
 
+# An inequality, in any spelling; and `or` between two pieces of inline math.
+_INEQUALITY_RE = re.compile(r"[<>≤≥]|\\(?:le|ge|leq|geq|lt|gt|leqslant|geqslant)(?![A-Za-z])")
+_OR_WORD = r"\s*,?\s*(?:or|\\text\s*\{\s*or\s*\})\s*"
+_INLINE_MATH = r"(?:\$(?P<i>[^$\n]+?)\$|\\\((?P<p>[^\n]+?)\\\))"
+_OR_BEFORE_RE = re.compile(_INLINE_MATH + _OR_WORD + r"$")
+_OR_AFTER_RE = re.compile(_OR_WORD + _INLINE_MATH)
+_OR_LOOKBACK_CHARS = 300
+_OR_CHAIN_MAX = 8  # pieces of one answer at most: a text of a thousand `$x<1$ or` stays cheap
+
+
+def _span_start(text: str, end: int, raw: str) -> int:
+    """Where the math span ending at `end` with content `raw` opens (`$`, `$$`, `\\(`, `\\[`)."""
+    for width in (1, 2):
+        start = end - len(raw) - 2 * width
+        if start >= 0 and text[start] in "$\\" and text.startswith(raw, start + width):
+            return start
+    return max(0, end - len(raw))
+
+
+def _or_chain(text: str, start: int, end: int, content: str) -> tuple[str, int]:
+    """`content` (the math at `text[start:end]`) joined with the inequalities in the inline
+    math right before and after it that `or` joins (`$x < -1$ or $x > 6$`: one solution set
+    written in parts), and where the chain ends; `content` alone when it is no inequality."""
+    if not _INEQUALITY_RE.search(content):
+        return content, end
+    parts = [content]
+    while len(parts) < _OR_CHAIN_MAX and (
+        m := _OR_BEFORE_RE.search(text, max(0, start - _OR_LOOKBACK_CHARS), start)
+    ):
+        part = strip_answer(m.group("i") or m.group("p"))
+        if not _INEQUALITY_RE.search(part):
+            break
+        parts.insert(0, part)
+        start = m.start()
+    while len(parts) < _OR_CHAIN_MAX and (m := _OR_AFTER_RE.match(text, end)) is not None:
+        part = strip_answer(m.group("i") or m.group("p"))
+        if not _INEQUALITY_RE.search(part):
+            break
+        parts.append(part)
+        end = m.end()
+    return " or ".join(parts), end
+
+
+def last_inequalities(text: str) -> str | None:
+    """The last inequalities of a text that `or` joins (`so $x < -1$ or $x > 6$.` ->
+    `x < -1 or x > 6`), when they are its last math and no number follows; else None."""
+    spans = _math_spans(text)
+    if not spans:
+        return None
+    end, raw = spans[-1]
+    if re.search(r"\d", text[end:]):
+        return None
+    joined, _ = _or_chain(text, _span_start(text, end, raw), end, strip_answer(raw))
+    return joined if " or " in joined else None
+
+
 def _last_math_or_number(text: str) -> tuple[str, str] | None:
-    """The rightmost inline/display math or plain number: (answer, rule)."""
+    """The rightmost inline/display math or plain number: (answer, rule); inequalities that
+    `or` joins are one answer (`$x < -1$ or $x > 6$`)."""
     best: tuple[int, str, str] | None = None
     for end, raw in _math_spans(text):
         content = strip_answer(raw)
         if content and (best is None or end >= best[0]):
             best = (end, content, "last_math")
+    if best is not None and best[2] == "last_math":
+        joined = last_inequalities(text)
+        best = (best[0], joined, "last_math") if joined is not None else best
     for m in _NUMBER_RE.finditer(text):
         if best is None or m.end() > best[0]:
             best = (m.end(), _number(m.group(0)), "last_number")
@@ -491,7 +614,9 @@ def _anchored(text: str) -> tuple[str, int, str] | None:
         offset = len(text) - len(rest)
         m = _LEADING_MATH_RE.match(rest)
         if m is not None:
-            content, end = strip_answer(next(g for g in m.groups() if g is not None)), m.end()
+            content = strip_answer(next(g for g in m.groups() if g is not None))
+            content, chain_end = _or_chain(text, offset, offset + m.end(), content)
+            end = chain_end - offset
         else:
             line = _SENTENCE_END_RE.split(rest, maxsplit=1)[0]
             if not is_bare_answer(line):

@@ -51,7 +51,9 @@ GRADER_NAME = "reasoning-grader"
 # 2: texts graded by their answer, boxes joined, decimal commas.
 # 3: malformed answers never equal, unicode minus signs and zero-width characters, bounded cost.
 # 4: a box that holds prose (`\boxed{3 then we would need more steps}`) is no answer.
-GRADER_VERSION = "4"
+# 5: inequalities against intervals, function arguments renamed, repeating decimals and
+#    `\approx`, rounded percentages, a stray trailing backslash, a tuple boxed in parts.
+GRADER_VERSION = "5"
 # Longer inputs skip the in-process fast path (and the cache) and go straight to a worker.
 LOCAL_MAX_CHARS = 4096
 

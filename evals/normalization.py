@@ -1,8 +1,12 @@
 """Answer normalisation and the in-process fast path of equivalence.
 
 Its own module because it decides, without sympy, every pair that presentation alone separates
-(units, degrees, `\\text{}`, thousands separators, choice letters, plain numbers), and hands the
-rest to math-verify as normalised forms; it never starts a process.
+(units, degrees, `\\text{}`, thousands separators, choice letters, plain numbers, a repeating
+decimal's bar), and hands the rest to math-verify as normalised forms; it never starts a process.
+Two readings are made here before the forms are handed on: inequalities in one variable are
+written as the intervals they describe when the other answer is an interval (`x > -4` against
+`(-4, \\infty)`), and a function's argument names are made the gold's (`f(t) = t^2` against
+`f(x) = x^2`), since they are bound names.
 
 Normalisation runs in linear time (brace tables and forward scans instead of repeated rescans), and
 numbers too long for `int()` are compared digit by digit rather than converted. What must never be
@@ -48,7 +52,30 @@ _UNIT_RE = re.compile(
 )
 _MATH_WORDS = {"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "mod"}
 _THOUSANDS_RE = re.compile(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
-_ASSIGN_RE = re.compile(r"^(?P<lhs>[A-Za-z](?:_\{?\w+\}?)?)\s*(?:=|\\in\b)\s*(?P<rhs>[^=]+)$")
+_ASSIGN_RE = re.compile(
+    r"^(?P<lhs>[A-Za-z](?:_\{?\w+\}?)?)\s*(?:=|\\in\b|\\approx\b|≈)\s*(?P<rhs>[^=]+)$"
+)
+# `\approx 0.571429`: an approximation sign before a value says how it was written, not what.
+_APPROX_RE = re.compile(r"^(?:\\approx(?![A-Za-z])|≈)\s*")
+# A repeating decimal written with a bar (`0.\overline{27}`, `1.2\overline{3}`): an exact value.
+_REPEATING_RE = re.compile(
+    r"(?<![\d.])(?P<sign>-?)(?P<whole>\d*)\.(?P<fixed>\d*)\s*\\overline\s*\{\s*(?P<rep>\d+)\s*\}"
+)
+_REPEATING_MAX_DIGITS = 100
+# Inequalities in one variable (`x > -4`, `-3 < x \leq 8`, `x < -1 or x > 6`), read as intervals
+# when the other answer is an interval or a union of them.
+_VAR = r"[A-Za-z](?:_\{?\w+\}?)?"
+_INEQ_SPLIT_RE = re.compile(r"(\\leq|\\geq|<|>)")
+_OR_RE = re.compile(r"\s*(?:\bor\b|\\lor(?![A-Za-z])|\\vee(?![A-Za-z])|\\cup(?![A-Za-z]))\s*")
+_INTERVAL_LIKE_RE = re.compile(r"^[(\[].*[)\]]$|\\cup(?![A-Za-z])")
+# A function defined by its rule (`f(t) = t^2`, `f^{-1}(y) = ...`, `g(a, b) = a + 2b`): the
+# argument names are bound, so `f(t) = t^2` and `f(x) = x^2` are one function. Arguments are
+# lowercase letters: `P(A) = \frac12` and `P(B) = \frac12` are about two events.
+_FUNCTION_RE = re.compile(
+    r"^(?P<name>[A-Za-z](?:\^\s*\{\s*-\s*1\s*\}|\^\s*-1)?)"
+    r"\s*\(\s*(?P<args>[a-z](?:\s*,\s*[a-z])*)\s*\)\s*=\s*(?P<body>[^=]+)$"
+)
+_SYMBOL_TOKEN_RE = re.compile(r"\\[A-Za-z]+|[A-Za-z]")
 _CHOICE_RE = re.compile(r"^\(\s*([A-Ea-e])\s*\)$")
 # One spelling per relation, so `x \\geq 5` and `x >= 5` are equal strings.
 _RELATIONS = {
@@ -209,12 +236,14 @@ def _normalize(answer: str) -> tuple[str, str | None, str]:
     trailing = _TRAILING_TEXT_RE.match(s)
     if trailing:
         s = trailing.group("head")
+    s = re.sub(r"\s*\\text\s*\{\s*(or|and)\s*\}\s*", r" \1 ", s)  # `x<-1\text{or}x>6`
     s = _unwrap_text_cmds(s)
     s = _colvecs(s)
     s = _RELATION_RE.sub(lambda m: _RELATIONS[m.group(0)], s)
     s = re.sub(r"\s+", " ", s).strip()
-    s = strip_answer(s)
+    s = strip_answer(_APPROX_RE.sub("", strip_answer(s)))
     s = _strip_unit_words(s)
+    s = _repeating_decimals(s)
     full, lhs = s, None
     assign = _ASSIGN_RE.match(s)
     if assign:
@@ -226,6 +255,89 @@ def _normalize(answer: str) -> tuple[str, str | None, str]:
         s = s.replace(",", "")
     s = _improper(_tidy(_canonical_fracs(s)))
     return s, lhs, (_improper(_tidy(_canonical_fracs(full))) if lhs else s)
+
+
+def _repeating_decimals(s: str) -> str:
+    """`0.\\overline{27}` -> `\\frac{3}{11}`, `0.1\\overline{6}` -> `\\frac{1}{6}`: a bar over the
+    repeating digits makes a decimal exact, so it is compared as the fraction it is."""
+    if "overline" not in s:
+        return s
+
+    def exact(m: re.Match[str]) -> str:
+        whole, fixed, rep = m.group("whole") or "0", m.group("fixed"), m.group("rep")
+        if len(whole) + len(fixed) + len(rep) > _REPEATING_MAX_DIGITS:
+            return m.group(0)
+        value = Fraction(int(whole + fixed + rep) - int(whole + fixed), 10 ** len(fixed)) / (
+            10 ** len(rep) - 1
+        )
+        sign = m.group("sign")
+        if value.denominator == 1:
+            return f"{sign}{value.numerator}"
+        return f"{sign}\\frac{{{value.numerator}}}{{{value.denominator}}}"
+
+    return _REPEATING_RE.sub(exact, s)
+
+
+def _inequality_intervals(s: str) -> str | None:
+    """`x > -4` -> `(-4, \\infty)`, `-3 < x \\leq 8` -> `(-3, 8]`, `x < -1 or x > 6` ->
+    `(-\\infty, -1) \\cup (6, \\infty)`: inequalities in one variable (relations already in
+    one spelling) as the intervals they describe; None for anything else."""
+    if not re.search(r"[<>]|\\[lgn]eq", s):
+        return None
+    variable, intervals = None, []
+    unequal = re.fullmatch(rf"({_VAR})\s*\\neq\s*(.+)", s)
+    if unequal:  # `x \neq 3`: everything but 3
+        point = unequal.group(2).strip()
+        if re.search(r"[<>=]|\\[lgn]eq|\bor\b", point) or re.fullmatch(_VAR, point):
+            return None
+        return f"(-\\infty, {point}) \\cup ({point}, \\infty)"
+    for part in _OR_RE.split(s):
+        tokens = [t.strip() for t in _INEQ_SPLIT_RE.split(part)]
+        terms, ops = tokens[::2], tokens[1::2]
+        if (
+            len(terms) not in (2, 3)
+            or not all(terms)
+            or any(_INEQ_SPLIT_RE.search(t) for t in terms)
+        ):
+            return None
+        var_at = [i for i, t in enumerate(terms) if re.fullmatch(_VAR, t)]
+        if len(terms) == 3:
+            var_at = [1] if 1 in var_at else []
+        if len(var_at) != 1 or variable not in (None, terms[var_at[0]]):
+            return None
+        variable = terms[var_at[0]]
+        upward = [op in ("<", "\\leq") for op in ops]
+        if len(set(upward)) != 1:
+            return None  # `1 < x > 3` is no interval
+        closed = [op in ("\\leq", "\\geq") for op in ops]
+        ends: list[tuple[str, bool]] = []  # (endpoint, closed) left to right on the number line
+        if len(terms) == 3:
+            ends = [(terms[0], closed[0]), (terms[2], closed[1])]
+            if not upward[0]:
+                ends.reverse()
+        elif (var_at[0] == 0) == upward[0]:  # `x < a`, `a > x`: below a
+            ends = [("-\\infty", False), (terms[1 - var_at[0]], closed[0])]
+        else:  # `x > a`, `a < x`: above a
+            ends = [(terms[1 - var_at[0]], closed[0]), ("\\infty", False)]
+        (low, low_closed), (high, high_closed) = ends
+        intervals.append(f"{'[' if low_closed else '('}{low}, {high}{']' if high_closed else ')'}")
+    return " \\cup ".join(intervals)
+
+
+def _rename_arguments(pred: str, gold: str) -> str:
+    """`pred` with its function's argument names made the gold's (`f(t) = t^2 + k` against
+    `f(x) = ...` -> `f(x) = x^2 + k`), when both define the same function name with as many
+    arguments; other letters (free parameters such as `k`) stay, so a renamed parameter still
+    differs. Anything else is returned as it is: `t^2` and `x^2` are not one answer."""
+    p, g = _FUNCTION_RE.match(pred), _FUNCTION_RE.match(gold)
+    if p is None or g is None or _key(p.group("name")) != _key(g.group("name")):
+        return pred
+    p_args, g_args = (re.split(r"\s*,\s*", m.group("args")) for m in (p, g))
+    if len(p_args) != len(g_args) or len(set(p_args)) != len(p_args) or p_args == g_args:
+        return pred
+    names = dict(zip(p_args, g_args, strict=True))
+    body = _SYMBOL_TOKEN_RE.sub(lambda m: names.get(m.group(0), m.group(0)), p.group("body"))
+    return f"{gold[: g.start('body')]}{body}"
 
 
 def _tidy(s: str) -> str:
@@ -276,6 +388,15 @@ def _as_number(key: str) -> tuple[Fraction, bool] | None:
     return None
 
 
+# math-verify's `float_rounding` default: a decimal equals an exact value when both rounded to
+# this many places agree (`0.428571` is 3/7; `0.4286` is not).
+_FLOAT_ROUNDING = 6
+
+
+def _rounded_equal(a: Fraction, b: Fraction) -> bool:
+    return round(a, _FLOAT_ROUNDING) == round(b, _FLOAT_ROUNDING)
+
+
 def _choice_letter(clean: str) -> str | None:
     m = re.match(r"^\(?\s*([A-Ea-e])\s*\)?(?:[\s:.]|$)", clean)
     return m.group(1).upper() if m else None
@@ -321,6 +442,12 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
         _normalize(prediction),
         _normalize(gold),
     )
+    pred_clean, gold_clean = _as_intervals_against(pred_clean, gold_clean)
+    if pred_var is None and gold_var is None:
+        pred_full, gold_full = pred_clean, gold_clean
+    pred_clean = _rename_arguments(pred_clean, gold_clean)
+    if pred_var is None:
+        pred_full = pred_clean
     forms = Forms(pred_full, gold_full, strip_answer(prediction), strip_answer(gold))
     pred_key, gold_key = _key(pred_clean), _key(gold_clean)
     if not pred_key:
@@ -350,7 +477,11 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
             # Decided here, not by math-verify, whose reading of "25\%" (25 or 1/4) depends on
             # the antlr4 runtime installed next to it: 25\% matches 25 (above) and 1/4.
             pct, other = (pred_num[0], gold_num[0]) if pred_pct else (gold_num[0], pred_num[0])
-            return pct / 100 == other, forms
+            if pct / 100 == other:
+                return True, forms
+            inexact = not (pred_num[1] and gold_num[1])
+            # math-verify's tolerance for a rounded value: equal to `_FLOAT_ROUNDING` places
+            return (inexact and _rounded_equal(pct, other * 100)), forms
         if pred_num[1] and gold_num[1]:
             return False, forms
     # A decimal comma against one value (`2,74` vs `2.74`); as a list it could not match that.
@@ -364,6 +495,18 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
             return gold_dec == pred_num[0], forms
         forms = forms._replace(gold=forms.gold.replace(",", "."))
     return None, forms
+
+
+def _as_intervals_against(pred: str, gold: str) -> tuple[str, str]:
+    """The two answers, with the one that is inequalities in one variable written as intervals
+    when the other is an interval or a union (`x > -4` against `(-4, \\infty)`); as they are
+    otherwise (two inequalities compare as relations)."""
+    pred_iv, gold_iv = _inequality_intervals(pred), _inequality_intervals(gold)
+    if pred_iv is not None and gold_iv is None and _INTERVAL_LIKE_RE.search(gold):
+        return pred_iv, gold
+    if gold_iv is not None and pred_iv is None and _INTERVAL_LIKE_RE.search(pred):
+        return pred, gold_iv
+    return pred, gold
 
 
 def _fault(clean: str) -> str | None:

@@ -40,8 +40,10 @@ from evals.extraction import (
     extract_answer,
     is_bare_answer,
     last_boxes,
+    last_inequalities,
     list_size,
     strip_answer,
+    tuple_size,
 )
 from evals.normalization import fast_path, ungradable
 from reasoning.process import spawn_without_main
@@ -148,6 +150,9 @@ def _answer(text: str) -> _Answer | None:
             raise _NotAnAnswer(f"the box holds prose, not an answer: {explicit[0][:80]!r}")
         if explicit is not None:
             return _Answer(explicit[0], [])
+        joined = last_inequalities(part[-_MV_EXTRACT_MAX_CHARS:])
+        if joined is not None:
+            return _Answer(joined, [])  # `$x < -1$ or $x > 6$`: one answer in two parts
         extracted = _mv_extract(part[-_MV_EXTRACT_MAX_CHARS:])
         if extracted is not None:
             return extracted
@@ -197,9 +202,13 @@ def _judge(prediction: str, gold: str) -> tuple[bool | None, str | None]:
     if not is_bare_answer(prediction):
         part = prediction.rsplit(_THINK_END, 1)[-1]
         spread = last_boxes(part, list_size(ref.text))
-        if spread is not None and spread != pred.text:
+        entries = tuple_size(ref.text)  # `p = \boxed{3}, then q = \boxed{-1}` for `(3, -1)`
+        spread_tuple = last_boxes(part, entries) if entries > 1 else None
+        for candidate in (spread, f"({spread_tuple})" if spread_tuple else None):
+            if candidate is None or candidate == pred.text:
+                continue
             try:
-                if _compare(_Answer(spread, []), ref):
+                if _compare(_Answer(candidate, []), ref):
                     return True, None
             except _Ungradable:
                 pass
