@@ -200,6 +200,10 @@ def test_self_certainty_on_the_real_engine(engine) -> None:  # noqa: ANN001
     for c in out.chains:
         assert c.logprobs is not None and len(c.logprobs) == c.tokens
         assert c.top_logprobs is not None and len(c.top_logprobs) == c.tokens
-        assert all(1 <= len(top) <= 5 for top in c.top_logprobs)
+        # the top 5, plus the sampled token where it is outside them (as vLLM's server sends)
+        assert all(1 <= len(top) <= 6 for top in c.top_logprobs)
+        # a sixth entry is the sampled token's, less likely than the five
+        tops = zip(c.top_logprobs, c.logprobs, strict=True)
+        assert all(len(top) <= 5 or lp == min(top) for top, lp in tops)
         assert c.scores and all(0.0 <= s <= 1.0 for s in c.scores)
         assert len(set(c.scores)) == 1  # one whole-chain score repeated per step
