@@ -53,7 +53,9 @@ GRADER_NAME = "reasoning-grader"
 # 4: a box that holds prose (`\boxed{3 then we would need more steps}`) is no answer.
 # 5: inequalities against intervals, function arguments renamed, repeating decimals and
 #    `\approx`, rounded percentages, a stray trailing backslash, a tuple boxed in parts.
-GRADER_VERSION = "5"
+# 6: `2,3` is a list against `2 or 3` (no decimal comma), a function's rule against a bare
+#    expression (`f(y) = y^2` vs `x^2`), a `\pm` inside a fraction as its two values.
+GRADER_VERSION = "6"
 # Longer inputs skip the in-process fast path (and the cache) and go straight to a worker.
 LOCAL_MAX_CHARS = 4096
 

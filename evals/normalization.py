@@ -6,7 +6,9 @@ decimal's bar), and hands the rest to math-verify as normalised forms; it never 
 Two readings are made here before the forms are handed on: inequalities in one variable are
 written as the intervals they describe when the other answer is an interval (`x > -4` against
 `(-4, \\infty)`), and a function's argument names are made the gold's (`f(t) = t^2` against
-`f(x) = x^2`), since they are bound names.
+`f(x) = x^2`), since they are bound names, also against a bare expression (`f(y) = y^2` against
+`x^2`). A comma between digits is a decimal comma only against one value (`2,3` lists two
+against `2 or 3`), and a `\\pm` inside a fraction is the two values it stands for.
 
 Normalisation runs in linear time (brace tables and forward scans instead of repeated rescans), and
 numbers too long for `int()` are compared digit by digit rather than converted. What must never be
@@ -76,6 +78,13 @@ _FUNCTION_RE = re.compile(
     r"\s*\(\s*(?P<args>[a-z](?:\s*,\s*[a-z])*)\s*\)\s*=\s*(?P<body>[^=]+)$"
 )
 _SYMBOL_TOKEN_RE = re.compile(r"\\[A-Za-z]+|[A-Za-z]")
+# What makes an answer a relation or an equation rather than an expression a function's rule can
+# be compared with (relations are in one spelling by then).
+_RELATION_SIGN_RE = re.compile(r"[=<>]|\\(?:[lgn]eq|in)(?![A-Za-z])")
+# Several values joined by words or signs (`2 or 3`, `x=2 and x=3`, `1 \pm \sqrt2`, a set): a
+# list, so a `2,3` on the other side is the list `2, 3`, not the decimal 2.3.
+_SEVERAL_VALUES_RE = re.compile(r"\bor\b|\band\b|\\(?:pm|mp|lor|vee)(?![A-Za-z])|\\\{")
+_PM_RE = re.compile(r"\\(pm|mp)(?![A-Za-z])")
 _CHOICE_RE = re.compile(r"^\(\s*([A-Ea-e])\s*\)$")
 # One spelling per relation, so `x \\geq 5` and `x >= 5` are equal strings.
 _RELATIONS = {
@@ -340,6 +349,83 @@ def _rename_arguments(pred: str, gold: str) -> str:
     return f"{gold[: g.start('body')]}{body}"
 
 
+def _letters_of(s: str) -> set[str]:
+    """The one-letter symbols of an expression (`\\frac`, `\\pi`, `\\sqrt` are commands, not
+    letters)."""
+    return {t for t in _SYMBOL_TOKEN_RE.findall(s) if len(t) == 1}
+
+
+def _function_as_expression(pred: str, gold: str) -> str:
+    """`pred`, a function of one argument defined by its rule (`f(y) = y^3 - 1`), as its rule
+    when `gold` is a bare expression (`x^3 - 1`): the argument is a bound name, so it is renamed
+    to the one letter of the gold that the rule does not already use freely (`f(t) = t^2 + c`
+    against `x^2 + c` -> `x^2 + c`). The rule as written when the gold uses the argument's own
+    letter, or has no letter; `pred` unchanged when no letter is left for the argument
+    (`f(y) = y^2 + x` against `x^2 + x`: renaming onto the free `x` would merge two names), or
+    when the gold is a relation, a list or a function itself (`_rename_arguments`)."""
+    p = _FUNCTION_RE.match(pred)
+    if p is None or _FUNCTION_RE.match(gold) or _RELATION_SIGN_RE.search(gold) or "," in gold:
+        return pred
+    arg, body = p.group("args"), p.group("body").strip()
+    if "," in arg:
+        return pred
+    gold_letters = _letters_of(gold)
+    if arg in gold_letters or not gold_letters:
+        return body
+    unmatched = gold_letters - (_letters_of(body) - {arg})
+    if len(unmatched) != 1:
+        return pred
+    (letter,) = unmatched
+    return _SYMBOL_TOKEN_RE.sub(lambda m: letter if m.group(0) == arg else m.group(0), body)
+
+
+def _function_body_against(gold: str, pred: str, pred_var: str | None) -> str | None:
+    """The rule of a gold function of one argument (`f(x) = 3x - 7` -> `3x - 7`) when the
+    prediction gives a rule in that argument without the function's name: an expression, or
+    `y = ...` with any other letter than the argument (`x = 4` is a value of the argument, not
+    a rule). None otherwise: the gold is compared whole."""
+    g = _FUNCTION_RE.match(gold)
+    if g is None or _FUNCTION_RE.match(pred) or _RELATION_SIGN_RE.search(pred):
+        return None
+    arg = g.group("args")
+    if "," in arg or pred_var == arg or not (_letters_of(pred) <= {arg} | _letters_of(gold)):
+        return None
+    return g.group("body").strip()
+
+
+def _expand_pm(s: str) -> str:
+    """A value with one `\\pm` (or `\\mp`) inside a group, as its two values: `\\frac{-3 \\pm
+    \\sqrt5}{2}` -> `\\frac{-3 + \\sqrt5}{2}, \\frac{-3 - \\sqrt5}{2}` (math-verify reads a
+    `\\pm` only at the top level: `1 \\pm \\sqrt2`). Each comma-separated item on its own;
+    items with a comma inside (a tuple, a set), a relation, or several signs stay as written."""
+    if "\\pm" not in s and "\\mp" not in s:
+        return s
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        depth += (c in "([{") - (c in ")]}")
+        if c == "," and depth == 0:
+            items.append(s[start:i])
+            start = i + 1
+    items.append(s[start:])
+    out, changed = [], False
+    for item in items:
+        signs = list(_PM_RE.finditer(item))
+        nested = len(signs) == 1 and _bracket_depth(item, signs[0].start()) > 0
+        if not nested or "," in item or "\\{" in item or re.search(r"[<>]|\\[lgn]eq", item):
+            out.append(item.strip())
+            continue
+        m = signs[0]
+        first, second = ("+", "-") if m.group(1) == "pm" else ("-", "+")
+        out += [f"{item[: m.start()]}{sign}{item[m.end() :]}".strip() for sign in (first, second)]
+        changed = True
+    return ", ".join(out) if changed else s
+
+
+def _bracket_depth(s: str, at: int) -> int:
+    """How many brackets or braces are open at index `at` of `s`."""
+    return sum((c in "([{") - (c in ")]}") for c in s[:at])
+
+
 def _tidy(s: str) -> str:
     return re.sub(r"\s+", " ", s).replace(" \\%", "\\%").strip()
 
@@ -446,8 +532,16 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
     if pred_var is None and gold_var is None:
         pred_full, gold_full = pred_clean, gold_clean
     pred_clean = _rename_arguments(pred_clean, gold_clean)
+    pred_clean = _function_as_expression(pred_clean, gold_clean)
+    gold_body = _function_body_against(gold_clean, pred_clean, pred_var)
+    if gold_body is not None:  # `y = 3x - 7` against `f(x) = 3x - 7`: the rules are compared
+        gold_clean = gold_full = gold_body
+        pred_var = None
     if pred_var is None:
         pred_full = pred_clean
+    pred_clean, gold_clean, pred_full, gold_full = map(
+        _expand_pm, (pred_clean, gold_clean, pred_full, gold_full)
+    )
     forms = Forms(pred_full, gold_full, strip_answer(prediction), strip_answer(gold))
     pred_key, gold_key = _key(pred_clean), _key(gold_clean)
     if not pred_key:
@@ -486,11 +580,11 @@ def fast_path(prediction: str, gold: str) -> tuple[bool | None, Forms]:
             return False, forms
     # A decimal comma against one value (`2,74` vs `2.74`); as a list it could not match that.
     pred_dec, gold_dec = _decimal_comma(pred_clean), _decimal_comma(gold_clean)
-    if pred_dec is not None and "," not in gold_key:
+    if pred_dec is not None and "," not in gold_key and not _SEVERAL_VALUES_RE.search(gold_clean):
         if gold_num is not None:
             return pred_dec == gold_num[0], forms
         forms = forms._replace(pred=forms.pred.replace(",", "."))
-    if gold_dec is not None and "," not in pred_key:
+    if gold_dec is not None and "," not in pred_key and not _SEVERAL_VALUES_RE.search(pred_clean):
         if pred_num is not None:
             return gold_dec == pred_num[0], forms
         forms = forms._replace(gold=forms.gold.replace(",", "."))
