@@ -340,6 +340,19 @@ def _bare_calls(text: str, names: Sequence[str]) -> list[tuple[str, str]]:
     return [c for c in calls if c is not None] if items and all(calls) else []
 
 
+def _offered(
+    parsed: list[tuple[str, str]] | None, names: Sequence[str]
+) -> list[tuple[str, str]] | None:
+    """A parser's calls with canonical arguments; None (use the fallbacks) when one names a
+    tool that was not offered or has arguments that are not a JSON object."""
+    if not parsed or any(name not in names for name, _ in parsed):
+        return None
+    try:
+        return [(name, _arguments(args, "arguments")) for name, args in parsed]
+    except ValueError:
+        return None
+
+
 def _split_thinking(text: str, thinking: ThinkingFormat | None) -> tuple[str | None, str | None]:
     """(reasoning, the rest): the text up to the close tag is thinking; a text that never
     closes its block (opened by the model or forced by the prompt) is all thinking."""
@@ -380,10 +393,9 @@ def split_reply(
     names = [t["function"]["name"] for t in problem.tools or ()]
     found: list[tuple[str, str]] = []
     if rest is not None and names and problem.tool_choice != "none":
-        parsed = parser(rest) if parser is not None else None
+        parsed = _offered(parser(rest), names) if parser is not None else None
         if parsed:
-            found = [(name, _arguments(args, "arguments")) for name, args in parsed]
-            rest = ""
+            found, rest = parsed, ""
         else:
             found, rest = _hermes_calls(rest, names)
             if not found:

@@ -447,6 +447,9 @@ def test_split_reply_uses_the_models_own_parser_when_given() -> None:
     reply = split_reply("<think>hm</think>[[time]]", TOOLS, THINK, parser=parser)
     assert seen == ["[[time]]"] and reply.tool_calls[0].arguments == '{"tz":"UTC"}'
     assert reply.content is None
+    # a parser's call to a tool not offered, or with arguments that are no object: not a call
+    assert split_reply("[[time]]", _chat(tools=[WEATHER]), None, parser=parser).tool_calls == ()
+    assert split_reply("x", TOOLS, None, parser=lambda text: [("get_time", "[1]")]).content == "x"
     # the parser found nothing: the Hermes fallback still reads the blocks
     fallback = split_reply(_block("get_time", {}), TOOLS, None, parser=parser)
     assert fallback.tool_calls[0].name == "get_time"
@@ -546,3 +549,18 @@ def test_replayed_renders_tell_conversations_apart(cache: CallCache) -> None:
     player = CachedGenerator(inner, cache, "replay", name="scripted")
     assert player.render(one) == recorded and built == []
     assert player.render(two) != recorded and built == ["inner"]  # a miss, not one's prompt
+
+
+def test_vllms_tool_parser_reads_the_models_own_format(smollm2: Any) -> None:
+    pytest.importorskip("vllm")
+    from reasoning.chat import vllm_tool_parser
+
+    problem = _chat(tools=[WEATHER])
+    parser = vllm_tool_parser("pythonic", smollm2, problem)
+    text = '[get_weather(city="Paris", unit="c")]'
+    assert split_reply(text, problem, None).tool_calls == ()  # not a format the fallback reads
+    reply = split_reply(text, problem, None, parser=parser)
+    assert [(c.name, c.arguments) for c in reply.tool_calls] == [
+        ("get_weather", '{"city":"Paris","unit":"c"}')
+    ]
+    assert reply.content is None
