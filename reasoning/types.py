@@ -377,7 +377,9 @@ class AnswerJudge(Protocol):
 
 def judge_for(judge: AnswerJudge | None, problem: Problem) -> AnswerJudge | None:
     """`judge` bound to `problem` when it knows how (`for_problem`), else `judge` itself; the
-    Context binds its judge once, so every vote on the problem uses the same equivalence."""
+    Context binds its judge once, so every vote on the problem uses the same equivalence. On a
+    chat problem it is wrapped in `reasoning.chat.ReplyJudge`: samples vote by their tool calls
+    (name and canonical arguments), else by answer, else by reply text."""
     bind = getattr(judge, "for_problem", None)
     bound = judge if bind is None else cast("AnswerJudge", bind(problem))
     if bound is None or problem.messages is None:
