@@ -103,7 +103,8 @@ def _message(raw: Any, i: int) -> dict[str, Any]:
     where = f"messages[{i}]"
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: must be an object with a role")
-    role = ROLE_ALIASES.get(raw.get("role"), raw.get("role"))  # type: ignore[arg-type]
+    role = raw.get("role")
+    role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
     if role not in ROLES:
         raise ValueError(f"{where}.role: must be one of {list(ROLES)}, got {raw.get('role')!r}")
     message: dict[str, Any] = {"role": role}

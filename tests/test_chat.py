@@ -53,6 +53,7 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"messages": [USER, "hi"]}, r"^messages\[1\]: must be an object"),
     ({"messages": [USER, {"role": "robot", "content": "x"}]}, r"^messages\[1\]\.role: must be"),
     ({"messages": [{"content": "x"}]}, r"^messages\[0\]\.role"),
+    ({"messages": [{"role": ["user"], "content": "x"}]}, r"^messages\[0\]\.role: must be"),
     ({"messages": [{"role": "user"}]}, r"^messages\[0\]\.content: required"),
     ({"messages": [{"role": "user", "content": 3}]}, r"^messages\[0\]\.content: must be"),
     (
