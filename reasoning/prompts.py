@@ -7,6 +7,7 @@ appended verbatim (never re-templated).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,10 +48,14 @@ def system_prompt(name_or_text: str) -> str:
     return SYSTEM_PROMPTS.get(name_or_text, name_or_text)
 
 
-def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """`messages` through the tokenizer's chat template, ending with the assistant's turn open."""
+def chat_prompt(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> str:
+    """`messages` through the tokenizer's chat template, ending with the assistant's turn open;
+    `tools` (OpenAI function schemas) go to the template when given."""
+    extra: dict[str, Any] = {} if tools is None else {"tools": tools}
     return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **PINNED_TEMPLATE_KWARGS
+        messages, tokenize=False, add_generation_prompt=True, **extra, **PINNED_TEMPLATE_KWARGS
     )
 
 
@@ -98,15 +103,40 @@ class ChatRenderer:
         self.system = system_prompt(system)
         self.thinking = ThinkingFormat.of(thinking)
         self._head = lru_cache(maxsize=4096)(self._template)
+        self._chat_head = lru_cache(maxsize=1024)(self._chat_template)
+
+    def _opened(self, head: str) -> str:
+        """The templated head, with the thinking block opened when the format forces it."""
+        if self.thinking is not None and self.thinking.forced:
+            head += self.thinking.open + "\n"
+        return head
 
     def _template(self, question: str) -> str:
         messages = [{"role": "user", "content": question}]
         if self.system:
             messages.insert(0, {"role": "system", "content": self.system})
-        head = chat_prompt(self.tokenizer, messages)
-        if self.thinking is not None and self.thinking.forced:
-            head += self.thinking.open + "\n"
-        return head
+        return self._opened(chat_prompt(self.tokenizer, messages))
+
+    def _chat_template(self, conversation: str) -> str:
+        """A chat problem's head, from its canonical JSON (hashable, so it is cached like a
+        question): the client's system message wins, else the configured one is prepended."""
+        parts = json.loads(conversation)
+        messages, tools = parts["messages"], parts["tools"]
+        if self.system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": self.system})
+        return self._opened(chat_prompt(self.tokenizer, messages, tools))
+
+    def head(self, problem: Problem) -> str:
+        """The prompt of `problem` before any step: a raw completion prompt as it is, a chat
+        problem's conversation (and tools) through the template, else the question."""
+        if problem.prompt is not None:
+            return problem.prompt
+        if problem.messages is not None:
+            from reasoning.chat import offered_tools, template_messages
+
+            conversation = {"messages": template_messages(problem), "tools": offered_tools(problem)}
+            return self._chat_head(json.dumps(conversation, ensure_ascii=False))
+        return self._head(problem.question)
 
     def chat(self, messages: Any) -> str:
         return chat_prompt(self.tokenizer, [dict(m) for m in messages])
@@ -120,7 +150,7 @@ class ChatRenderer:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
-        head = self._head(problem.question)
+        head = self.head(problem)
         if chain is None or not chain.steps:
             return head
         # a step chain's next step starts after its delimiter; a chunked chain ("") goes on

@@ -75,12 +75,24 @@ class EventKind(StrEnum):
 
 @dataclass(frozen=True)
 class Problem:
-    """One question to solve; `answer` is the gold answer when known (None at inference)."""
+    """One question to solve; `answer` is the gold answer when known (None at inference).
+
+    A chat problem (`reasoning.chat.chat_problem`) also carries its whole conversation, tools
+    and tool choice, so rendering, cache keys and votes see them; its `question` is the last
+    user message, for display and grading. A raw completion problem carries `prompt`, sent as
+    it is (no chat template). Plain problems leave all four None.
+    """
 
     id: str
     question: str
     answer: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # OpenAI-style messages (validated, content flattened to text) of a chat problem
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    # OpenAI function tools offered to the model, and the client's tool_choice
+    tools: tuple[Mapping[str, Any], ...] | None = None
+    tool_choice: Any = None
+    prompt: str | None = None  # a raw completion prompt, rendered without a template
 
 
 @dataclass(frozen=True)
@@ -365,6 +377,14 @@ class AnswerJudge(Protocol):
 
 def judge_for(judge: AnswerJudge | None, problem: Problem) -> AnswerJudge | None:
     """`judge` bound to `problem` when it knows how (`for_problem`), else `judge` itself; the
-    Context binds its judge once, so every vote on the problem uses the same equivalence."""
+    Context binds its judge once, so every vote on the problem uses the same equivalence. On a
+    chat problem it is wrapped in `reasoning.chat.ReplyJudge`: samples vote by their tool calls
+    (name and canonical arguments), else by answer, else by reply text."""
     bind = getattr(judge, "for_problem", None)
-    return judge if bind is None else cast("AnswerJudge", bind(problem))
+    bound = judge if bind is None else cast("AnswerJudge", bind(problem))
+    if bound is None or problem.messages is None:
+        return bound
+    # a chat problem votes on its replies: tool calls, else the answer, else the reply text
+    from reasoning.chat import ReplyJudge
+
+    return ReplyJudge(bound, problem)

@@ -35,6 +35,8 @@ class RenderingBackend:
         self.thinking = self.renderer.thinking
 
     def render(self, problem: Problem, chain: Chain | None = None) -> str:
+        """A plain, chat (conversation and tools through the template) or raw completion
+        problem's prompt: one renderer, so both backends send the same text."""
         return self.renderer.render(problem, chain)
 
     def tokenize(self, text: str) -> tuple[int, ...]:

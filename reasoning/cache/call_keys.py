@@ -47,8 +47,20 @@ def prompt_summary(prompt: Prompt) -> str:
     return prompt
 
 
-def problem_json(problem: Problem) -> dict[str, str]:
-    return {"id": problem.id, "question": problem.question}
+def problem_json(problem: Problem) -> dict[str, Any]:
+    """What a render or verifier call reads off a problem. A chat problem's conversation,
+    tools and tool choice (and a raw prompt) join only when set, so two conversations that
+    end in the same question miss each other while a plain problem keeps its old keys."""
+    out: dict[str, Any] = {"id": problem.id, "question": problem.question}
+    if problem.messages is not None:
+        out["messages"] = [dict(m) for m in problem.messages]
+    if problem.tools is not None:
+        out["tools"] = [dict(t) for t in problem.tools]
+    if problem.tool_choice is not None:
+        out["tool_choice"] = problem.tool_choice
+    if problem.prompt is not None:
+        out["prompt"] = problem.prompt
+    return out
 
 
 def chain_json(chain: Chain) -> dict[str, Any]:
