@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import json
 import time
@@ -60,7 +61,7 @@ class Exchange:
         self.problem = problem
         self.body = body
         self.kind = kind  # "chat" | "completion"
-        self.rid = problem.id
+        self.rid = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
         self.model = str(body.get("model"))
         self.created = now()
         self.choices = int(body.get("n") or 1)
@@ -211,6 +212,26 @@ class Exchange:
             "cut": any(c["cut"] for c in choices),
             "search": self.plan.controller,
         }
+
+
+def _unsent(content: str, sent: str) -> str:
+    """What of the final content the streamed tokens have not said (their leading blank and
+    the reply's stripping aside). A final content that does not continue them (a trimmer that
+    rewrote the answer) is not sent twice: the finish chunk carries it whole."""
+    if content.startswith(sent):
+        return content[len(sent) :]
+    if content.lstrip().startswith(sent.lstrip()):
+        return content.lstrip()[len(sent.lstrip()) :]
+    return "" if sent else content
+
+
+def _problem_id(body: Mapping[str, Any], kind: str) -> str:
+    """The solved problem's id: a hash of what is asked, not the response id. The Context
+    seeds its samples from (seed, problem id), so the same request with the same seed samples
+    the same (OpenAI's `seed`), and a recorded request replays (cache.mode=replay)."""
+    asked = {k: body.get(k) for k in ("messages", "tools", "tool_choice", "prompt")}
+    text = json.dumps([kind, asked], sort_keys=True, default=str)
+    return "req-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _finish(reason: FinishReason | str | None) -> str:
@@ -372,14 +393,14 @@ def create_app(state: ServerState) -> FastAPI:
             default_search=state.default_search,
             sampling_keys=state.sampling_keys,
         )
-        rid = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        pid = _problem_id(body, kind)
         try:
             if kind == "chat":
                 problem = chat_problem(
                     body.get("messages"),
                     tools=body.get("tools"),
                     tool_choice=body.get("tool_choice"),
-                    id=rid,
+                    id=pid,
                 )
             else:
                 prompt = body.get("prompt")
@@ -387,7 +408,7 @@ def create_app(state: ServerState) -> FastAPI:
                     prompt = prompt[0]
                 if not isinstance(prompt, str):
                     raise ValueError("prompt must be a string")
-                problem = completion_problem(prompt, id=rid)
+                problem = completion_problem(prompt, id=pid)
         except ValueError as exc:
             text = str(exc)
             raise bad(text, param=text.split(" ", 1)[0]) from None
@@ -469,19 +490,16 @@ def create_app(state: ServerState) -> FastAPI:
                             },
                         )
                     content = c["content"] or ""
-                    sent = streamed.get(i, "")
-                    rest = content[len(sent) :] if content.startswith(sent) else content
+                    rest = _unsent(content, streamed.get(i, ""))
                     if rest:
                         yield make(i, delta={"content": rest})
                     if c["tool_calls"] and exchange.kind == "chat":
                         calls = [dict(call, index=k) for k, call in enumerate(c["tool_calls"])]
                         yield make(i, delta={"tool_calls": calls})
-                    yield make(
-                        i,
-                        delta={},
-                        finish_reason=c["finish_reason"],
-                        extra={"cut": c["cut"], "answer": c["answer"]},
-                    )
+                    extra = {"cut": c["cut"], "answer": c["answer"]}
+                    if i in streamed and not content.lstrip().startswith(streamed[i].lstrip()):
+                        extra["content"] = content  # the streamed tokens were not the answer
+                    yield make(i, delta={}, finish_reason=c["finish_reason"], extra=extra)
                 if opts.get("include_usage"):
                     last = chunk(rid, model, created, object_=kind)
                     last["choices"] = []
