@@ -428,6 +428,21 @@ def test_a_body_over_the_limit_is_413(client: openai.OpenAI) -> None:
     assert "max_body_bytes" in err.value.message
 
 
+def test_a_failing_generator_is_a_clear_5xx_and_the_server_stays_up() -> None:
+    state = make_state(generator=fake(fail_on=lambda prompt: True))
+    with running(state) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError, match="generator failed") as err:
+                client.chat.completions.create(model=MODEL, messages=USER)
+            assert err.value.status_code == 502
+        assert httpx.get(url + "/health").json()["in_flight"] == 0
+        stream = client.chat.completions.create(model=MODEL, messages=USER, stream=True)
+        with pytest.raises(openai.APIError, match="generator failed"):
+            list(stream)
+    assert not state.tasks
+
+
 def test_a_full_server_answers_429_with_retry_after() -> None:
     gen = fake(delay_s=0.5)
     state = make_state(generator=gen, max_in_flight=1, max_queue=1, retry_after_s=3)
