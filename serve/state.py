@@ -33,6 +33,7 @@ from serve.requests import Method, bad, deep_merge
 from serve.settings import ServerSettings
 
 CONFIG_NAME = "serve"
+BUILT_KEPT = 256  # built controllers kept for reuse
 
 
 def compose_serve(overrides: Sequence[str] = ()) -> DictConfig:
@@ -107,6 +108,9 @@ class ServerState:
         self.searches = self.server.allowed_searches or group_names("search")
         self._search_nodes: dict[str, dict[str, Any]] = {self.default_search: plain(cfg.search)}
         self._verifiers: dict[str, Verifier | None] = {}
+        # built controllers by their settings: they hold no per-problem state (SolveParts), so
+        # a repeated method skips Hydra's instantiation
+        self._built: OrderedDict[str, tuple[Controller, Budget]] = OrderedDict()
         self.generator = wrap_cache(cfg, generator) if generator else build_generator(cfg)
         self.traces: OrderedDict[str, dict[str, Any]] = OrderedDict()
         from serve.limits import Admission
@@ -196,12 +200,18 @@ class ServerState:
                     )
                 node[key] = cap  # the server's own default: clamped, not refused
         budget_node = deep_merge(self.budget_node, method.budget)
-        cfg = OmegaConf.create({"search": node, "budget": budget_node})
-        try:
-            budget = build_budget(cfg)
-            search = build_search(cfg)
-        except ValueError as exc:
-            raise bad(str(exc), param=_param(str(exc))) from None
+        key = json.dumps([node, budget_node], sort_keys=True, default=str)
+        built = self._built.get(key)
+        if built is None:
+            cfg = OmegaConf.create({"search": node, "budget": budget_node})
+            try:
+                built = (build_search(cfg), build_budget(cfg))
+            except ValueError as exc:
+                raise bad(str(exc), param=_param(str(exc))) from None
+            self._built[key] = built
+            while len(self._built) > BUILT_KEPT:
+                self._built.popitem(last=False)
+        search, budget = built
         budget = self._capped(budget, method)
         verifier = self.verifier_for(method)
         try:

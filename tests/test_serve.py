@@ -560,3 +560,39 @@ def test_the_environment_key_guards_the_server(monkeypatch: pytest.MonkeyPatch) 
         assert httpx.get(url + "/v1/models").status_code == 401
         ok = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer from-env"})
         assert ok.status_code == 200
+
+
+def test_a_bad_server_key_fails_before_the_generator_is_built() -> None:
+    cfg = compose_serve(["server.port=70000"])
+    with pytest.raises(SettingsError, match=r"server\.port"):
+        ServerState(cfg)  # the configured engine is never reached
+
+
+def test_a_repeated_method_reuses_its_built_controller(served: tuple[str, ServerState]) -> None:
+    state = served[1]
+    ask = {"model": f"best_of_n/{MODEL}", "search": {"n": 5}}
+    first = state.plan(method_of(ask, {}, served=state.served, default_search="best_of_n"))
+    again = state.plan(method_of(ask, {}, served=state.served, default_search="best_of_n"))
+    other = state.plan(
+        method_of({**ask, "search": {"n": 6}}, {}, served=state.served, default_search="x")
+    )
+    assert first.parts.search is again.parts.search
+    assert other.parts.search is not first.parts.search and other.parts.search.n == 6  # type: ignore[attr-defined]
+
+
+def test_reason_serve_help_names_its_keys() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run(
+        [sys.executable, "-m", "serve.cli", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "reason-serve" in out.stdout and "max_in_flight" in out.stdout
+    assert "search: astar, beam, best_of_n" in out.stdout
