@@ -72,6 +72,12 @@ class Exchange:
         self.tasks: list[asyncio.Task[Solved]] = []
         self.started = time.monotonic()
 
+    def admitted(self) -> None:
+        """The request got its search slot: its wait is metered, its latency starts."""
+        started = time.monotonic()
+        self.state.metrics.queue_wait.observe(started - self.started)
+        self.started = started
+
     @property
     def deadline_s(self) -> float:
         wall = self.plan.parts.budget.wall_s or self.state.server.max_wall_s
@@ -425,7 +431,7 @@ def create_app(state: ServerState) -> FastAPI:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         async with state.admission.slot():
-            exchange.started = time.monotonic()
+            exchange.admitted()
             exchange.start()
             watch = asyncio.ensure_future(_until_disconnected(request))
             results = asyncio.ensure_future(exchange.results())
@@ -458,7 +464,7 @@ def create_app(state: ServerState) -> FastAPI:
                 if exchange.kind == "chat":
                     for i in range(exchange.choices):
                         yield make(i, delta={"role": "assistant", "content": ""})
-                exchange.started = time.monotonic()
+                exchange.admitted()
                 feed = ProgressFeed() if feed_on and _takes_feed(state.solve) else None
                 exchange.start(feed)
                 if feed is None:

@@ -317,6 +317,29 @@ def test_a_client_that_leaves_a_stream_cancels_its_search(
         assert state.admission.in_flight == 0 and not state.tasks
 
 
+def test_a_client_that_leaves_a_plain_request_cancels_its_search() -> None:
+    cancelled = threading.Event()
+    state = make_state()
+
+    async def solve(problem: Any, parts: Any, *, seed: int = 0) -> Solved:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("not cancelled")
+
+    state.solve = solve  # type: ignore[attr-defined]
+    with running(state) as url:
+        body = {"model": MODEL, "messages": USER}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=0.5)
+        assert cancelled.wait(10), "the search went on after the client left"
+        metrics = httpx.get(url + "/metrics").text
+        assert "reasoning_client_disconnects_total 1.0" in metrics
+        assert "reasoning_queue_wait_seconds_count 1.0" in metrics
+
+
 # --- deadlines -------------------------------------------------------------------------------
 
 
@@ -596,3 +619,15 @@ def test_reason_serve_help_names_its_keys() -> None:
     assert out.returncode == 0, out.stderr
     assert "reason-serve" in out.stdout and "max_in_flight" in out.stdout
     assert "search: astar, beam, best_of_n" in out.stdout
+
+
+def test_a_thinking_models_thinking_is_reasoning_content() -> None:
+    gen = ScriptedGenerator(["<think>two and two</think> so \\boxed{4}"])
+    gen.thinking = ThinkingFormat()
+    with running(make_state(generator=gen)) as url:
+        got = httpx.post(
+            url + "/v1/chat/completions", json={"model": f"greedy/{MODEL}", "messages": USER}
+        )
+    message = got.json()["choices"][0]["message"]
+    assert message["reasoning_content"].strip() == message["reasoning"].strip() == "two and two"
+    assert message["content"].strip() == "so \\boxed{4}"
