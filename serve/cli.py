@@ -18,7 +18,7 @@ def serve(cfg: DictConfig, overrides: list[str]) -> None:
     what is left and the engine shuts down."""
     import uvicorn
 
-    from reasoning.build import close_generators
+    from reasoning.build import ConfigError, close_generators
     from reasoning.process import (
         default_engine_log,
         engine_output_to,
@@ -34,7 +34,12 @@ def serve(cfg: DictConfig, overrides: list[str]) -> None:
     log = None if verbose else default_engine_log()
     try:
         with spawn_without_main(), engine_output_to(log):
-            state = ServerState(cfg, overrides=overrides)
+            try:
+                state = ServerState(cfg, overrides=overrides)
+            except ConfigError:
+                raise
+            except ValueError as exc:  # a bad server.* value: its message, not a traceback
+                raise ConfigError(str(exc)) from None
             replay = OmegaConf.select(cfg, "cache.mode", default="off") == "replay"
             start = None if replay else getattr(state.generator, "start", None)
             if callable(start):

@@ -619,6 +619,16 @@ def test_reason_serve_help_names_its_keys() -> None:
     assert out.returncode == 0, out.stderr
     assert "reason-serve" in out.stdout and "max_in_flight" in out.stdout
     assert "search: astar, beam, best_of_n" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "serve.cli", "server.port=70000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0
+    assert "server.port must be an integer in 0 .. 65535, got 70000" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_a_thinking_models_thinking_is_reasoning_content() -> None:
