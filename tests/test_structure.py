@@ -35,13 +35,25 @@ PROBLEM = Problem("p", "What is 4 + 5?", "9")
 # and the modules it may not import: a top package forbids all of it, a dotted name (e.g.
 # "reasoning.build") that module and its submodules.
 
-FAN = {"search", "verifiers", "evals", "trim"}
+FAN = {"search", "verifiers", "evals", "trim", "serve"}
+# the reasoning server reaches search/ only through reasoning.build, and of evals/ only the
+# judge, the trace files and the viewer's page
+SERVE_EVALS = {"evals.grading", "evals.rundir", "evals.viewer"}
 FORBIDDEN: dict[str, set[str]] = {
     "reasoning": set(FAN),
     "search": FAN - {"search"},
     "verifiers": FAN - {"verifiers"} | {"reasoning.build"},
     "evals": FAN - {"evals"} | {"reasoning.backends"},
     "trim": FAN - {"trim"},  # the generation layer: search/ does not import it, nor it search/
+    "serve": FAN - {"serve", "evals"}
+    | {"reasoning.backends"}
+    | {
+        f"evals.{path.stem}"
+        for path in (REPO / "evals").iterdir()
+        if (path.suffix == ".py" or (path / "__init__.py").is_file())
+        and path.stem != "__init__"
+        and f"evals.{path.stem}" not in SERVE_EVALS
+    },
 }
 LAYERED = sorted(FORBIDDEN)
 
