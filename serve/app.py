@@ -22,17 +22,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reasoning.chat import chat_problem, completion_problem, split_reply
 from reasoning.solver import Solved, solve_problem
 from reasoning.types import FinishReason, Problem
 from serve.auth import check_key
 from serve.openai_format import APIError, chunk, error_body, now, sse, usage
 from serve.requests import bad, method_of
 from serve.state import Plan, ServerState
-
-try:  # the agreed interface 2
-    from reasoning.chat import chat_problem, completion_problem, split_reply
-except ImportError:  # stand-in until reasoning.chat lands
-    from serve._standin import chat_problem, completion_problem, split_reply
 
 try:  # the agreed interface 1
     from reasoning.progress import ProgressFeed

@@ -641,3 +641,74 @@ def test_a_thinking_models_thinking_is_reasoning_content() -> None:
     message = got.json()["choices"][0]["message"]
     assert message["reasoning_content"].strip() == message["reasoning"].strip() == "two and two"
     assert message["content"].strip() == "so \\boxed{4}"
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def tool_fake() -> ScriptedGenerator:
+    """Five samples: three call the tool (the arguments' keys in different orders), two answer
+    in prose."""
+    calls = [
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}'
+        "</tool_call>",
+        '<tool_call>{"arguments": {"unit": "C", "city": "Paris"}, "name": "get_weather"}'
+        "</tool_call>",
+        "It is sunny.",
+    ]
+    turn = iter(range(10**9))
+
+    def text(prompt: str, sampling: Any) -> str:
+        return calls[next(turn) % len(calls)]
+
+    return ScriptedGenerator(text)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_calls_win_the_vote_and_come_back_as_tool_calls(stream: bool) -> None:
+    """The samples vote over normalised calls (3 against 2 answers), the call comes back as
+    `tool_calls` (and survives streaming); without tools offered, no text is read as a call."""
+    state = make_state(["search.n=5"], generator=tool_fake())
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    with running(state) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        kwargs: dict[str, Any] = dict(
+            model=f"best_of_n/{MODEL}", messages=messages, tools=[WEATHER], seed=1
+        )
+        if not stream:
+            reply = client.chat.completions.create(**kwargs)
+            choice = reply.choices[0]
+            assert choice.finish_reason == "tool_calls"
+            (call,) = choice.message.tool_calls or []
+            name, arguments = call.function.name, call.function.arguments
+        else:
+            parts = list(client.chat.completions.create(**kwargs, stream=True))
+            deltas = [c.choices[0].delta for c in parts if c.choices]
+            (call,) = [t for d in deltas for t in (d.tool_calls or [])]
+            assert call.function is not None
+            name, arguments = call.function.name, call.function.arguments
+            assert [c.choices[0].finish_reason for c in parts if c.choices][-1] == "tool_calls"
+        assert name == "get_weather"
+        assert json.loads(arguments or "") == {"city": "Paris", "unit": "C"}
+        plain = client.chat.completions.create(model=f"best_of_n/{MODEL}", messages=messages)
+        assert plain.choices[0].finish_reason == "stop"
+        assert plain.choices[0].message.tool_calls in (None, [])
+
+
+def test_a_bad_tool_schema_is_a_400_naming_it(client: openai.OpenAI) -> None:
+    bad_tool = {"type": "function", "function": {"name": "no spaces allowed", "parameters": {}}}
+    with pytest.raises(openai.BadRequestError, match=r"tools\[0\]"):
+        client.chat.completions.create(model=MODEL, messages=USER, tools=[bad_tool])
