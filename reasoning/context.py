@@ -547,8 +547,8 @@ class Context:
                             "tokens that nobody asked to stop (a dropped stream or an aborted "
                             "request): not a finished sample"
                         )
-                    if leads:
-                        progress.token(number, delta.text)  # type: ignore[union-attr]
+                    if leads and progress is not None:
+                        progress.token(number, delta.text)
                     yield delta
                     if over > 0:
                         break
