@@ -300,7 +300,7 @@ def test_engine_cancelled_best_of_n_aborts_every_engine_request(engine, fresh_pr
     async def go() -> tuple[int, int, int]:
         parts = SolveParts(
             engine,
-            BestOfN(n=4, temperature=1.0, max_tokens=3000),
+            BestOfN(n=4, temperature=1.0, max_tokens=1500),
             judge=Grader(),
             budget=Budget(),
         )
@@ -322,3 +322,22 @@ def test_engine_cancelled_best_of_n_aborts_every_engine_request(engine, fresh_pr
     assert peak >= 1
     assert running == 0, "our count of engine requests did not come back to 0"
     assert unfinished == 0, "the engine still holds requests of the cancelled search"
+
+
+def test_a_replaying_cache_reports_running_requests_without_building_its_engine(
+    tmp_path: Any,
+) -> None:
+    from reasoning.cache.store import CallCache
+    from reasoning.cache.wrappers import CachedGenerator
+
+    built: list[int] = []
+
+    def factory() -> Counting:
+        built.append(1)
+        return Counting([TEXT])
+
+    cached = CachedGenerator(factory, CallCache(tmp_path / "c.sqlite"), "replay", name="x")
+    assert cached.running_requests() == 0 and built == []
+    live = CachedGenerator(Counting([TEXT]), CallCache(tmp_path / "d.sqlite"), "auto", name="y")
+    live.inner.in_flight = 2  # type: ignore[attr-defined]
+    assert live.running_requests() == 2

@@ -219,6 +219,12 @@ class CachedGenerator:
         )
         return completions
 
+    def running_requests(self) -> int:
+        """The inner generator's requests in flight (0 when it was never built or does not
+        count them): asking never builds it, so a replaying server's gauge needs no engine."""
+        count = getattr(self._inner.built, "running_requests", None)
+        return int(count()) if count is not None else 0
+
     def start(self) -> None:
         """Start the inner engine, except in replay mode (which must never need it)."""
         if self.mode == "replay":
