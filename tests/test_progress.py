@@ -341,3 +341,26 @@ def test_a_replaying_cache_reports_running_requests_without_building_its_engine(
     live = CachedGenerator(Counting([TEXT]), CallCache(tmp_path / "d.sqlite"), "auto", name="y")
     live.inner.in_flight = 2  # type: ignore[attr-defined]
     assert live.running_requests() == 2
+
+
+async def test_a_run_recorded_without_a_feed_replays_to_a_streaming_client(tmp_path: Any) -> None:
+    from reasoning.cache.store import CallCache
+    from reasoning.cache.wrappers import CachedGenerator
+
+    path = tmp_path / "calls.sqlite"
+    recorder = CachedGenerator(Counting([TEXT]), CallCache(path), "record", name="fake")
+    recorded = await solve_problem(PROBLEM, SolveParts(recorder, Greedy(), judge=Grader()))
+
+    def no_engine() -> Counting:
+        raise AssertionError("replay built the generator")
+
+    replayer = CachedGenerator(no_engine, CallCache(path), "replay", name="fake")
+    feed = ProgressFeed()
+    replayed = await solve_problem(
+        PROBLEM, SolveParts(replayer, Greedy(), judge=Grader()), feed=feed
+    )
+    assert replayed.result().answer == recorded.result().answer == "5"
+    assert replayed.ledger.generated_tokens == recorded.ledger.generated_tokens
+    assert replayed.ledger.replayed_tokens == recorded.ledger.generated_tokens
+    tokens = kinds([i async for i in feed], "token")
+    assert "".join(t.text for t in tokens) == TEXT
