@@ -307,7 +307,7 @@ def test_engine_cancelled_best_of_n_aborts_every_engine_request(engine, fresh_pr
         feed = ProgressFeed()
         task = asyncio.ensure_future(solve_problem(fresh_problem, parts, feed=feed))
         assert await _until(lambda: engine.running_requests() >= 1, 120)
-        await asyncio.sleep(1.0)  # decoding now
+        await asyncio.sleep(0.5)  # decoding now
         peak = engine.running_requests()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
