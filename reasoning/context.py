@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from reasoning.budget import LIMITS, SCORING_LIMITS, Budget, BudgetExhausted, Ledger
+from reasoning.progress import ProgressFeed, Publisher
 from reasoning.tree import SearchTree
 from reasoning.types import (
     AnswerJudge,
@@ -81,6 +82,7 @@ class Context:
         budget: Budget | None = None,
         seed: int = 0,
         sampler: Sampler | None = None,
+        feed: ProgressFeed | None = None,
     ) -> None:
         self.problem = problem
         self.generator = generator
@@ -100,10 +102,25 @@ class Context:
         self._reserved_tokens = 0  # held by generator calls in flight (see _fit)
         self._reserved_samples = 0
         self._released = asyncio.Event()  # set whenever a call in flight returns its reservation
+        # what the search is doing, for a client watching it (reasoning/progress.py); every
+        # hook is one `if` on this, so a Context without a feed pays nothing else
+        self.progress = Publisher(feed, self, self._started) if feed is not None else None
 
     def record(self, kind: EventKind, **fields: Any) -> None:
         """Note one adaptive-generation event; the trace holds it as {"event": kind, **fields}."""
         self._events.append({"event": EventKind(kind).value, **fields})
+        if self.progress is not None:
+            self.progress.status(EventKind(kind).value)
+
+    def report_progress(self, *, step: int | None = None, chains_alive: int | None = None) -> None:
+        """A controller that knows its step or its live chains better than the Context's
+        guess (the depth of the chains its calls continue; the samples in flight) says so;
+        later status items carry these values. Free without a feed."""
+        if self.progress is None:
+            return
+        declared = {"step": step, "chains_alive": chains_alive}
+        self.progress.declared.update({k: v for k, v in declared.items() if v is not None})
+        self.progress.status()
 
     @property
     def events(self) -> tuple[Mapping[str, Any], ...]:
@@ -279,13 +296,33 @@ class Context:
         that was counted when it began). A controller wrapped by a trimmer (`sampler`) has its
         own samples (no `prompt`) streamed and watched by it.
         """
+        progress = self.progress
+        if progress is not None:
+            progress.saw(chain)
         if self.sampler is not None and prompt is None:
-            return await self.sampler.sample(self, self._prompt(chain, None), sampling)
+            sampled = await self.sampler.sample(self, self._prompt(chain, None), sampling)
+            if progress is not None:
+                progress.samples(sampled)
+            return sampled
         resolved = self._prompt(chain, prompt)
         counted = _counts_as_sample(prompt, new_samples)
+        if (
+            progress is not None
+            and sampling.n == 1
+            and progress.streams_samples
+            and isinstance(self.generator, StreamingGenerator)
+        ):
+            return await self._generate_streamed(sampling, resolved, counted)
         for empty in itertools.count(1):
             async with self._reservation(sampling, counted) as fitted:
-                completions = await self.generator.complete(resolved, fitted)
+                if progress is None:
+                    completions = await self.generator.complete(resolved, fitted)
+                else:
+                    progress.call_started(fitted.n)
+                    try:
+                        completions = await self.generator.complete(resolved, fitted)
+                    finally:
+                        progress.chains_alive -= fitted.n
             if completions or fitted.n < 1:
                 break
             # nothing came back: one call and (when it starts one) one sample spent, so the
@@ -321,6 +358,10 @@ class Context:
             cached_prompt_tokens=first.cached_prompt_tokens if first else 0,
             replayed=bool(completions) and all(c.cached for c in completions),
         )
+        if progress is not None:
+            progress.status()
+            if counted:
+                progress.samples(c for c in completions if c.finish_reason != FinishReason.ABORT)
         broken = sum(c.finish_reason == FinishReason.ABORT for c in completions)
         if broken:
             raise BrokenSampleError(
@@ -329,6 +370,29 @@ class Context:
                 "asked to stop (a dropped stream or an aborted request): not a finished sample"
             )
         return completions
+
+    async def _generate_streamed(
+        self, sampling: Sampling, prompt: Prompt, counted: bool
+    ) -> list[Completion]:
+        """One sample asked for while a client watches: streamed (`stream`, metered there), so
+        its tokens reach the feed as they come, and returned as `generate` would return it.
+        Only with a feed: a recorded run's calls keep their non-streamed cache keys."""
+        deltas: list[Delta] = []
+        async with contextlib.aclosing(
+            self.stream(sampling, prompt=prompt, new_samples=counted)
+        ) as stream:
+            async for delta in stream:
+                deltas.append(delta)
+        sample = _joined_deltas(deltas)
+        if sample.finish_reason == FinishReason.ABORT:
+            raise BrokenSampleError(
+                f"problem {self.problem.id}: generator {self._generator_name()} ended a "
+                f"streamed sample without finishing it after {sample.tokens} tokens (a dropped "
+                "stream or an aborted request): not a finished sample"
+            )
+        if counted and self.progress is not None:
+            self.progress.samples([sample])
+        return [sample]
 
     def _generator_name(self) -> str:
         return str(getattr(self.generator, "name", type(self.generator).__name__))
@@ -451,8 +515,15 @@ class Context:
         tokens = prompt_tokens = cached = 0
         replayed = True
         counted = _counts_as_sample(prompt, new_samples)
+        progress = self.progress
+        if progress is not None:
+            progress.saw(chain)
         async with self._reservation(sampling, counted) as fitted:
             deltas = generator.stream(resolved, fitted)
+            number, leads = -1, False
+            if progress is not None:
+                number, leads = progress.open_stream()
+                progress.call_started(1)
             try:
                 async for delta in deltas:
                     if delta.tokens == 0 and delta.text:  # a server that sent no ids, no count
@@ -476,6 +547,8 @@ class Context:
                             "tokens that nobody asked to stop (a dropped stream or an aborted "
                             "request): not a finished sample"
                         )
+                    if leads and progress is not None:
+                        progress.token(number, delta.text)
                     yield delta
                     if over > 0:
                         break
@@ -488,6 +561,9 @@ class Context:
                     cached_prompt_tokens=cached,
                     replayed=replayed and tokens > 0,
                 )
+                if progress is not None:
+                    progress.close_stream(number)
+                    progress.call_ended(1)
 
     def _clip_delta(self, delta: Delta, before: int, cap: int) -> Delta:
         """The part of a delta that fits `cap` after `before` tokens (the call's max_tokens),
@@ -537,6 +613,8 @@ class Context:
         if getattr(scores, "cached", False):
             self.ledger.cache_hits += 1
         self.tick()
+        if self.progress is not None:
+            self.progress.status()
         return [list(s) for s in scores]
 
     def _check_scores(self, chains: list[Chain], scores: list[list[float]]) -> None:
@@ -570,3 +648,34 @@ def _counts_as_sample(prompt: object, new_samples: bool | None) -> bool:
     """A call with the rendered prompt starts a sample; one with an explicit prompt continues
     or probes one, unless the caller says otherwise."""
     return (prompt is None) if new_samples is None else new_samples
+
+
+def _joined_deltas(deltas: Sequence[Delta]) -> Completion:
+    """A streamed sample's deltas as the one Completion a non-streamed call returns: texts,
+    ids and per-token data joined (None where some delta lacks them), the last one's finish
+    (ABORT when none finished it), the first one's prompt counts."""
+    last = deltas[-1] if deltas else None
+    first = deltas[0] if deltas else None
+
+    def joined(name: str) -> Any:
+        parts = [getattr(d, name) for d in deltas]
+        if any(p is None for p in parts):
+            return None
+        return tuple(x for p in parts for x in p)
+
+    token_ids = tuple(t for d in deltas for t in d.token_ids)
+    has_ids = all(d.token_ids or not d.tokens for d in deltas)
+    return Completion(
+        text="".join(d.text for d in deltas),
+        tokens=sum(d.tokens for d in deltas),
+        finish_reason=(last.finish_reason if last else None) or FinishReason.ABORT,
+        stop=last.stop if last else None,
+        prompt_tokens=first.prompt_tokens if first else 0,
+        cached_prompt_tokens=first.cached_prompt_tokens if first else 0,
+        logprobs=joined("logprobs"),
+        top_logprobs=joined("top_logprobs"),
+        top_token_ids=joined("top_token_ids"),
+        token_id_logprobs=joined("token_id_logprobs"),
+        cached=bool(deltas) and all(d.cached for d in deltas),
+        token_ids=token_ids if has_ids else None,
+    )

@@ -9,7 +9,12 @@ with the result.
 A fault inside the search does not escape: it comes back in `Solved.error` with what the
 search spent until then (`Solved.ledger`), because the caller decides what a fault means (the
 runner records a problem-level fault and stops on a run-level one; the API raises it).
-`BaseException`s that are not `Exception`s (Ctrl-C, cancellation) propagate as they are.
+`BaseException`s that are not `Exception`s (Ctrl-C, cancellation) propagate as they are:
+cancelling the task that runs `solve_problem` cancels the search and, with it, every generator
+request in flight (the backends abort them when their awaiting task is cancelled).
+
+A `ProgressFeed` (the server's streaming) sees the search while it runs and is closed when
+`solve_problem` returns or raises, whatever happened.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from reasoning.budget import Budget, Ledger
 from reasoning.context import Context, Sampler
 from reasoning.controller import Controller
 from reasoning.outcome import Outcome
+from reasoning.progress import ProgressFeed
 from reasoning.types import AnswerJudge, Generator, Problem, Verifier
 
 
@@ -65,8 +71,13 @@ class Solved:
         return self.outcome
 
 
-async def solve_problem(problem: Problem, parts: SolveParts, *, seed: int = 0) -> Solved:
-    """Solve `problem` with `parts` under `seed`; a fault of the search is in `Solved.error`."""
+async def solve_problem(
+    problem: Problem, parts: SolveParts, *, seed: int = 0, feed: ProgressFeed | None = None
+) -> Solved:
+    """Solve `problem` with `parts` under `seed`; a fault of the search is in `Solved.error`.
+
+    `feed` receives the search's progress (reasoning/progress.py) and is closed at the end,
+    also on an error or a cancellation."""
     ctx: Context | None = None
     outcome: Outcome | None = None
     try:
@@ -78,12 +89,18 @@ async def solve_problem(problem: Problem, parts: SolveParts, *, seed: int = 0) -
             budget=parts.budget,
             seed=seed,
             sampler=parts.sampler,
+            feed=feed,
         )
         outcome = await parts.search.run(problem, ctx)
         ctx.settle(outcome)
+        if ctx.progress is not None:
+            ctx.progress.status("done")
     except Exception as exc:
         if outcome is None and ctx is not None:  # what the failed search spent until then
             ctx.tick()
             ctx.settle()
         return Solved(problem, ctx, outcome, exc)
+    finally:
+        if feed is not None:
+            feed.close()
     return Solved(problem, ctx, outcome)

@@ -290,6 +290,13 @@ class OpenAIGenerator(RenderingBackend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoints: list[_Endpoint] = []
         self._model_lock: asyncio.Lock | None = None
+        self._in_flight = 0  # calls and streams not yet returned or closed (running_requests)
+
+    def running_requests(self) -> int:
+        """Requests this generator has in flight now (a call, or a stream until it is
+        closed), counted by us. A cancelled caller closes its HTTP request (vLLM's server
+        then aborts it in its engine), so a cancelled search brings this back to 0."""
+        return self._in_flight
 
     # -- transport -------------------------------------------------------------------------
 
@@ -448,6 +455,14 @@ class OpenAIGenerator(RenderingBackend):
         return kwargs
 
     async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        # cancelling the awaiting task cancels the HTTP request: its connection is closed
+        self._in_flight += 1
+        try:
+            return await self._complete(prompt, sampling)
+        finally:
+            self._in_flight -= 1
+
+    async def _complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
         kwargs = await self._arguments(prompt, sampling)
 
         async def call(client: Any) -> Any:
@@ -475,6 +490,20 @@ class OpenAIGenerator(RenderingBackend):
         ]
 
     async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
+        """One sample as the server decodes it (`_stream`), counted in `running_requests`
+        until it ends or is closed (a cancelled caller closes it, and its HTTP response)."""
+        self._in_flight += 1
+        deltas = self._stream(prompt, sampling)
+        try:
+            async for delta in deltas:
+                yield delta
+        finally:
+            try:
+                await deltas.aclose()
+            finally:
+                self._in_flight -= 1
+
+    async def _stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
         """One sample as the server decodes it (server-sent events). Closing this generator
         closes the HTTP response; vLLM's server aborts a request whose client went away.
 

@@ -137,6 +137,13 @@ class VLLMGenerator(RenderingBackend):
         self._log: Path | None = None  # where the engine's output went when it started
         self._console_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._start_lock = asyncio.Lock()
+        self._in_engine = 0  # our requests in the engine now (running_requests)
+
+    def running_requests(self) -> int:
+        """Requests this generator has in the engine now (one per call, whatever its `n`),
+        counted by us: a request leaves the count once it finished or its abort returned, so
+        a cancelled search brings it back to 0 (the server's running-requests gauge)."""
+        return self._in_engine
 
     def start(self) -> None:
         """Build the engine now (it is otherwise built on the first request).
@@ -240,8 +247,21 @@ class VLLMGenerator(RenderingBackend):
         params = self._params(sampling, seeded=self.per_request_seed, stream=False)
         final = None
         request = self._engine_prompt(prompt)
-        async for output in engine.generate(request, params, request_id=uuid.uuid4().hex):
-            final = output
+        request_id = uuid.uuid4().hex
+        self._in_engine += 1
+        try:
+            # Cancelling the task awaiting this (a cancelled search, a client gone) raises
+            # CancelledError inside vLLM's generate, which aborts the request in the output
+            # processor and the engine core; the abort below covers a cancel that came before
+            # vLLM had queued it.
+            async for output in engine.generate(request, params, request_id=request_id):
+                final = output
+        finally:
+            try:
+                if final is None or not final.finished:
+                    await _abort(engine, request_id)
+            finally:
+                self._in_engine -= 1
         if final is None:  # pragma: no cover - the engine always yields a final output
             raise RuntimeError("vLLM returned no output")
         prompt_tokens = len(final.prompt_token_ids or ())
@@ -271,6 +291,7 @@ class VLLMGenerator(RenderingBackend):
         outputs = engine.generate(self._engine_prompt(prompt), params, request_id=request_id)
         first = True
         finished = False
+        self._in_engine += 1
         try:
             async for output in outputs:
                 out = output.outputs[0]
@@ -289,9 +310,12 @@ class VLLMGenerator(RenderingBackend):
         finally:
             # Closing vLLM's generator aborts the request in the output processor and the
             # engine core (its GeneratorExit handler); abort again in case it had not started.
-            await outputs.aclose()
-            if not finished:
-                await engine.abort(request_id)
+            try:
+                await outputs.aclose()
+                if not finished:
+                    await _abort(engine, request_id)
+            finally:
+                self._in_engine -= 1
 
     @property
     def block_size(self) -> int:
@@ -314,6 +338,13 @@ class VLLMGenerator(RenderingBackend):
             if log is not None:
                 log.close()
         self._console_streams = []
+
+
+async def _abort(engine: Any, request_id: str) -> None:
+    """Abort `request_id` in the engine, shielded from a second cancellation of the caller
+    (the abort must reach the engine core, or the request decodes on for nobody)."""
+    with contextlib.suppress(Exception):
+        await asyncio.shield(engine.abort(request_id))
 
 
 def _log_vllm_to(path: Path) -> list[tuple[logging.StreamHandler[Any], Any]]:

@@ -153,6 +153,8 @@ class CachedGenerator:
         A replay that consumes past the end of an incomplete recording is a miss: the recorded
         run stopped there, so this one asked for something else. In auto mode an incomplete
         recording is not used at all (the caller may want more than was kept): it streams live.
+        A stream never recorded whose one-sample call was recorded whole (`complete`) replays
+        that sample as one delta.
         """
         key = self._key(prompt, sampling, "stream")
         hit = None if self.mode == "record" else self.cache.get("streams", key)
@@ -167,6 +169,13 @@ class CachedGenerator:
                     "record it again with the same config (cache.mode=record or auto)."
                 )
             return
+        if hit is None and self.mode != "record":
+            # the same one-sample call recorded whole (a run without a progress feed): its
+            # sample as one delta, so a streaming client replays what a batch run recorded
+            whole = self.cache.get("generator_calls", self._key(prompt, sampling))
+            if whole is not None and len(whole) == 1:
+                yield _whole_delta(completion_from_json(whole[0]))
+                return
         if hit is None and self.mode == "replay":
             raise CacheMiss(
                 f"replay: {self.cache.path} holds no stream of generator {self.name!r} "
@@ -218,6 +227,12 @@ class CachedGenerator:
             overwrite=self.mode == "record",
         )
         return completions
+
+    def running_requests(self) -> int:
+        """The inner generator's requests in flight (0 when it was never built or does not
+        count them): asking never builds it, so a replaying server's gauge needs no engine."""
+        count = getattr(self._inner.built, "running_requests", None)
+        return int(count()) if count is not None else 0
 
     def start(self) -> None:
         """Start the inner engine, except in replay mode (which must never need it)."""
@@ -305,3 +320,21 @@ class CachedVerifier:
             overwrite=self.mode == "record",
         )
         return scores
+
+
+def _whole_delta(c: Completion) -> Delta:
+    """A recorded whole sample as the one delta of a stream (every token counted)."""
+    return Delta(
+        text=c.text,
+        token_ids=c.token_ids or (),
+        logprobs=c.logprobs,
+        top_logprobs=c.top_logprobs,
+        top_token_ids=c.top_token_ids,
+        token_id_logprobs=c.token_id_logprobs,
+        finish_reason=c.finish_reason,
+        stop=c.stop,
+        prompt_tokens=c.prompt_tokens,
+        cached_prompt_tokens=c.cached_prompt_tokens,
+        cached=True,
+        counted=c.tokens,
+    )
