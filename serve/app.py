@@ -23,17 +23,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reasoning.chat import chat_problem, completion_problem, split_reply
+from reasoning.progress import ProgressFeed
 from reasoning.solver import Solved, solve_problem
 from reasoning.types import FinishReason, Problem
 from serve.auth import check_key
 from serve.openai_format import APIError, chunk, error_body, now, sse, usage
 from serve.requests import bad, method_of
 from serve.state import Plan, ServerState
-
-try:  # the agreed interface 1
-    from reasoning.progress import ProgressFeed
-except ImportError:  # stand-in until reasoning.progress lands: no feed, one status chunk
-    ProgressFeed = None  # type: ignore[assignment,misc]
 
 DEADLINE_GRACE_S = 5.0  # past budget.wall_s, a search still running is cancelled and cut
 SolveFn = Callable[..., Awaitable[Solved]]
@@ -309,7 +305,6 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.reasoning = state
     if not hasattr(state, "solve"):
         state.solve = solve_problem  # type: ignore[attr-defined]
-    feed_on = ProgressFeed is not None
 
     def answer_error(exc: APIError, endpoint: str = "") -> JSONResponse:
         if exc.status in (401, 413, 429):
@@ -461,11 +456,11 @@ def create_app(state: ServerState) -> FastAPI:
                     for i in range(exchange.choices):
                         yield make(i, delta={"role": "assistant", "content": ""})
                 exchange.admitted()
-                feed = ProgressFeed() if feed_on and _takes_feed(state.solve) else None
+                feed = ProgressFeed() if _takes_feed(state.solve) else None
                 exchange.start(feed)
                 if feed is None:
-                    # TODO(progress): without reasoning.progress there is no feed to follow:
-                    # one status chunk now, the answer at the end
+                    # a solve function that takes no feed (a test's, a wrapper's): one status
+                    # chunk now, the answer at the end
                     yield make(
                         delta={},
                         extra={
