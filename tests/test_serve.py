@@ -58,23 +58,36 @@ def make_state(
 
 
 @contextlib.contextmanager
-def running(state: ServerState) -> Iterator[str]:
-    """The app on uvicorn in a thread, on a free 127.0.0.1 port; stopped on exit."""
+def running(state: ServerState, *, shared_loop: bool = False) -> Iterator[str]:
+    """The app on uvicorn on a free 127.0.0.1 port; stopped on exit. In a thread of its own,
+    or (`shared_loop`) on the process's shared loop (reasoning.loop), where the session's engine
+    lives: an engine serves the loop that first used it, so a server on another loop would
+    leave it bound to a loop that is gone for the tests after it."""
     config = uvicorn.Config(create_app(state), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    if shared_loop:
+        from reasoning.loop import background_loop
+
+        done = asyncio.run_coroutine_threadsafe(server.serve(), background_loop())
+        alive = lambda: not done.done()  # noqa: E731
+    else:
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        alive = thread.is_alive
     deadline = time.monotonic() + 20
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        assert alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive()
+        if shared_loop:
+            done.result(15)
+        else:
+            thread.join(15)
+        assert not alive()
 
 
 @pytest.fixture(scope="module")

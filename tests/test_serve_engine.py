@@ -15,7 +15,7 @@ pytestmark = pytest.mark.engine
 
 def test_the_engine_answers_a_streamed_chat_through_the_sdk(engine: object) -> None:
     state = ServerState(compose_serve([]), generator=engine)  # type: ignore[arg-type]
-    with running(state) as url:
+    with running(state, shared_loop=True) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
         stream = client.chat.completions.create(
             model="best_of_n/smollm2-135m",
