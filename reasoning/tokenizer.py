@@ -31,7 +31,13 @@ SPECIAL_TOKEN_NAMES = (
     "cls_token",
     "mask_token",
 )
-_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
+_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 class TextTokenizer:
@@ -145,13 +151,9 @@ class JinjaTokenizer(TextTokenizer):
         }
         self.bos_token = self.special_tokens_map.get("bos_token")
         self.eos_token = self.special_tokens_map.get("eos_token")
-        self._add_bos = bool(self.config.get("add_bos_token", False)) and self.bos_token is not None
-        self._add_eos = bool(self.config.get("add_eos_token", False)) and self.eos_token is not None
-        # transformers rewrites the post-processor when the config names add_bos/eos_token or
-        # the tokenizer has none; otherwise tokenizer.json's own post-processor adds specials.
-        named = "add_bos_token" in self.config or "add_eos_token" in self.config
-        if named or tokenizer.post_processor is None:
-            self._set_post_processor()
+        # tokenizer.json's post-processor decides which special tokens `encode` adds: like
+        # transformers 5, a config's add_bos_token/add_eos_token do not override it.
+
         # transformers skips the clean-up for BPE models unless told it may corrupt them
         forced = "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output"
         self._clean_up = bool(self.config.get("clean_up_tokenization_spaces", False)) and (
@@ -171,30 +173,17 @@ class JinjaTokenizer(TextTokenizer):
             )
         config_file = root / "tokenizer_config.json"
         config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        legacy = root / "special_tokens_map.json"  # older checkpoints name bos/eos only here
+        if legacy.exists():
+            named = json.loads(legacy.read_text(encoding="utf-8"))
+            for name in SPECIAL_TOKEN_NAMES:
+                if config.get(name) is None and name in named:
+                    config[name] = named[name]
         return cls(
             Tokenizer.from_file(str(root / "tokenizer.json")),
             config,
             _chat_template(root, config),
             str(root),
-        )
-
-    def _set_post_processor(self) -> None:
-        from tokenizers import processors
-
-        bos, eos = self.bos_token, self.eos_token
-        head = f"{bos}:0 " if self._add_bos else ""
-        single = f"{head}$A:0{' ' + eos + ':0' if self._add_eos else ''}"
-        pair = (
-            f"{single}{' ' + bos + ':1' if self._add_bos else ''} $B:1"
-            f"{' ' + eos + ':1' if self._add_eos else ''}"
-        )
-        specials = []
-        if self._add_bos and bos is not None:
-            specials.append((bos, self.backend.token_to_id(bos)))
-        if self._add_eos and eos is not None:
-            specials.append((eos, self.backend.token_to_id(eos)))
-        self.backend.post_processor = processors.TemplateProcessing(
-            single=single, pair=pair, special_tokens=specials
         )
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:

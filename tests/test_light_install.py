@@ -190,6 +190,31 @@ def test_light_tokenizer_renders_tools_like_transformers(tool_model: Path) -> No
     )
 
 
+def test_light_tokenizer_special_tokens_as_older_checkpoints_save_them(tool_model: Path) -> None:
+    """bos/eos named only in special_tokens_map.json, and an `add_bos_token` in the config that
+    tokenizer.json's post-processor overrules (as in transformers 5): the template's
+    `bos_token` and encode's ids as transformers has them."""
+    from transformers import AutoTokenizer
+
+    config = json.loads((tool_model / "tokenizer_config.json").read_text())
+    named = {"bos_token": config.pop("bos_token"), "eos_token": config.pop("eos_token")}
+    config["add_bos_token"] = True
+    (tool_model / "tokenizer_config.json").write_text(json.dumps(config))
+    (tool_model / "special_tokens_map.json").write_text(json.dumps(named))
+    raw = AutoTokenizer.from_pretrained(str(tool_model))
+    _, light = _pair(tool_model)
+    assert (light.bos_token, light.eos_token) == (raw.bos_token, raw.eos_token) != (None, None)
+    for text in TEXTS:
+        for special in (True, False):
+            assert light.encode(text, add_special_tokens=special) == raw.encode(
+                text, add_special_tokens=special
+            )
+    assert "<|im_start|>" in light.apply_chat_template(CONVERSATIONS[0])[:12]
+    assert light.apply_chat_template(CONVERSATIONS[0]) == raw.apply_chat_template(
+        CONVERSATIONS[0], tokenize=False, add_generation_prompt=True
+    )
+
+
 def test_light_tokenizer_raise_exception_is_a_template_error(tool_model: Path) -> None:
     from jinja2.exceptions import TemplateError
 
