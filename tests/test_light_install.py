@@ -399,3 +399,27 @@ def test_converting_the_embedded_model_without_the_engine_stack_names_the_extra(
     )
     assert result.returncode == 0, result.stderr
     assert "ERROR" in result.stdout and "reasoning-toolkit[cpu]" in result.stdout
+
+
+def test_light_tokenizer_fetches_a_hub_models_files(
+    smol: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub id: its tokenizer files through huggingface_hub (here a stand-in hub holding the
+    SmolLM2 folder), the optional ones it lacks passed over."""
+    import huggingface_hub
+
+    asked: list[tuple[str, str]] = []
+
+    def download(repo_id: str, filename: str) -> str:
+        asked.append((repo_id, filename))
+        if not (smol / filename).exists():
+            raise huggingface_hub.errors.EntryNotFoundError(filename)
+        (tmp_path / filename).write_bytes((smol / filename).read_bytes())
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    light = load_text_tokenizer("HuggingFaceTB/SmolLM2-135M-Instruct", use_transformers=False)
+    assert ("HuggingFaceTB/SmolLM2-135M-Instruct", "tokenizer.json") in asked
+    assert light.apply_chat_template(CONVERSATIONS[0]) == load_text_tokenizer(
+        str(smol), use_transformers=False
+    ).apply_chat_template(CONVERSATIONS[0])
