@@ -205,9 +205,8 @@ def our_server(args: argparse.Namespace, upstream: str, served: str) -> Iterator
         f"server.port={port}",
         "server.host=127.0.0.1",
     ]
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    )
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     env.pop("REASONING_API_KEY", None)
     with open(name, "wb") as log:
         process = subprocess.Popen(
