@@ -132,12 +132,12 @@ def make_stub(words: int, max_requests: int, lifetime_s: float) -> Any:
 
 def count_tokens(text: str) -> int:
     """Tokens of `text` in the served model's tokenizer."""
-    from transformers import AutoTokenizer
+    from tokenizers import Tokenizer  # not transformers: its import takes seconds
 
     from reasoning.models import embedded_checkpoint
 
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_checkpoint(MODEL)))
-    return len(tokenizer.encode(text, add_special_tokens=False))
+    tokenizer = Tokenizer.from_file(str(embedded_checkpoint(MODEL) / "tokenizer.json"))
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
 # --- our server in its own process ------------------------------------------------------------
