@@ -98,12 +98,10 @@ def make_stub(words: int, max_requests: int, lifetime_s: float) -> Any:
                 self.requests.append(req)
                 if len(self.requests) > self.max_requests:
                     return JSONResponse({"error": "stub: request bound reached"}, status_code=503)
-                cap = int(req.get("max_tokens") or 16)
-                if text_tokens > cap:
-                    return JSONResponse(
-                        {"error": f"stub: raise max_tokens over {text_tokens}"}, status_code=400
-                    )
+                cap = req.get("max_tokens") or req.get("max_completion_tokens")
                 content, finish, tokens = text, "stop", text_tokens
+                if cap is not None and int(cap) < text_tokens:  # words of "so" are tokens
+                    content, finish, tokens = " ".join(text.split()[: int(cap)]), "length", int(cap)
                 n = int(req.get("n") or 1)
                 return {
                     "id": "stub-chat",
@@ -191,12 +189,44 @@ def server_overrides(args: argparse.Namespace, upstream: str, served: str) -> li
 
 
 @contextlib.contextmanager
+def process_on(
+    command: Sequence[str], port: int, ready_url: str, timeout_s: float, env: dict[str, str]
+) -> Iterator[OurServer]:
+    """`command` in its own session (its log in a temp file) until `ready_url` answers 200;
+    stopped (the whole session) on exit."""
+    from tests.servers import log_tail
+
+    fd, name = tempfile.mkstemp(prefix=f"serve-load-{port}-", suffix=".log")
+    os.close(fd)
+    with open(name, "wb") as log:
+        process = subprocess.Popen(
+            list(command),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    server = OurServer(process, port, Path(name))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _answers(ready_url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{shlex.join(command)} did not start; log {name}:\n{log_tail(Path(name))}"
+                )
+            time.sleep(0.1)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def our_server(args: argparse.Namespace, upstream: str, served: str) -> Iterator[OurServer]:
-    from tests.servers import free_port, log_tail
+    from tests.servers import free_port
 
     port = free_port()
-    fd, name = tempfile.mkstemp(prefix=f"reason-serve-{port}-", suffix=".log")
-    os.close(fd)
     command = [
         sys.executable,
         "-m",
@@ -208,29 +238,9 @@ def our_server(args: argparse.Namespace, upstream: str, served: str) -> Iterator
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, PYTHONPATH=path)
     env.pop("REASONING_API_KEY", None)
-    with open(name, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    server = OurServer(process, port, Path(name))
-    try:
-        deadline = time.monotonic() + args.start_timeout_s
-        while not _answers(f"http://127.0.0.1:{port}/health"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"reason-serve did not start ({shlex.join(command)}); log {name}:\n"
-                    f"{log_tail(Path(name))}"
-                )
-            time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}/health"
+    with process_on(command, port, url, args.start_timeout_s, env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _answers(url: str) -> bool:
@@ -440,6 +450,9 @@ async def run_phases(
             arm = Phase()
             await measured(arm, call, args, server, args.concurrency)
             report[name] = arm.summary()
+        report["best_of_8"]["streaming"] = await first_bytes(
+            ours, f"best_of_n/{MODEL}", {"search": {"n": 8}}, args.max_tokens
+        )
         report["particle_filter"]["verifier"] = "arith (verifiers.arith_checker.ArithStepChecker)"
 
         # 3. overload: 4x what the server admits, all at once
@@ -476,24 +489,136 @@ async def run_phases(
 # --- its_hub / optillm ------------------------------------------------------------------------
 
 PEERS = {
-    "its_hub": ("its-iaas", "pip install its_hub; its-iaas --host 127.0.0.1 --port PORT"),
-    "optillm": ("optillm", "pip install optillm; optillm --base-url UPSTREAM --port PORT"),
+    "its_hub": ("its-iaas", "pip install its_hub backoff (its own venv; 1.2.0 misses backoff)"),
+    "optillm": ("optillm", "pip install optillm (its own venv)"),
 }
+BOXED = r"\\boxed\{([^{}]*)\}"  # its_hub's self-consistency projects answers with a regex
 
 
-def peers(args: argparse.Namespace) -> dict[str, str]:
-    """Whether each peer's command is installed; the side-by-side run is not automated yet."""
-    found: dict[str, str] = {}
-    for name, (command, how) in PEERS.items():
-        path = shutil.which(command, path=args.peers_bin) if args.peers_bin else None
-        path = path or shutil.which(command)
-        if path is None:
-            found[name] = f"not installed (`{command}` not found): {how}"
-        else:
-            found[name] = (
-                f"installed at {path}; not run by this script: start it on the same upstream "
-                "(docs/serving.md, Load) and point the same requests at it"
+def find_peers(folder: str | None) -> dict[str, str | None]:
+    """Each peer's command in `folder` (only there: a run never picks one up by chance)."""
+    return {
+        name: shutil.which(command, path=folder) if folder else None
+        for name, (command, _) in PEERS.items()
+    }
+
+
+@contextlib.contextmanager
+def peer_server(
+    name: str, command: str, args: argparse.Namespace, upstream: str, served: str
+) -> Iterator[tuple[OurServer, str]]:
+    """A peer on 127.0.0.1 in front of the same upstream; yields it and its model name for an
+    8-sample majority vote (its_hub: self-consistency, budget 8; optillm: majority_voting, k 8
+    in the body)."""
+    from tests.servers import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    base = f"http://127.0.0.1:{port}"
+    if name == "its_hub":
+        argv = [command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
+        with process_on(argv, port, f"{base}/v1/models", args.start_timeout_s, env) as peer:
+            config = {
+                "endpoint": upstream,
+                "api_key": "EMPTY",
+                "model": served,
+                "alg": "self-consistency",
+                "regex_patterns": [BOXED],
+                "budget": 8,
+            }
+            post = urllib.request.Request(
+                f"{base}/configure",
+                data=json.dumps(config).encode(),
+                headers={"Content-Type": "application/json"},
             )
+            with urllib.request.urlopen(post, timeout=30) as response:
+                assert response.status == 200, response.read()
+            yield peer, served
+    else:
+        env["OPENAI_API_KEY"] = "EMPTY"
+        argv = [command, "--base-url", upstream, "--port", str(port), "--host", "127.0.0.1"]
+        with process_on(argv, port, f"{base}/health", args.start_timeout_s, env) as peer:
+            yield peer, f"majority_voting-{served}"
+
+
+async def first_bytes(
+    client: Any, model: str, body: dict[str, Any] | None, max_tokens: int
+) -> dict[str, Any]:
+    """One streamed request: seconds to its first chunk and to its first text, and chunks."""
+    t0 = time.perf_counter()
+    first = text = None
+    chunks = 0
+    try:
+        stream = await client.chat.completions.create(
+            model=model, messages=messages(0), max_tokens=max_tokens, stream=True, extra_body=body
+        )
+        async for chunk in stream:
+            chunks += 1
+            first = first if first is not None else time.perf_counter() - t0
+            for choice in chunk.choices or []:
+                extra = choice.delta.model_extra or {}
+                said = choice.delta.content or extra.get("reasoning_content")
+                if said and text is None:
+                    text = time.perf_counter() - t0
+    except Exception as exc:  # a peer that cannot stream: say so
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {
+        "first_chunk_ms": None if first is None else 1000 * first,
+        "first_text_ms": None if text is None else 1000 * text,
+        "chunks": chunks,
+        "total_ms": 1000 * (time.perf_counter() - t0),
+    }
+
+
+async def peer_phase(
+    args: argparse.Namespace, peer: OurServer, model: str, body: dict[str, Any] | None
+) -> dict[str, Any]:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=peer.base_url, api_key="none", timeout=args.seconds, max_retries=0
+    )
+    try:
+
+        def call(i: int) -> Awaitable[Outcome]:
+            return timed(
+                lambda: client.chat.completions.create(
+                    model=model, messages=messages(i), max_tokens=args.max_tokens, extra_body=body
+                )
+            )
+
+        await pool(call, 2, 2, args.seconds)  # warm
+        arm = Phase()
+        await measured(arm, call, args, peer, args.concurrency)
+        summary = arm.summary()
+        summary["streaming"] = await first_bytes(client, model, body, args.max_tokens)
+        return summary
+    finally:
+        await client.close()
+
+
+def peers(
+    args: argparse.Namespace, upstream: str, served: str, ours: dict[str, Any]
+) -> dict[str, Any]:
+    """its_hub and optillm on the same upstream and best-of-8 requests, when installed."""
+    found: dict[str, Any] = {}
+    for name, command in find_peers(args.peers_bin).items():
+        if command is None:
+            found[name] = (
+                f"not installed (no `{PEERS[name][0]}` in --peers-bin): {PEERS[name][1]}, "
+                "then --peers-bin VENV/bin"
+            )
+            continue
+        try:
+            with peer_server(name, command, args, upstream, served) as (peer, model):
+                body = {"k": 8} if name == "optillm" else None
+                result = asyncio.run(peer_phase(args, peer, model, body))
+        except Exception as exc:  # one peer failing to start is a figure, not a crash
+            found[name] = f"did not run: {type(exc).__name__}: {exc}"[:2000]
+            continue
+        wall, ours_wall = result["wall_s"], ours["wall_s"]
+        result["wall_time_ratio_vs_ours"] = wall / ours_wall if ours_wall else None
+        found[name] = result
     return found
 
 
@@ -506,6 +631,12 @@ def fmt(value: Any, digits: int = 2) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def cell(text: str) -> str:
+    """One table cell: a peer's error (a log tail) on one line, clipped."""
+    flat = " ".join(text.replace("|", "/").split())
+    return flat if len(flat) <= 300 else flat[:150] + " ... " + flat[-150:]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -535,8 +666,28 @@ def markdown(report: dict[str, Any]) -> str:
         (f"overload: {over['concurrent']} concurrent, share 429", fmt(over["share_429"], 3), ""),
         ("overload: accepted that failed", str(over["failed_accepted"]), "0"),
     ]
+    stream = report["best_of_8"]["streaming"]
+    rows.append(
+        (
+            "best_of_8 streamed: first chunk / first text (ms)",
+            f"{fmt(stream.get('first_chunk_ms'))} / {fmt(stream.get('first_text_ms'))}",
+            "",
+        )
+    )
     for name, state in report["peers"].items():
-        rows.append((name, state, ""))
+        if not isinstance(state, dict):
+            rows.append((name, state, ""))
+            continue
+        stream = state["streaming"]
+        rows += [
+            (f"{name} best-of-8 wall-time ratio (theirs / ours)",
+             fmt(state["wall_time_ratio_vs_ours"], 3), ""),
+            (f"{name} CPU per request (ms)", fmt(state.get("cpu_ms_per_request"), 3), ""),
+            (f"{name} streamed: first chunk / first text (ms), chunks",
+             f"{fmt(stream.get('first_chunk_ms'))} / {fmt(stream.get('first_text_ms'))}, "
+             f"{stream.get('chunks', stream.get('error'))}", ""),
+            (f"{name} failed", str(state["failed"]), ""),
+        ]  # fmt: skip
     lines = [
         f"# Serving load ({report['mode']})",
         "",
@@ -544,7 +695,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| figure | value | goal |",
         "| --- | --- | --- |",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        *(f"| {a} | {cell(b)} | {c} |" for a, b, c in rows),
     ]
     return "\n".join(lines) + "\n"
 
@@ -613,8 +764,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "upstream": "stub" if args.stub else f"vLLM OpenAI server on {served}",
             "settings": settings,
             **asyncio.run(run_phases(args, upstream, served, server, stub)),
-            "peers": peers(args),
         }
+        report["peers"] = peers(args, upstream, served, report["best_of_8"])
     print(write(report, args.out), end="")
     print(f"wrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
     return report
