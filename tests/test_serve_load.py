@@ -72,7 +72,12 @@ def test_stub_run_reports_every_figure_and_no_accepted_request_fails(tmp_path: P
     assert overload["failed_accepted"] == 0, overload["errors"]
     assert overload["share_429"] == overload["rejected_429"] / 12
 
+    streamed = report["best_of_8"]["streaming"]
+    assert streamed["chunks"] >= 2, streamed
+    assert 0 < streamed["first_chunk_ms"] <= streamed["first_text_ms"] <= streamed["total_ms"]
+    # without --peers-bin the peers are named, not run
     assert set(report["peers"]) == {"its_hub", "optillm"}
+    assert all("not installed" in state for state in report["peers"].values())
     for figure in ("tokens/s ratio", "added latency p50", "CPU per passthrough request", "429"):
         assert figure in table
 
