@@ -144,6 +144,18 @@ def count_tokens(text: str) -> int:
 # --- our server in its own process ------------------------------------------------------------
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (Linux /proc; psutil elsewhere)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    import psutil  # not a dependency: only off Linux
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 @dataclass
 class OurServer:
     """`python -m serve.cli` in its own session; `cpu_s()` is its process CPU time so far."""
@@ -157,10 +169,7 @@ class OurServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def cpu_s(self) -> float:
-        import psutil
-
-        times = psutil.Process(self.process.pid).cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_s(self.process.pid)
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -122,3 +122,13 @@ def test_a_failed_request_is_counted_not_raised() -> None:
     arm.add([outcome, serve_load.Outcome(True, 0.1, tokens=5)], 1.0)
     summary = arm.summary()
     assert summary["failed"] == 1 and summary["ok"] == 1 and summary["tokens_per_s"] == 5.0
+
+
+def test_process_cpu_counts_this_processs_cpu() -> None:
+    serve_load = load()
+    before, own = serve_load.process_cpu_s(os.getpid()), time.process_time()
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    spent = serve_load.process_cpu_s(os.getpid()) - before
+    assert abs(spent - (time.process_time() - own)) < 0.05
