@@ -232,6 +232,7 @@ def process_on(
         yield server
     finally:
         server.stop()
+    Path(name).unlink(missing_ok=True)  # kept only when something failed (the error names it)
 
 
 @contextlib.contextmanager
