@@ -60,7 +60,11 @@ def serve(cfg: DictConfig, overrides: list[str]) -> None:
             timeout_graceful_shutdown=int(settings.shutdown_grace_s),
             log_level="info",
         )
-        uvicorn.Server(config).run()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for
+        # the caller: after a clean shutdown that is the normal end, not an error to trace
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run()
+        print("reason-serve: stopped", file=sys.stderr)
     finally:
         with contextlib.suppress(Exception):
             close_generators()
