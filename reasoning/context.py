@@ -318,11 +318,7 @@ class Context:
                 if progress is None:
                     completions = await self.generator.complete(resolved, fitted)
                 else:
-                    progress.call_started(fitted.n)
-                    try:
-                        completions = await self.generator.complete(resolved, fitted)
-                    finally:
-                        progress.chains_alive -= fitted.n
+                    completions = await self._complete_watched(progress, resolved, fitted)
             if completions or fitted.n < 1:
                 break
             # nothing came back: one call and (when it starts one) one sample spent, so the
@@ -370,6 +366,31 @@ class Context:
                 "asked to stop (a dropped stream or an aborted request): not a finished sample"
             )
         return completions
+
+    async def _complete_watched(
+        self, progress: Publisher, prompt: Prompt, sampling: Sampling
+    ) -> list[Completion]:
+        """A call of several samples while a client watches: a backend that can tell each
+        sample's text as it is decoded (`complete_watched`, the same request and seed as
+        `complete`) has the call's first sample lead the feed, so a search's leading chain
+        streams; others send their samples when the call returns. Looked up on the class: a
+        wrapper (the record/replay cache) that does not define it keeps its own `complete`."""
+        progress.call_started(sampling.n)
+        watched = getattr(type(self.generator), "complete_watched", None)
+        number, leads = progress.open_stream() if watched is not None else (-1, False)
+        try:
+            if not leads:
+                return await self.generator.complete(prompt, sampling)
+
+            def watch(index: int, text: str) -> None:
+                if index == 0:
+                    progress.token(number, text)
+
+            return await self.generator.complete_watched(prompt, sampling, watch)  # type: ignore[attr-defined]
+        finally:
+            progress.chains_alive -= sampling.n
+            if watched is not None:
+                progress.close_stream(number)
 
     async def _generate_streamed(
         self, sampling: Sampling, prompt: Prompt, counted: bool

@@ -21,7 +21,16 @@ from reasoning.budget import Budget
 from reasoning.context import Context
 from reasoning.progress import ProgressFeed, ProgressItem
 from reasoning.solver import SolveParts, solve_problem
-from reasoning.types import Chain, Completion, Delta, EventKind, Problem, Prompt, Sampling
+from reasoning.types import (
+    Chain,
+    Completion,
+    Delta,
+    EventKind,
+    FinishReason,
+    Problem,
+    Prompt,
+    Sampling,
+)
 from search import BestOfN
 from search.greedy import Greedy
 from tests.fakes import ScriptedGenerator
@@ -183,6 +192,40 @@ async def test_best_of_n_publishes_each_sample_and_the_chains_in_flight() -> Non
     alive = [s.fields["chains_alive"] for s in kinds(items, "status")]
     assert alive == [3, 0, 3, 0]
     assert all(s.fields["step"] is None for s in kinds(items, "status"))  # no steps here
+
+
+class Watched(ScriptedGenerator):
+    """A backend that tells each sample's text as it is decoded (word by word), as the
+    in-process engine's `complete_watched` does; sample k writes TEXTS[k]."""
+
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        return await self.complete_watched(prompt, sampling, None)
+
+    async def complete_watched(
+        self, prompt: Prompt, sampling: Sampling, watch: Any
+    ) -> list[Completion]:
+        texts = [TEXTS[k % len(TEXTS)] for k in range(sampling.n)]
+        if watch is not None:
+            for k, text in enumerate(texts):
+                for word in text.split(" "):
+                    watch(k, word + " ")
+        return [Completion(t, len(t.split()), FinishReason.EOS) for t in texts]
+
+
+TEXTS = ["first sample so \\boxed{4}", "second one \\boxed{4}", "third \\boxed{5}"]
+
+
+async def test_a_watched_call_of_several_samples_streams_its_first_sample() -> None:
+    """best-of-N's one call of n samples: the first sample leads the feed as it is decoded,
+    the others come as samples when the call returns; without a feed nothing is watched."""
+    feed = ProgressFeed()
+    ctx = Context(PROBLEM, Watched(), judge=Grader(), feed=feed)
+    await BestOfN(n=3).run(PROBLEM, ctx)
+    items = list(feed._items)
+    assert "".join(i.text for i in kinds(items, "token")) == TEXTS[0] + " "
+    assert [i.text for i in kinds(items, "sample")] == TEXTS
+    quiet = Context(PROBLEM, Watched(), judge=Grader())
+    assert (await BestOfN(n=3).run(PROBLEM, quiet)).answer == "4"
 
 
 async def test_status_follows_events_steps_and_verifier_calls() -> None:
@@ -364,3 +407,29 @@ async def test_a_run_recorded_without_a_feed_replays_to_a_streaming_client(tmp_p
     assert replayed.ledger.replayed_tokens == recorded.ledger.generated_tokens
     tokens = kinds([i async for i in feed], "token")
     assert "".join(t.text for t in tokens) == TEXT
+
+
+@pytest.mark.engine
+def test_a_watched_engine_call_returns_what_complete_returns(engine) -> None:  # noqa: ANN001
+    """The same greedy request, watched or not: the same samples (a CPU engine takes no
+    per-request seed, so only greedy samples compare; top_p keeps the top token), and what the
+    watch was told adds up to each sample's text."""
+    from reasoning.loop import run_sync
+
+    inner = getattr(engine, "inner", engine)
+    prompt = "Count from one to ten:"
+    sampling = Sampling(n=3, temperature=1.0, top_p=1e-9, max_tokens=24)  # greedy, n > 1
+    told: dict[int, str] = {}
+
+    def watch(index: int, text: str) -> None:
+        told[index] = told.get(index, "") + text
+
+    async def both() -> tuple[list[Completion], list[Completion]]:
+        plain = await inner.complete(prompt, sampling)
+        return plain, await inner.complete_watched(prompt, sampling, watch)
+
+    plain, watched = run_sync(both())
+    assert [c.token_ids for c in watched] == [c.token_ids for c in plain]
+    assert [c.text for c in watched] == [c.text for c in plain]
+    assert [c.finish_reason for c in watched] == [c.finish_reason for c in plain]
+    assert [told.get(i, "") for i in range(3)] == [c.text for c in watched]

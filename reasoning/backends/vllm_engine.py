@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +200,16 @@ class VLLMGenerator(RenderingBackend):
         return self._engine
 
     @staticmethod
-    def _params(sampling: Sampling, *, seeded: bool, stream: bool) -> Any:
+    def _params(sampling: Sampling, *, seeded: bool, stream: bool, cumulative: bool = False) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
+
+        if stream:
+            kind = RequestOutputKind.DELTA
+        elif cumulative:  # every sample's text so far, at each engine step (a watched call)
+            kind = RequestOutputKind.CUMULATIVE
+        else:
+            kind = RequestOutputKind.FINAL_ONLY
 
         ids = sampling.logprob_token_ids
         return SamplingParams(
@@ -218,7 +225,7 @@ class VLLMGenerator(RenderingBackend):
             logprobs=None if ids else sampling.logprobs,
             logprob_token_ids=list(ids) if ids else None,
             skip_special_tokens=not sampling.keep_special_tokens,
-            output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
+            output_kind=kind,
         )
 
     @staticmethod
@@ -243,9 +250,19 @@ class VLLMGenerator(RenderingBackend):
         )
 
     async def complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
+        return await self.complete_watched(prompt, sampling, None)
+
+    async def complete_watched(
+        self, prompt: Prompt, sampling: Sampling, watch: Callable[[int, str], None] | None
+    ) -> list[Completion]:
+        """`complete`, telling `watch(index, new_text)` each sample's text as it is decoded
+        (a client following a search): the same request and seed, so the same samples."""
         engine = await self._started()
-        params = self._params(sampling, seeded=self.per_request_seed, stream=False)
+        params = self._params(
+            sampling, seeded=self.per_request_seed, stream=False, cumulative=watch is not None
+        )
         final = None
+        latest: dict[int, Any] = {}  # a watched call's outputs come one sample at a time
         request = self._engine_prompt(prompt)
         request_id = uuid.uuid4().hex
         self._in_engine += 1
@@ -256,6 +273,13 @@ class VLLMGenerator(RenderingBackend):
             # vLLM had queued it.
             async for output in engine.generate(request, params, request_id=request_id):
                 final = output
+                if watch is not None:
+                    for out in output.outputs:
+                        before = latest.get(out.index)
+                        new = out.text[len(before.text) :] if before is not None else out.text
+                        latest[out.index] = out
+                        if new:
+                            watch(out.index, new)
         finally:
             try:
                 if final is None or not final.finished:
@@ -278,7 +302,7 @@ class VLLMGenerator(RenderingBackend):
                 token_ids=tuple(out.token_ids),
                 **self._logprob_fields(out, sampling),
             )
-            for out in sorted(final.outputs, key=lambda o: o.index)
+            for out in sorted(latest.values() or final.outputs, key=lambda o: o.index)
         ]
 
     async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
