@@ -335,7 +335,7 @@ def main() -> None:
     grader = Grader()
 
     lengths = [
-        len(gen.tokenizer(gen.render(p), add_special_tokens=False).input_ids) for p in problems
+        len(gen.tokenizer.encode(gen.render(p), add_special_tokens=False)) for p in problems
     ]
     head_lengths = f"{min(lengths)}-{max(lengths)}"
     run_settings = print_settings(

@@ -103,6 +103,10 @@ class HFTokenizer(TextTokenizer):
             raise AttributeError(name)
         return getattr(self.hf, name)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """transformers' own call (`tok(text).input_ids`), for code written against it."""
+        return self.hf(*args, **kwargs)
+
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=add_special_tokens))
 

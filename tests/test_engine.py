@@ -29,9 +29,7 @@ def test_samples_tokens_and_logprobs(engine) -> None:  # noqa: ANN001
         )
         assert c.logprobs is not None and len(c.logprobs) == c.tokens
         assert all(lp <= 0.0 for lp in c.logprobs)
-        assert c.prompt_tokens == len(
-            tok(engine.render(PROBLEM), add_special_tokens=False).input_ids
-        )
+        assert c.prompt_tokens == len(tok.encode(engine.render(PROBLEM), add_special_tokens=False))
         if c.finish_reason == "length":
             assert c.tokens == 16
 

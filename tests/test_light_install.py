@@ -423,3 +423,17 @@ def test_light_tokenizer_fetches_a_hub_models_files(
     assert light.apply_chat_template(CONVERSATIONS[0]) == load_text_tokenizer(
         str(smol), use_transformers=False
     ).apply_chat_template(CONVERSATIONS[0])
+
+
+def test_the_transformers_wrapper_is_still_callable_as_transformers() -> None:
+    """Code written against transformers (`tok(text).input_ids`) keeps working on a backend's
+    tokenizer, and gives what `encode` gives."""
+    from reasoning.models import embedded_checkpoint
+    from reasoning.tokenizer import HFTokenizer, load_text_tokenizer
+
+    tok = load_text_tokenizer(str(embedded_checkpoint("smollm2-135m")), use_transformers=True)
+    assert isinstance(tok, HFTokenizer)
+    text = "What is 3 + 5?"
+    assert tok(text, add_special_tokens=False).input_ids == tok.encode(
+        text, add_special_tokens=False
+    )
