@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +25,17 @@ import pytest
 from serve import app as serve_app
 from serve.state import ServerState, compose_serve
 from tests.servers import StubServer, free_port
-from tests.test_serve import KEY, MODEL, USER, WEATHER, make_state, running, tool_fake, trace
+from tests.test_serve import (
+    KEY,
+    MODEL,
+    USER,
+    WEATHER,
+    fake,
+    make_state,
+    running,
+    tool_fake,
+    trace,
+)
 
 # LiteLLM's own pydantic models warn on import and on every streamed chunk: its noise, not ours
 pytestmark = [
@@ -300,3 +311,34 @@ def test_a_hanging_upstream_past_the_deadline_is_a_cut_answer_in_time(
         assert finish == "length" and cut is True
         assert 1.4 < took < 2.8  # the deadline is 1.5 s; twice it would be 3 s
         assert_still_up(url, state, healthy)
+
+
+def test_litellm_a_full_server_is_its_rate_limit_error(litellm: Any) -> None:
+    state = make_state(generator=fake(delay_s=0.5), max_in_flight=1, max_queue=1, retry_after_s=3)
+    with running(state) as url:
+        results: list[Any] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(litellm.completion(**ask(url))))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while state.admission.waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(litellm.RateLimitError) as err:
+            litellm.completion(**ask(url, model=f"openai/greedy/{MODEL}"))
+        assert err.value.status_code == 429
+        for t in threads:
+            t.join(10)
+        assert len(results) == 2 and all(r.choices[0].message.content for r in results)
+
+
+def test_litellm_a_down_upstream_is_its_bad_gateway_error(litellm: Any) -> None:
+    """A 502 (not a 500) is what lets a gateway's client tell "the upstream is down" apart
+    from "the search broke": LiteLLM raises its BadGatewayError."""
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with running(upstream_state(dead)) as url:
+        with pytest.raises(litellm.BadGatewayError, match="no OpenAI-compatible server") as err:
+            litellm.completion(**ask(url, api_key="none"))
+        assert err.value.status_code == 502 and dead in str(err.value)
