@@ -240,12 +240,15 @@ def _finish(reason: FinishReason | str | None) -> str:
     return "stop"
 
 
-def _search_error(exc: Exception) -> APIError:
-    from reasoning.backends.openai_server import BrokenStreamError, RequestFailedError
+# the openai backend's errors of an upstream that kept failing a request or dropped a stream,
+# by name (the server does not import the backends)
+UPSTREAM_ERRORS = {"RequestFailedError", "BrokenStreamError"}
 
+
+def _search_error(exc: Exception) -> APIError:
     # an upstream that is down, hangs, keeps answering 500s or drops streams: a gateway's 502
-    upstream = (OSError, ConnectionError, TimeoutError, RequestFailedError, BrokenStreamError)
-    if isinstance(exc, upstream):
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, OSError | ConnectionError | TimeoutError) or names & UPSTREAM_ERRORS:
         return APIError(
             502, f"the generator failed: {type(exc).__name__}: {exc}", code="upstream_error"
         )
