@@ -92,8 +92,10 @@ class Exchange:
             task.cancel()
 
     async def results(self) -> list[Solved | None]:
-        """The solves, each None when its deadline cut it before it returned."""
-        done, pending = await asyncio.wait(self.tasks, timeout=self.deadline_s)
+        """The solves, each None when its deadline cut it before it returned. The deadline
+        counts from admission: a stream that spent it following progress waits no longer."""
+        left = max(0.0, self.started + self.deadline_s - time.monotonic())
+        done, pending = await asyncio.wait(self.tasks, timeout=left)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -238,8 +240,15 @@ def _finish(reason: FinishReason | str | None) -> str:
     return "stop"
 
 
+# the openai backend's errors of an upstream that kept failing a request or dropped a stream,
+# by name (the server does not import the backends)
+UPSTREAM_ERRORS = {"RequestFailedError", "BrokenStreamError"}
+
+
 def _search_error(exc: Exception) -> APIError:
-    if isinstance(exc, OSError | ConnectionError | TimeoutError):
+    # an upstream that is down, hangs, keeps answering 500s or drops streams: a gateway's 502
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, OSError | ConnectionError | TimeoutError) or names & UPSTREAM_ERRORS:
         return APIError(
             502, f"the generator failed: {type(exc).__name__}: {exc}", code="upstream_error"
         )
