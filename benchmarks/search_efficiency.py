@@ -334,9 +334,7 @@ def main() -> None:
     recorder = Recorder(gen)
     grader = Grader()
 
-    lengths = [
-        len(gen.tokenizer.encode(gen.render(p), add_special_tokens=False)) for p in problems
-    ]
+    lengths = [len(gen.tokenizer.encode(gen.render(p), add_special_tokens=False)) for p in problems]
     head_lengths = f"{min(lengths)}-{max(lengths)}"
     run_settings = print_settings(
         {
