@@ -530,6 +530,11 @@ def create_app(state: ServerState) -> FastAPI:
         of a search, whose leading chain is not yet the answer) or as content (one decoded
         path outside thinking); status items as `reasoning_status` chunks."""
         kind = "chat.completion.chunk" if exchange.kind == "chat" else "text_completion"
+
+        def emit(**fields: Any) -> bytes:
+            made = chunk(exchange.rid, exchange.model, exchange.created, object_=kind, **fields)
+            return sse(made)
+
         thinking = getattr(state.generator, "thinking", None)
         text = ""
         head = thinking.open if thinking is not None and thinking.forced else ""
@@ -547,37 +552,11 @@ def create_app(state: ServerState) -> FastAPI:
                         piece = item.text.split(thinking.close, 1)[1]
                     streamed[0] = streamed.get(0, "") + piece
                     if piece:
-                        yield sse(
-                            chunk(
-                                exchange.rid,
-                                exchange.model,
-                                exchange.created,
-                                object_=kind,
-                                delta={"content": piece},
-                            )
-                        )
+                        yield emit(delta={"content": piece})
                 elif exchange.kind == "chat":
-                    delta = {"reasoning_content": item.text, "reasoning": item.text}
-                    yield sse(
-                        chunk(
-                            exchange.rid,
-                            exchange.model,
-                            exchange.created,
-                            object_=kind,
-                            delta=delta,
-                        )
-                    )
+                    yield emit(delta={"reasoning_content": item.text, "reasoning": item.text})
             elif item.kind == "status":
-                yield sse(
-                    chunk(
-                        exchange.rid,
-                        exchange.model,
-                        exchange.created,
-                        object_=kind,
-                        delta={},
-                        extra={"reasoning_status": dict(item.fields)},
-                    )
-                )
+                yield emit(delta={}, extra={"reasoning_status": dict(item.fields)})
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
