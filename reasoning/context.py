@@ -404,7 +404,7 @@ class Context:
         ) as stream:
             async for delta in stream:
                 deltas.append(delta)
-        sample = _joined_deltas(deltas)
+        sample = joined_deltas(deltas)
         if sample.finish_reason == FinishReason.ABORT:
             raise BrokenSampleError(
                 f"problem {self.problem.id}: generator {self._generator_name()} ended a "
@@ -671,7 +671,7 @@ def _counts_as_sample(prompt: object, new_samples: bool | None) -> bool:
     return (prompt is None) if new_samples is None else new_samples
 
 
-def _joined_deltas(deltas: Sequence[Delta]) -> Completion:
+def joined_deltas(deltas: Sequence[Delta]) -> Completion:
     """A streamed sample's deltas as the one Completion a non-streamed call returns: texts,
     ids and per-token data joined (None where some delta lacks them), the last one's finish
     (ABORT when none finished it), the first one's prompt counts."""

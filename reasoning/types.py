@@ -71,6 +71,10 @@ class EventKind(StrEnum):
     # max_tokens, more samples than n): reason over_max_tokens | extra_samples
     CLIPPED = "clipped"
     EMPTY_RESPONSE = "empty_response"  # a generator call returned no sample at all
+    # an adaptive rule stopped drawing samples (adaptive_sc, deepconf): why, after how many,
+    # and how many in-flight samples it aborted
+    EARLY_STOP = "early_stop"
+    SAMPLE_CUT = "sample_cut"  # a per-token rule ended one sample as it decoded (DeepConf online)
 
 
 @dataclass(frozen=True)
