@@ -101,6 +101,12 @@ TopLogprobs = Annotated[
         "k also the k most likely alternatives"
     ),
 ]
+InFlight = Annotated[
+    Count,
+    _describe(
+        "samples or simulations decoding at once (what the engine batches; what a stop can abort)"
+    ),
+]
 RoundTokens = Annotated[TokenCap, _describe("tokens each open path or thread decodes per round")]
 MaxThreadTokens = Annotated[
     OptionalTokenCap,
@@ -198,6 +204,7 @@ __all__ = [
     "AnswerCue",
     "AnswerTokens",
     "BatchSize",
+    "InFlight",
     "FilterDuplicates",
     "Lookahead",
     "MaxStepTokens",
