@@ -3,6 +3,7 @@
 Shared keys and their validation: search/settings.py; adding one: docs/adding-a-controller.md.
 """
 
+from search.adaptive_sc import AdaptiveSC
 from search.astar import AStar
 from search.beam import Beam
 from search.best_of_n import BestOfN
@@ -15,6 +16,7 @@ from search.threads import Threads
 
 __all__ = [
     "DVTS",
+    "AdaptiveSC",
     "AStar",
     "Beam",
     "BestOfN",

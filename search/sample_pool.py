@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -77,8 +78,9 @@ class Draw:
 
 
 # Called each time the finished prefix grows, with that prefix (kept and watch-cut samples, in
-# index order); a reason to stop, or None to go on.
-Decide = Callable[[Sequence[Drawn]], "str | None"]
+# index order); a reason to stop, or None to go on. It may return an awaitable of that (a rule that
+# asks the judge whether two answers are equal); samples in flight go on decoding meanwhile.
+Decide = Callable[[Sequence[Drawn]], "str | None | Awaitable[str | None]"]
 # A per-sample watch, made when sample i starts and fed each delta it delivers; a reason to end
 # the sample there, or None.
 Watch = Callable[[Delta], "str | None"]
@@ -145,7 +147,8 @@ class _Pool:
                         continue
                     seen = [d for i in range(self.first, self.first + prefix) if (d := done[i])]
                     if done[self.first + prefix - 1] is not None:
-                        reason = decide(seen)
+                        verdict = decide(seen)
+                        reason = await verdict if inspect.isawaitable(verdict) else verdict
                         if reason is not None:
                             stopped_after = prefix
                 if stopped_after is not None and tasks:

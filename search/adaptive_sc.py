@@ -1,0 +1,128 @@
+"""Adaptive self-consistency: draw samples a few at a time until a stop rule says the majority
+will hold, then vote. See docs/adaptive-sc.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+from reasoning.context import Context
+from reasoning.outcome import Outcome
+from reasoning.settings import Count, Probability
+from reasoning.types import AnswerJudge, Problem, Sampling
+from search.conclude import conclude
+from search.sample_pool import Cut, Drawn, draw
+from search.settings import InFlight, MaxTokens, Sampled, Samples, invalid, settings
+from search.stop_rules import StopRule, stop_rule
+
+
+class AnswerTally:
+    """Cluster ids of the samples' answers, grown one sample at a time with the judge's
+    equivalence, in the same order and by the same test as `search.aggregate.cluster_answers`,
+    so the stop rule counts exactly the votes the final majority vote will count."""
+
+    def __init__(self, judge: AnswerJudge) -> None:
+        self.judge = judge
+        self.representatives: list[str] = []
+        self.clusters: list[int | None] = []
+
+    async def add(self, text: str) -> int | None:
+        answer = self.judge.extract(text)
+        cluster: int | None = None
+        if answer is not None:
+            for i, rep in enumerate(self.representatives):
+                if answer == rep or await self.judge.equivalent(answer, rep):
+                    cluster = i
+                    break
+            else:
+                self.representatives.append(answer)
+                cluster = len(self.representatives) - 1
+        self.clusters.append(cluster)
+        return cluster
+
+    async def over(self, prefix: Sequence[Drawn]) -> list[int | None]:
+        """The clusters of `prefix` (which only ever grows), judging only the new samples."""
+        for drawn in prefix[len(self.clusters) :]:
+            await self.add(drawn.completion.text)
+        return self.clusters[: len(prefix)]
+
+
+@settings
+class AdaptiveSC(Sampled):
+    """Self-consistency that samples until `stop` says the majority will hold (at most `n`
+    samples, `in_flight` decoding at once, the rest aborted at the stop), then a majority vote."""
+
+    name: ClassVar[str] = "adaptive_sc"
+    aggregates: ClassVar[tuple[str, ...]] = ("majority",)
+
+    n: Samples = 16
+    max_tokens: MaxTokens = 512
+    stop: Literal["beta", "window", "doubling"] = "beta"
+    """the stop rule: beta (Adaptive-Consistency's Beta posterior), window (early-stopping SC: a
+    window of samples agrees), doubling (its_hub: checks at 2, 4, 8, ... samples)"""
+    beta_threshold: Probability = 0.95
+    """stop=beta: stop once P(the leading answer is the majority) reaches this"""
+    window_size: Count = 5
+    """stop=window: samples per window (consecutive, non-overlapping); stop when one agrees"""
+    agreement: Probability = 0.75
+    """stop=doubling: stop at a checkpoint once the leader holds this share of the samples"""
+    in_flight: InFlight = 4
+
+    def check(self) -> None:
+        if self.beta_threshold <= 0.5:
+            raise invalid(
+                "beta_threshold", self.beta_threshold, "must be > 0.5 (a tie already has P = 0.5)"
+            )
+        if self.agreement <= 0.5:
+            raise invalid("agreement", self.agreement, "must be > 0.5 (a majority share)")
+        if self.stop == "window" and self.window_size > self.n:
+            raise invalid("window_size", self.window_size, f"must be <= search.n={self.n}")
+
+    @property
+    def rule(self) -> StopRule:
+        return stop_rule(
+            self.stop,
+            threshold=self.beta_threshold,
+            window=self.window_size,
+            agreement=self.agreement,
+        )
+
+    async def run(self, problem: Problem, ctx: Context) -> Outcome:
+        judge = ctx.judge
+        if judge is None:
+            raise ValueError("the Context needs an answer judge to aggregate answers")
+        tally = AnswerTally(judge)
+        rule = self.rule
+        n = self.n
+
+        async def decide(prefix: Sequence[Drawn]) -> str | None:
+            clusters = await tally.over(prefix)
+            if len(clusters) >= n:
+                return None  # all n drawn: nothing left to save, no early stop
+            return rule(clusters)
+
+        sampling = Sampling(
+            temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens
+        )
+        drawn = await draw(ctx, sampling, max_n=n, in_flight=self.in_flight, decide=decide)
+        kept = drawn.kept
+        if drawn.stopped_after is not None:
+            stop = drawn.reason
+        elif ctx.stopped_by is not None:
+            stop = f"budget: {ctx.stopped_by}"
+        else:
+            stop = f"n: all {n} samples drawn"
+        outcome = await conclude(ctx, [d.chain for d in kept], "majority")
+        outcome.details.update(
+            {
+                "stop_rule": self.stop,
+                "drawn": len(drawn.samples),
+                "kept": len(kept),
+                "aborted": drawn.aborted,
+                "after_stop": sum(d.cut == Cut.AFTER_STOP for d in drawn.samples),
+                "stopped_after": drawn.stopped_after,
+                "stop": stop,
+            }
+        )
+        return outcome
