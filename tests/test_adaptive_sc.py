@@ -139,6 +139,9 @@ def test_window_rule_looks_at_whole_windows_only() -> None:
     assert first_stop(WindowStop(3), [0, 1, 0, 0]) is None
     assert first_stop(WindowStop(3), [0, 0, 0]) == 3
     assert first_stop(WindowStop(3), [0, 0]) is None  # not yet a whole window
+    # every sample of the window counts: the first one dissents (a window of w-1 would stop)
+    assert WindowStop(3)([1, 0, 0]) is None
+    assert WindowStop(3)([0, 0, 0, 1, 0, 0]) is None
 
 
 def test_a_missing_answer_breaks_a_window() -> None:
