@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from evals.grading import Grader
+from evals.rundir import RESULTS, read_results
+from evals.runner import Runner
 from reasoning import Budget, Context
 from reasoning.build import ConfigError, build_search, compose_config
 from reasoning.context import Context as Ctx
@@ -299,6 +302,19 @@ async def test_with_a_trimmer_samples_come_whole_and_the_rule_still_stops() -> N
     assert d["stopped_after"] == 4 and d["kept"] == 4 and d["aborted"] == 0
     assert d["drawn"] == 4 + d["after_stop"] <= 6  # at most in_flight - 1 finished past the stop
     assert ctx.ledger.generated_tokens == 2 * d["drawn"] == node_tokens(ctx)
+
+
+async def test_the_runner_records_the_stop_in_the_result_line(tmp_path: Path) -> None:
+    gen = PerSample(boxed(*["5"] * 16))
+    runner = Runner(gen, AdaptiveSC(in_flight=1), tmp_path, progress=False)  # type: ignore[arg-type]
+    await runner.run([PROBLEM])
+    (record,) = read_results(tmp_path / RESULTS)
+    assert record["search"] == "adaptive_sc" and record["correct"] is True
+    assert record["search_params"]["stop"] == "beta"
+    # the line shows the stop: its event (with the rule's reason), 4 chains voted, 4 samples spent
+    (event,) = record["events"]
+    assert event.startswith("early_stop:beta: P(majority)=0.9688")
+    assert record["chains"] == 4 and record["ledger"]["samples"] == 4
 
 
 # --- settings and the CLI ------------------------------------------------------------------
