@@ -14,7 +14,7 @@ from reasoning.types import AnswerJudge, Problem, Sampling
 from search.conclude import conclude
 from search.sample_pool import Cut, Drawn, draw
 from search.settings import InFlight, MaxTokens, Sampled, Samples, invalid, settings
-from search.stop_rules import StopRule, stop_rule
+from search.stop_rules import StopRule, beta_majority_probability, leader_counts, stop_rule
 
 
 class AnswerTally:
@@ -114,6 +114,11 @@ class AdaptiveSC(Sampled):
         else:
             stop = f"n: all {n} samples drawn"
         outcome = await conclude(ctx, [d.chain for d in kept], "majority")
+        if drawn.stopped_after is not None:  # the votes the rule saw when it fired
+            v1, v2 = leader_counts(tally.clusters[: drawn.stopped_after])
+            outcome.details["leader_votes"] = [v1, v2]
+            if self.stop == "beta":
+                outcome.details["p_majority"] = round(beta_majority_probability(v1, v2), 6)
         outcome.details.update(
             {
                 "stop_rule": self.stop,

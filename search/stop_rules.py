@@ -2,9 +2,10 @@
 functions of the answers seen so far (docs/adaptive-sc.md).
 
 Each rule reads the samples' answer clusters in the order the samples were started (`None`: the
-sample gave no answer) and returns the reason to stop, or None to draw more. They hold no
-state, so a benchmark can replay them over recorded answers and another controller can reuse
-them.
+sample gave no answer) and returns the reason to stop, or None to draw more. A reason names
+the rule and its setting only, the same on every problem, so that run summaries count stops by
+it (`evals.runner.event_counts`). They hold no state, so a benchmark can replay them over
+recorded answers and another controller can reuse them.
 
 - `BetaStop`: the Beta-posterior rule of Adaptive-Consistency (Aggarwal et al. 2023): stop when
   P(the leading answer is the true majority) >= threshold.
@@ -70,7 +71,7 @@ class BetaStop:
             return None  # no answer yet: nothing to be confident about
         p = beta_majority_probability(v1, v2)
         if p >= self.threshold:
-            return f"beta: P(majority)={p:.4f} >= {self.threshold} with votes {v1} to {v2}"
+            return f"beta: P(majority) >= {self.threshold}"
         return None
 
 
@@ -89,7 +90,7 @@ class WindowStop:
             return None  # not at the end of a window
         last = clusters[k - self.window :]
         if last[0] is not None and all(c == last[0] for c in last):
-            return f"window: samples {k - self.window + 1}-{k} all gave one answer"
+            return f"window: {self.window} samples agree"
         return None
 
 
@@ -112,7 +113,7 @@ class DoublingStop:
             return None
         v1, _ = leader_counts(clusters)
         if v1 and Fraction(v1, k) >= Fraction(self.agreement).limit_denominator(10**9):
-            return f"doubling: {v1} of {k} samples agree (>= {self.agreement})"
+            return f"doubling: the leader holds >= {self.agreement} of the samples"
         return None
 
 
