@@ -4,6 +4,7 @@ scripted samples (stops, aborts metered, no-answer samples, n reached, the budge
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ from reasoning.context import Context as Ctx
 from reasoning.loop import run_sync
 from reasoning.types import Completion, Prompt, Sampling
 from search import AdaptiveSC
+from search.sample_pool import Drawn, draw
 from search.stop_rules import (
     BetaStop,
     DoublingStop,
@@ -174,6 +176,23 @@ def test_doubling_counts_no_answer_samples_in_the_share() -> None:
     # 3 of 4 samples agree (the 4th has no answer): 3/4; 2 of 4 with 2 blanks: 1/2, no stop
     assert DoublingStop(0.75)([0, 0, 0, None]) is not None
     assert DoublingStop(0.75)([0, 0, None, None]) is None
+
+
+# --- the pool awaits a rule that asks the judge ---------------------------------------------
+
+
+async def test_the_pool_awaits_a_decide_that_returns_an_awaitable() -> None:
+    seen: list[int] = []
+
+    async def decide(prefix: Sequence[Drawn]) -> str | None:
+        await asyncio.sleep(0.001)  # e.g. the grader deciding an equivalence in a worker
+        seen.append(len(prefix))
+        return "two" if len(prefix) == 2 else None
+
+    gen = PerSample(boxed(*["5"] * 6))
+    result = await draw(_ctx(gen), Sampling(max_tokens=64), max_n=6, in_flight=1, decide=decide)
+    assert seen == [1, 2] and result.stopped_after == 2 and result.reason == "two"
+    assert [d.index for d in result.kept] == [0, 1]
 
 
 # --- the controller ------------------------------------------------------------------------
