@@ -6,6 +6,7 @@ Shared keys and their validation: search/settings.py; adding one: docs/adding-a-
 from search.astar import AStar
 from search.beam import Beam
 from search.best_of_n import BestOfN
+from search.deepconf import DeepConf
 from search.dvts import DVTS
 from search.greedy import Greedy
 from search.hyper import HyPER
@@ -18,6 +19,7 @@ __all__ = [
     "AStar",
     "Beam",
     "BestOfN",
+    "DeepConf",
     "Greedy",
     "HyPER",
     "ParticleFilter",
