@@ -279,7 +279,11 @@ def test_online_needs_the_lowest_group_measure_and_a_warmup_within_n() -> None:
 def test_a_trimmer_is_refused() -> None:
     # the watched traces stream from the engine, where a trimmer (which takes whole samples
     # through the Context's sampler) cannot act
+    from reasoning.build import ConfigError, build_sampler, compose_config
+
     assert DeepConf.decodes_own_prompts is True
+    with pytest.raises(ConfigError, match="trimming cannot act on deepconf"):
+        build_sampler(compose_config(["search=deepconf", "+trim=budget"]))
 
 
 def test_the_fake_streams_top_logprobs_per_token() -> None:
