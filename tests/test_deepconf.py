@@ -319,7 +319,9 @@ def test_deepconf_online_on_the_real_engine(engine) -> None:  # noqa: ANN001
         nodes = [d for _, d in ctx.tree.graph.nodes(data=True) if "sample" in d]
         # every delivered token is metered, the cut traces' included, and each is a node
         assert out.ledger.generated_tokens == sum(d["generated"] for d in nodes)
-        assert out.ledger.samples == len(nodes) == out.details["traces"]
+        # every trace that started is a node (one the stop cancelled before its request was
+        # sent is a node with no tokens and no request)
+        assert len(nodes) == out.details["traces"] and 3 <= out.ledger.samples <= len(nodes)
         assert len(out.details["warmup_confidences"]) == 3
         for event in cut_events(ctx):
             (node,) = [d for d in nodes if d["sample"] == event["sample"]]
