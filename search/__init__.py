@@ -7,6 +7,7 @@ from search.adaptive_sc import AdaptiveSC
 from search.astar import AStar
 from search.beam import Beam
 from search.best_of_n import BestOfN
+from search.deepconf import DeepConf
 from search.dvts import DVTS
 from search.greedy import Greedy
 from search.hyper import HyPER
@@ -20,6 +21,7 @@ __all__ = [
     "AStar",
     "Beam",
     "BestOfN",
+    "DeepConf",
     "Greedy",
     "HyPER",
     "ParticleFilter",

@@ -10,16 +10,18 @@ from typing import ClassVar
 from reasoning.budget import BudgetExhausted
 from reasoning.context import Context
 from reasoning.outcome import Outcome
-from reasoning.settings import Count, Probability
 from reasoning.steps import chain_from_completion
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Problem, Sampling
 from search.aggregate import AGGREGATES, VERIFIER_AGGREGATES
 from search.conclude import conclude, outcome_of
-from search.confidence_vote import ConfidenceRule, Measure, confidence_select
+from search.confidence_vote import ConfidenceRule, confidence_select
 from search.settings import (
     AggregateName,
     BatchSize,
+    ConfidenceKeep,
+    ConfidenceMeasure,
+    ConfidenceWindow,
     MaxTokens,
     Sampled,
     Samples,
@@ -45,14 +47,10 @@ class BestOfN(Sampled):
     batch_size: BatchSize = None
     # 0: sampled tokens (RPC, mean-logprob confidence); k: also top-k (self-certainty)
     top_logprobs: TopLogprobs = None
-    confidence: Measure = "lowest_group"
-    """aggregate=confidence: a sample's confidence from its token confidences: lowest_group
-    (lowest mean over sliding windows of confidence_window tokens), bottom (mean of the lowest
-    10% of those windows), tail (mean over the last confidence_window tokens) or mean"""
-    confidence_window: Count = 2048
-    """aggregate=confidence: tokens per sliding window (lowest_group, bottom) or in the tail"""
-    confidence_keep: Probability = 0.1
-    """aggregate=confidence: the most confident share of the answered samples that votes"""
+    # aggregate=confidence only (shared with search=deepconf)
+    confidence: ConfidenceMeasure = "lowest_group"
+    confidence_window: ConfidenceWindow = 2048
+    confidence_keep: ConfidenceKeep = 0.1
 
     def check(self) -> None:
         if self.aggregate == "rpc" and self.top_logprobs is None:

@@ -24,6 +24,7 @@ reference.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -105,17 +106,63 @@ def chain_confidence(chain: Chain, rule: ConfidenceRule = ConfidenceRule()) -> f
     return trace_confidence(token_confidences(chain.top_logprobs), rule)
 
 
+def keep_threshold(confidences: Sequence[float], keep: float) -> float:
+    """The confidence at or above which the most confident share `keep` lies: the
+    100 (1 - keep) percentile with numpy's default linear interpolation, as the reference's
+    `np.percentile(min_confs, 90)` for keep 0.1 ("DeepConf-low"; 0.9 gives the 10th, "-high").
+    The percentile is rounded to 9 decimals so that keep 0.9 asks for exactly 10, not
+    9.999999999999998."""
+    if not confidences:
+        raise ValueError("a confidence threshold needs at least one confidence")
+    percentile = round(100 * (1 - keep), 9)
+    return float(np.percentile(np.asarray(confidences, dtype=float), percentile))
+
+
+def at_or_above(confidence: float, threshold: float) -> bool:
+    """`confidence >= threshold`, counting an ulp's difference as equal: the interpolated
+    percentile of equal values can land an ulp above them."""
+    return confidence >= threshold or math.isclose(confidence, threshold)
+
+
 def kept_by_confidence(confidences: Sequence[float], keep: float) -> list[bool]:
-    """Which traces are among the most confident share `keep`: those at or above the
-    (1 - keep) percentile (linear interpolation, as numpy's default), so ties at the threshold
-    are all kept and at least one trace always is."""
+    """Which traces are among the most confident share `keep`: those at or above
+    `keep_threshold`, so ties at the threshold are all kept and at least one trace always is."""
     if not confidences:
         return []
     if keep >= 1:
         return [True] * len(confidences)
-    threshold = float(np.percentile(np.asarray(confidences, dtype=float), (1 - keep) * 100))
-    # the interpolated percentile of equal values can land an ulp above them
-    return [c >= threshold or math.isclose(c, threshold) for c in confidences]
+    threshold = keep_threshold(confidences, keep)
+    return [at_or_above(c, threshold) for c in confidences]
+
+
+class GroupWatch:
+    """DeepConf online's per-trace rule, fed one token confidence at a time: the mean of the
+    last `window` confidences, and whether it fell below `threshold`.
+
+    As the reference's per-request processor (deepconf/processors.py), the rule acts only once
+    a full window exists (a trace shorter than `window` is never ended here) and only on a
+    strict `<`. The running sum is updated in O(1) per token."""
+
+    def __init__(self, threshold: float, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"confidence window must be >= 1, got {window}")
+        self.threshold = threshold
+        self.window = window
+        self.values: deque[float] = deque()
+        self.total = 0.0
+        self.seen = 0  # token confidences fed so far
+
+    def add(self, confidence: float) -> float | None:
+        """Feed token `seen + 1`'s confidence; the window mean when it ends the trace, else None."""
+        self.values.append(confidence)
+        self.total += confidence
+        self.seen += 1
+        if len(self.values) > self.window:
+            self.total -= self.values.popleft()
+        if len(self.values) < self.window:
+            return None
+        mean = self.total / self.window
+        return mean if mean < self.threshold else None
 
 
 def confidence_vote(

@@ -37,6 +37,7 @@ from reasoning.settings import (
     settings,
 )
 from search.aggregate import AGGREGATES, STEP_REDUCTIONS, VOTES, StepReduction, Vote
+from search.confidence_vote import Measure
 from search.expand import StepSampling
 
 
@@ -105,6 +106,23 @@ InFlight = Annotated[
     Count,
     _describe(
         "samples or simulations decoding at once (what the engine batches; what a stop can abort)"
+    ),
+]
+ConfidenceMeasure = Annotated[
+    Measure,
+    _describe(
+        "a trace's confidence from its token confidences: lowest_group (lowest mean over sliding "
+        "windows of confidence_window tokens), bottom (mean of the lowest 10% of those windows), "
+        "tail (mean over the last confidence_window tokens) or mean"
+    ),
+]
+ConfidenceWindow = Annotated[
+    Count, _describe("tokens per sliding confidence window (lowest_group, bottom) or in the tail")
+]
+ConfidenceKeep = Annotated[
+    Probability,
+    _describe(
+        'the most confident share of the traces that votes (DeepConf: 0.1 "low", 0.9 "high")'
     ),
 ]
 RoundTokens = Annotated[TokenCap, _describe("tokens each open path or thread decodes per round")]
@@ -204,6 +222,9 @@ __all__ = [
     "AnswerCue",
     "AnswerTokens",
     "BatchSize",
+    "ConfidenceKeep",
+    "ConfidenceMeasure",
+    "ConfidenceWindow",
     "InFlight",
     "FilterDuplicates",
     "Lookahead",

@@ -382,7 +382,8 @@ class TokenRuleGenerator(RuleGenerator):
 
     async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
         """The sample for `prompt`, one word piece per delta (ids from `tokenize`); logprobs
-        from the table, else -0.1 each."""
+        from the table, else -0.1 each; the table's top-k alternatives when the call asks for
+        k > 0."""
         text_prompt = self._text_of(prompt)
         self.streams.append((text_prompt, sampling))
         whole = self.sample(text_prompt, sampling, 0)
@@ -395,10 +396,13 @@ class TokenRuleGenerator(RuleGenerator):
                 logprob = None
                 if sampling.logprobs is not None:
                     logprob = (whole.logprobs[at],) if whole.logprobs else (-0.1,)
+                # the table's top-k alternatives of this piece, as a backend streams them
+                top = whole.top_logprobs
                 yield Delta(
                     text=piece,
                     token_ids=self.tokenize(piece) if self.ids else (),
                     logprobs=logprob,
+                    top_logprobs=(top[at],) if top is not None and at < len(top) else None,
                     finish_reason=whole.finish_reason if last else None,
                     stop=whole.stop if last else None,
                     prompt_tokens=whole.prompt_tokens if at == 0 else 0,

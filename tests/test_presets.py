@@ -310,6 +310,31 @@ PAPERS: dict[str, Paper] = {
             ("model.max_model_len", 65536),
         ),
     ),
+    # DeepConf online: DeepConf@512 with 16 warm-up traces, the 90th percentile threshold
+    # ("DeepConf-low"), 2,048-token groups, stop at 95% confidence-weighted consensus
+    "deepconf-online-deepseek-r1-0528-qwen3-8b": Paper(
+        "deepconf",
+        DEEPSEEK_R1_8B,
+        None,
+        n=512,
+        max_steps=None,
+        tokens=64000,
+        prompt="none",
+        temperature=0.6,
+        seed=0,
+        top_p=0.95,
+        dataset="aime25",
+        settings=(
+            ("search.mode", "online"),
+            ("search.top_logprobs", 20),
+            ("search.warmup", 16),
+            ("search.confidence", "lowest_group"),
+            ("search.confidence_window", 2048),
+            ("search.confidence_keep", 0.1),
+            ("search.consensus", 0.95),
+            ("model.max_model_len", 65536),
+        ),
+    ),
 }
 
 PRESETS = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
@@ -357,9 +382,12 @@ def test_the_preset_holds_the_papers_settings(name: str) -> None:
     OmegaConf.resolve(cfg)
     search = cfg.search
     wanted_target = yaml.safe_load((SEARCH_CONFS / f"{paper.search}.yaml").read_text())["_target_"]
-    token_key = {"best_of_n": "max_tokens", "threads": "max_tokens", "hyper": None}.get(
-        paper.search, "max_step_tokens"
-    )
+    token_key = {
+        "best_of_n": "max_tokens",
+        "deepconf": "max_tokens",
+        "threads": "max_tokens",
+        "hyper": None,
+    }.get(paper.search, "max_step_tokens")
     got = {
         "target": search._target_,
         "model": cfg.model.path,

@@ -653,7 +653,8 @@ def test_trimming_is_refused_by_name_where_it_cannot_act(overrides: list[str], n
         build_sampler(compose_config(overrides))
 
 
-# what docs/thought-trimming.md says a trimmer wraps: every controller but hyper and threads
+# what docs/thought-trimming.md says a trimmer wraps: every controller but hyper, threads and
+# deepconf
 TRIMMED = [
     "best_of_n",
     "adaptive_sc",
@@ -668,7 +669,7 @@ TRIMMED = [
 
 def test_the_trimmed_controllers_are_all_but_those_that_decode_their_own_prompts() -> None:
     searches = {p.stem for p in (REPO / "conf" / "search").glob("*.yaml")}
-    assert searches - set(TRIMMED) == {"hyper", "threads"}
+    assert searches - set(TRIMMED) == {"hyper", "threads", "deepconf"}
 
 
 @pytest.mark.parametrize("search", TRIMMED)
