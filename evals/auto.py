@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Annotated, Any, ClassVar
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pydantic import Field
 
@@ -84,7 +85,7 @@ def resolve_auto(cfg: DictConfig) -> DictConfig:
         )
     dataset = str(OmegaConf.select(cfg, "dataset.name", default="?"))
     model = str(OmegaConf.select(cfg, "model.name", default="?"))
-    verifier = str(OmegaConf.select(cfg, "verifier.name", default=None) or "none")
+    verifier = verifier_name(cfg)
     try:
         advice = advise(
             read_board(auto.advisor),
@@ -117,6 +118,23 @@ def resolve_auto(cfg: DictConfig) -> DictConfig:
         out.search = node
         out[ADVISED] = record
     return out
+
+
+def verifier_name(cfg: DictConfig) -> str:
+    """The verifier's name as the leaderboard shows it: `verifier.name`, else the name its
+    class declares (what the runner records), else `none` (no verifier)."""
+    name = OmegaConf.select(cfg, "verifier.name", default=None)
+    if name:
+        return str(name)
+    target = OmegaConf.select(cfg, "verifier._target_", default=None)
+    if target is None:
+        return "none"
+    try:
+        cls = get_object(str(target))
+    except Exception:  # an unknown verifier fails when it is built, with its own message
+        return str(target).rsplit(".", 1)[-1]
+    named = getattr(cls, "name", None)
+    return named if isinstance(named, str) else cls.__name__
 
 
 def _target(path: Any) -> str | None:
