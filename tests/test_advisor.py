@@ -436,3 +436,22 @@ def test_an_auto_run_records_the_pick_and_is_a_row_of_its_own(board: Path, tmp_p
     assert list(both.table["search"]) == ["best_of_n", "best_of_n"]
     assert both.table["config_hash"].nunique() == 2 and list(both.table["seeds"]) == [1, 1]
     assert not math.isnan(both.table["accuracy"].iloc[0])
+
+
+def test_the_api_resolves_search_auto(board: Path) -> None:
+    from reasoning.api import _Session
+    from tests.fakes import ScriptedGenerator
+
+    overrides = [f"search.advisor={board}", "budget.generated_tokens=400"]
+    session = _Session(
+        "auto", MODEL, "vllm", "none", None, ScriptedGenerator(), None, overrides
+    )  # fmt: skip
+    assert isinstance(session.search, BestOfN) and session.search.n == 8
+    assert session.budget.generated_tokens == 400
+
+
+def test_help_search_lists_auto_keys() -> None:
+    from evals.settings_doc import help_search
+
+    text = help_search("auto")
+    assert "`advisor`" in text and "`budget_tokens`" in text
