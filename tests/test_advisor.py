@@ -337,6 +337,11 @@ def test_cli_refuses_with_exit_2(board: Path, capsys: pytest.CaptureFixture[str]
 # --- search=auto ------------------------------------------------------------------------------
 
 
+def advised_hash(board: Path, row: int) -> str:
+    table = read_board(board)
+    return str(table.loc[table["row"] == row, "config_hash"].iloc[0])
+
+
 def auto(board: Path, *overrides: str) -> Any:
     return compose_config(["search=auto", f"search.advisor={board}", *overrides])
 
@@ -428,7 +433,11 @@ def test_an_auto_run_records_the_pick_and_is_a_row_of_its_own(board: Path, tmp_p
     assert all(r["advised"]["row"] == 6 and r["advised"]["board"] == str(board) for r in records)
     assert summary["config"]["advised"]["search_params"] == bon(8)
     fingerprint = json.loads((out / "run.json").read_text())["fingerprint"]
-    assert fingerprint["advised.row"] == 6
+    # the picked configuration is part of the run's identity; the board's figures for it are
+    # not (a rebuilt board renumbers and re-estimates: a resume is not refused for that)
+    assert fingerprint["advised.config_hash"] == advised_hash(board, 6)
+    assert fingerprint["advised.board"] == str(board)
+    assert not {"advised.row", "advised.accuracy", "advised.tokens_per_problem"} & set(fingerprint)
     assert "advised   row 6 of" in what_runs(resolved, search, None, 3, out)
     both = build_leaderboard(
         [board.parent / "runs" / "bon8", out], tmp_path / "b2", audit=False, viewer=False
