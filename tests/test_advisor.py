@@ -464,3 +464,10 @@ def test_help_search_lists_auto_keys() -> None:
 
     text = help_search("auto")
     assert "`advisor`" in text and "`budget_tokens`" in text
+
+
+def test_trimming_is_checked_against_the_pick(board: Path) -> None:
+    from reasoning.build import build_sampler
+
+    cfg = resolve_search(auto(board, "budget.generated_tokens=400", "+trim=budget"))
+    assert build_sampler(cfg) is not None  # the pick, best_of_n, samples through the Context
