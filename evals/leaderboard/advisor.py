@@ -141,7 +141,7 @@ class Advice:
             f"frontier  {len(self.picks)} of {self.within} complete row(s) within the budget"
             + (f"; left out: {', '.join(self.left_out)}" if self.left_out else ""),
             f"{'rank':>4}  {'row':>4}  {'search':<36} {'accuracy':>8}  {'95% CI':<13} "
-            f"{'tokens':>8}  {'verifier':>8}  {'wall s':>7}",
+            f"{'tokens':>8}  {'v. calls':>8}  {'wall s':>7}",
         ]
         for rank, p in enumerate(self.picks, 1):
             label = p.search + (f" {p.params}" if p.params else "")
