@@ -21,6 +21,7 @@ from reasoning.build import (
     build_search,
     build_verifier,
     check_verifier,
+    resolve_search,
 )
 from reasoning.controller import Controller, controller_name
 from reasoning.loop import background_loop
@@ -51,6 +52,7 @@ def run_experiment(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     generator and the Runner exist, so a bad value leaves the run directory as it was.
     """
     validate_config(cfg, out_dir)
+    cfg = resolve_search(cfg)  # search=auto: the advisor's pick, recorded under `advised`
     try:
         problems = load_from_config(cfg)
     except (ValueError, OSError, DatasetUnavailableError) as exc:
@@ -103,7 +105,14 @@ def what_runs(
     if verifier is not None:
         parts.append(f"verifier {getattr(verifier, 'name', type(verifier).__name__)}")
     parts.append(f"{cfg.dataset.name}: {n_problems} problems")
-    return f"run       {'  |  '.join(parts)}\nrun dir   {out_dir}"
+    lines = [f"run       {'  |  '.join(parts)}"]
+    advised = OmegaConf.select(cfg, "advised", default=None)
+    if advised is not None:  # search=auto
+        lines.append(
+            f"advised   row {advised.row} of {advised.board}: accuracy {advised.accuracy:.3f}, "
+            f"{advised.tokens_per_problem:.1f} tokens/problem (budget {advised.budget_tokens:g})"
+        )
+    return "\n".join([*lines, f"run dir   {out_dir}"])
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -67,6 +67,13 @@ NOT_FINGERPRINTED = (
     "cache.path",
     # which problems run; each problem's record is the same whichever others run with it
     *SELECTION_KEYS,
+    # search=auto's pick as the board showed it (row number, figures): a rebuilt board may
+    # renumber or re-estimate them; the board and the picked configuration stay in
+    "advised.row",
+    "advised.accuracy",
+    "advised.ci_low",
+    "advised.ci_high",
+    "advised.tokens_per_problem",
     # labels
     "model.name",
     "*backend.name",

@@ -201,6 +201,8 @@ class Runner:
             if self.verifier is None
             else getattr(self.verifier, "name", type(self.verifier).__name__),
             "budget": asdict(self.budget),
+            # search=auto: which board row the controller was picked from (evals/auto.py)
+            **({"advised": self.config["advised"]} if self.config.get("advised") else {}),
         }
 
     def fingerprint(self) -> dict[str, Any]:

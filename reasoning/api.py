@@ -23,6 +23,7 @@ from reasoning.build import (
     check_verifier,
     compose_config,
     refuse_inert_trim,
+    resolve_search,
 )
 from reasoning.context import Sampler
 from reasoning.controller import Controller
@@ -61,7 +62,8 @@ class _Session:
             groups.append(f"search={search}")
         if isinstance(verifier, str):
             groups.append(f"verifier={verifier}")
-        cfg = compose_config([*groups, *overrides])
+        # search=auto: the advisor's pick for the config's dataset, model and budget
+        cfg = resolve_search(compose_config([*groups, *overrides]))
         self.search = build_search(cfg) if isinstance(search, str) else search
         if isinstance(verifier, str):
             self.verifier = build_verifier(cfg)

@@ -162,11 +162,28 @@ def generator_for(backend: Any) -> Generator:
 provide_shared_generators(generator_for)  # verifiers reach the cache through the core
 
 
+def resolve_search(cfg: DictConfig) -> DictConfig:
+    """`cfg` with a search that stands for another replaced by the one it resolves to: a class
+    with a `resolve_config(cfg)` (search=auto, the budget advisor's pick) gets the whole config
+    (dataset, model, budget) and returns it with `search` replaced. Any other config is
+    returned as it is. The core names no such class: they are found through `_target_`."""
+    target = OmegaConf.select(cfg, "search._target_", default=None)
+    if target is None:
+        return cfg
+    try:
+        cls = get_object(str(target))
+    except Exception:  # an unknown target fails when the search is built, with its own message
+        return cfg
+    resolve = getattr(cls, "resolve_config", None)
+    return cfg if resolve is None else resolve(cfg)
+
+
 def build_search(cfg: DictConfig) -> Controller:
-    """The controller of `cfg.search`; its settings are checked on construction
-    (search/settings.py), a bad one raising `ConfigError("search.<key> ...")`; a controller
-    that reads the budget (`check_budget`, HyPER) is checked against `cfg.budget` here, before
-    any engine starts."""
+    """The controller of `cfg.search` (resolved first: `resolve_search`); its settings are
+    checked on construction (search/settings.py), a bad one raising `ConfigError("search.<key>
+    ...")`; a controller that reads the budget (`check_budget`, HyPER) is checked against
+    `cfg.budget` here, before any engine starts."""
+    cfg = resolve_search(cfg)
     search = instantiate_group(cfg.search, "search")
     check = getattr(search, "check_budget", None)
     if check is not None and OmegaConf.select(cfg, "budget") is not None:

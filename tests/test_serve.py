@@ -631,7 +631,7 @@ def test_reason_serve_help_names_its_keys() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "reason-serve" in out.stdout and "max_in_flight" in out.stdout
-    assert "search: adaptive_sc, astar, beam, best_of_n" in out.stdout
+    assert "search: adaptive_sc, astar, auto, beam, best_of_n" in out.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "serve.cli", "server.port=70000"],
         cwd=REPO,
