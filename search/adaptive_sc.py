@@ -10,42 +10,12 @@ from typing import ClassVar, Literal
 from reasoning.context import Context
 from reasoning.outcome import Outcome
 from reasoning.settings import Count, Probability
-from reasoning.types import AnswerJudge, Problem, Sampling
+from reasoning.types import Problem, Sampling
+from search.aggregate import AnswerTally
 from search.conclude import conclude
 from search.sample_pool import Cut, Drawn, draw
 from search.settings import InFlight, MaxTokens, Sampled, Samples, invalid, settings
 from search.stop_rules import StopRule, beta_majority_probability, leader_counts, stop_rule
-
-
-class AnswerTally:
-    """Cluster ids of the samples' answers, grown one sample at a time with the judge's
-    equivalence, in the same order and by the same test as `search.aggregate.cluster_answers`,
-    so the stop rule counts exactly the votes the final majority vote will count."""
-
-    def __init__(self, judge: AnswerJudge) -> None:
-        self.judge = judge
-        self.representatives: list[str] = []
-        self.clusters: list[int | None] = []
-
-    async def add(self, text: str) -> int | None:
-        answer = self.judge.extract(text)
-        cluster: int | None = None
-        if answer is not None:
-            for i, rep in enumerate(self.representatives):
-                if answer == rep or await self.judge.equivalent(answer, rep):
-                    cluster = i
-                    break
-            else:
-                self.representatives.append(answer)
-                cluster = len(self.representatives) - 1
-        self.clusters.append(cluster)
-        return cluster
-
-    async def over(self, prefix: Sequence[Drawn]) -> list[int | None]:
-        """The clusters of `prefix` (which only ever grows), judging only the new samples."""
-        for drawn in prefix[len(self.clusters) :]:
-            await self.add(drawn.completion.text)
-        return self.clusters[: len(prefix)]
 
 
 @settings
@@ -97,7 +67,7 @@ class AdaptiveSC(Sampled):
         n = self.n
 
         async def decide(prefix: Sequence[Drawn]) -> str | None:
-            clusters = await tally.over(prefix)
+            clusters = await tally.over([d.completion.text for d in prefix])
             if len(clusters) >= n:
                 return None  # all n drawn: nothing left to save, no early stop
             return rule(clusters)

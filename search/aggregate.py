@@ -91,6 +91,38 @@ async def cluster_answers(answers: Sequence[str | None], judge: AnswerJudge) -> 
     return clusters
 
 
+class AnswerTally:
+    """Cluster ids of the samples' answers, grown one sample at a time with the judge's
+    equivalence, in the same order and by the same test as `search.aggregate.cluster_answers`,
+    so an adaptive stop rule (adaptive_sc, deepconf) counts exactly the votes the final vote
+    will count."""
+
+    def __init__(self, judge: AnswerJudge) -> None:
+        self.judge = judge
+        self.representatives: list[str] = []
+        self.clusters: list[int | None] = []
+
+    async def add(self, text: str) -> int | None:
+        answer = self.judge.extract(text)
+        cluster: int | None = None
+        if answer is not None:
+            for i, rep in enumerate(self.representatives):
+                if answer == rep or await self.judge.equivalent(answer, rep):
+                    cluster = i
+                    break
+            else:
+                self.representatives.append(answer)
+                cluster = len(self.representatives) - 1
+        self.clusters.append(cluster)
+        return cluster
+
+    async def over(self, texts: Sequence[str]) -> list[int | None]:
+        """The clusters of `texts` (a prefix that only ever grows), judging only the new ones."""
+        for text in texts[len(self.clusters) :]:
+            await self.add(text)
+        return self.clusters[: len(texts)]
+
+
 def argmax_first(values: Sequence[float | None]) -> int:
     """Index of the largest value (None counts as -inf); ties go to the first, so runs repeat
     exactly."""

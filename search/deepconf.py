@@ -22,7 +22,7 @@ from reasoning.logprobs import token_confidence
 from reasoning.outcome import Outcome
 from reasoning.settings import Count, Probability
 from reasoning.types import AnswerJudge, Chain, Delta, Problem, Sampling
-from search.aggregate import Selection, cluster_answers
+from search.aggregate import AnswerTally, Selection, cluster_answers
 from search.conclude import outcome_of
 from search.confidence_vote import (
     ConfidenceRule,
@@ -129,6 +129,9 @@ class _Online:
         self.threshold = 0.0
         self.cuts: dict[int, dict[str, Any]] = {}  # sample index -> where its watch ended it
         self.scored: dict[int, tuple[str | None, float]] = {}  # sample index -> answer, conf
+        # answers grouped by the judge's equivalence, as the final vote groups them
+        self.answers = AnswerTally(judge)
+        self.cluster: dict[int, int | None] = {}  # sample index -> answer cluster
 
     def _score(self, d: Drawn) -> tuple[str | None, float]:
         if d.index not in self.scored:
@@ -160,26 +163,33 @@ class _Online:
 
         return on
 
-    def _consensus(self, tally: dict[str, float]) -> float:
+    def _consensus(self, tally: dict[int, float]) -> float:
         """The leading answer's share of the confidence-weighted tally (0 when empty)."""
         total = sum(tally.values())
         return max(tally.values()) / total if total > 0 else 0.0
 
-    def _tally(self, drawn: Sequence[Drawn], warm: Sequence[Drawn]) -> dict[str, float]:
+    async def _cluster(self, d: Drawn) -> int | None:
+        if d.index not in self.cluster:
+            self.cluster[d.index] = await self.answers.add(d.chain.text)
+        return self.cluster[d.index]
+
+    async def _tally(self, drawn: Sequence[Drawn], warm: Sequence[Drawn]) -> dict[int, float]:
         """Every answered warm-up trace (the paper's initial set) and every later trace that
         finished at or above the threshold, each weighted by its confidence. Answers are
-        grouped by their extracted text, as the reference's weighted vote keys them."""
-        tally: dict[str, float] = {}
+        grouped by the judge's equivalence, as the final vote groups them (the reference keys
+        its vote by the extracted text)."""
+        tally: dict[int, float] = {}
         for d in warm:
-            answer, conf = self._score(d)
-            if answer is not None:
-                tally[answer] = tally.get(answer, 0.0) + conf
+            cluster = await self._cluster(d)
+            if cluster is not None:
+                tally[cluster] = tally.get(cluster, 0.0) + self._score(d)[1]
         for d in drawn:
             if not d.kept:
                 continue
-            answer, conf = self._score(d)
-            if answer is not None and at_or_above(conf, self.threshold):
-                tally[answer] = tally.get(answer, 0.0) + conf
+            conf = self._score(d)[1]
+            cluster = await self._cluster(d)
+            if cluster is not None and at_or_above(conf, self.threshold):
+                tally[cluster] = tally.get(cluster, 0.0) + conf
         return tally
 
     async def run(self) -> Outcome:
@@ -193,7 +203,7 @@ class _Online:
             return outcome_of(ctx, [], selection, details)
         warm_conf = [self._score(d)[1] for d in warm_kept]
         self.threshold = keep_threshold(warm_conf, search.confidence_keep)
-        start = self._consensus(self._tally([], warm_kept))
+        start = self._consensus(await self._tally([], warm_kept))
         details.update(
             threshold=round(self.threshold, 6),
             warmup_confidences=[round(c, 6) for c in warm_conf],
@@ -202,8 +212,8 @@ class _Online:
         later: Draw | None = None
         if first < search.n and ctx.stopped_by is None and start < search.consensus:
 
-            def decide(prefix: Sequence[Drawn]) -> str | None:
-                share = self._consensus(self._tally(prefix, warm_kept))
+            async def decide(prefix: Sequence[Drawn]) -> str | None:
+                share = self._consensus(await self._tally(prefix, warm_kept))
                 if share >= search.consensus:
                     return f"consensus {share:.4f} >= {search.consensus}"
                 return None
@@ -218,7 +228,7 @@ class _Online:
                 first_index=first,
             )
         kept = list(warm_kept) + (later.kept if later is not None else [])
-        final = self._consensus(self._tally(later.kept if later else [], warm_kept))
+        final = self._consensus(await self._tally(later.kept if later else [], warm_kept))
         details.update(
             traces=len(warm.samples) + (len(later.samples) if later else 0),
             cut=[self.cuts[i] for i in sorted(self.cuts)],

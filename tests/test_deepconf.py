@@ -189,6 +189,16 @@ async def test_a_warmup_already_at_consensus_starts_no_more_traces() -> None:
     assert ctx.ledger.samples == 2 and out.answer == "7"
 
 
+async def test_the_consensus_counts_equivalent_answers_as_one() -> None:
+    # warm-up: "\\frac{1}{2}" and "0.5" at confidence 2 each: one answer for the judge, so the
+    # consensus is 4 / 4 = 1 and no more traces start (grouped by text it would be 2 / 4 = 0.5)
+    texts = [trace(2, 2, answer="\\frac{1}{2}"), trace(2, 2, answer="0.5")] + [trace(2, 2)] * 4
+    search = DeepConf(n=6, warmup=2, confidence_window=2, in_flight=1)
+    ctx = ctx_for(Traces(texts))
+    out = await search.run(PROBLEM, ctx)
+    assert out.details["warmup_consensus"] == 1.0 and ctx.ledger.samples == 2
+
+
 # --- the online vote ------------------------------------------------------------------------
 
 
