@@ -9,6 +9,7 @@ from search.best_of_n import BestOfN
 from search.dvts import DVTS
 from search.greedy import Greedy
 from search.hyper import HyPER
+from search.mcts import MCTS
 from search.particle_filter import ParticleFilter
 from search.particle_gibbs import ParticleGibbs
 from search.threads import Threads
@@ -20,6 +21,7 @@ __all__ = [
     "BestOfN",
     "Greedy",
     "HyPER",
+    "MCTS",
     "ParticleFilter",
     "ParticleGibbs",
     "Threads",
