@@ -264,7 +264,9 @@ class MCTS(Stepwise):
         for node, tip in zip(value, await score(ctx, tips, self.step_reduction), strict=True):
             if is_scored(tip):
                 node.value = reduce_step_scores(tip.scores, self.step_reduction)
-                if tip.id != node.chain.id:
+                if tip.id == node.chain.id:
+                    node.chain = tip  # the scored chain: an answer carries its scores
+                else:
                     ctx.tree.annotate(node.chain.id, lookahead_score=node.value)
         for path in paths:
             leaf = path[-1]
