@@ -279,6 +279,23 @@ async def test_the_budget_stops_between_rounds_and_the_answer_is_what_was_reache
     assert out.chain is not None and out.chain.steps == ("a",) and out.answer is None
 
 
+async def test_the_spend_past_a_token_limit_is_at_most_one_round() -> None:
+    gen = ScriptedGenerator(steps=named_script(ANSWERS), concurrent=True)
+    search = MCTS(width=2, simulations=16, in_flight=2)
+    out = await search.run(PROBLEM, ctx_for(gen, named(SCORES), budget=Budget(generated_tokens=3)))
+    # round 1: 2 tokens (root). Round 2 expands a and b together: a's call is clamped to the 1
+    # token left (2 samples of 1 token: 4 in all, its steps cut by the budget and pruned), b's is
+    # refused. The bound: limit - 1 + in_flight * width * max_step_tokens.
+    assert out.ledger.generated_tokens == 4
+    assert out.ledger.generated_tokens <= 3 - 1 + 2 * 2 * search.max_step_tokens
+    assert (
+        prompts(gen) == [("", 2), ("a\n\n", 2)] and out.details["stop"] == "budget:generated_tokens"
+    )
+    g = out.tree.graph
+    assert sum(1 for n in g if g.nodes[n].get("cut_by_budget")) == 2
+    assert out.details["root_visits"] == [1, 1]  # a and b were still valued (scoring is not tokens)
+
+
 async def test_a_verifier_budget_leaves_the_round_unvalued() -> None:
     out, _ = await run(MCTS(width=2, simulations=16, in_flight=2), budget=Budget(verifier_calls=2))
     # round 2 values a and b (2 calls, the limit); round 3 is not started
