@@ -330,6 +330,19 @@ def test_settings_validate_and_the_config_lists_every_field() -> None:
     assert MCTS().verifier_use
 
 
+async def test_the_api_runs_mcts_by_its_config_name() -> None:
+    from reasoning.api import asolve
+
+    gen = ScriptedGenerator(steps=named_script(ANSWERS))
+    overrides = ["search.width=2", "search.simulations=8", "search.in_flight=1"]
+    out = await asolve(
+        PROBLEM, search="mcts", generator=gen, verifier=named(SCORES), judge=Grader(),
+        overrides=overrides,
+    )  # fmt: skip
+    # the hand-traced search above, built from conf/search/mcts.yaml with the overrides
+    assert out.answer == "3" and out.details["simulations"] == 8 and stats(out)["b"] == (4, 0.5)
+
+
 async def test_lookahead_values_a_leaf_by_its_greedy_rollout() -> None:
     scores = dict(SCORES, ag=0.9, bg=0.1)
     gen = ScriptedGenerator(steps=named_script(ANSWERS))
