@@ -654,7 +654,16 @@ def test_trimming_is_refused_by_name_where_it_cannot_act(overrides: list[str], n
 
 
 # what docs/thought-trimming.md says a trimmer wraps: every controller but hyper and threads
-TRIMMED = ["best_of_n", "greedy", "beam", "dvts", "astar", "particle_filter", "particle_gibbs"]
+TRIMMED = [
+    "best_of_n",
+    "greedy",
+    "beam",
+    "dvts",
+    "astar",
+    "mcts",
+    "particle_filter",
+    "particle_gibbs",
+]
 
 
 def test_the_trimmed_controllers_are_all_but_those_that_decode_their_own_prompts() -> None:
