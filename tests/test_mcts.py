@@ -13,13 +13,17 @@ import math
 from dataclasses import asdict, fields
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from evals.grading import Grader
 from reasoning import Budget, Chain, Context, Sampling
+from reasoning.loop import run_sync
 from reasoning.outcome import Outcome
 from reasoning.tree import ROOT
 from search.mcts import MCTS, _Tree, puct, step_priors, uct
 from tests.fakes import Reply, ScriptedGenerator, StepVerifier
+from tests.test_astar import hashed_score, random_script
 from tests.test_beam import (
     HEAD,
     PROBLEM,
@@ -154,6 +158,13 @@ async def test_uct_search_by_hand_one_simulation_per_round() -> None:
     assert {g.nodes[n]["status"] for n in g if n != ROOT} == {"expanded", "finished", "selected"}
     assert_paths(out)
     assert_ledger_matches_tree(out)
+
+
+async def test_a_node_value_is_its_step_scores_reduced_by_step_reduction() -> None:
+    out, _ = await run(MCTS(width=2, simulations=4, in_flight=1, step_reduction="mean"))
+    # s4 reaches ba (the trace above): its scores (b .6, ba .5) -> mean .55 (last would be .5)
+    s = stats(out)
+    assert s["ba"] == (1, 0.55) and s["b"] == (2, pytest.approx(0.575))  # (.6 + .55) / 2
 
 
 async def test_final_answer_by_value_differs_from_by_visits() -> None:
@@ -358,6 +369,41 @@ async def test_lookahead_values_a_leaf_by_its_greedy_rollout() -> None:
     assert {g.nodes[n]["status"] for n in g if g.nodes[n].get("step") in ("ag", "bg")} == {
         "lookahead"
     }
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    width=st.integers(1, 3),
+    simulations=st.integers(1, 12),
+    in_flight=st.integers(1, 4),
+    max_steps=st.integers(1, 4),
+    lookahead=st.integers(0, 2),
+    prior=st.sampled_from(["none", "policy"]),
+    final_answer=st.sampled_from(["visits", "value"]),
+)
+def test_visits_add_up_on_any_tree(**kw: object) -> None:
+    search = MCTS(**kw)  # type: ignore[arg-type]
+    gen = ScriptedGenerator(steps=random_script)
+    ctx = Context(PROBLEM, gen, verifier=StepVerifier(hashed_score), judge=Grader())
+    out = run_sync(search.run(PROBLEM, ctx))
+    g = out.tree.graph
+    visits = {n: g.nodes[n]["visits"] for n in g if "visits" in g.nodes[n]}
+    # each simulation adds one visit to the root; a node's first visit is its own (the one that
+    # valued it), every later one passed through one of its children
+    assert visits[ROOT] == out.details["simulations"] <= search.simulations
+    for n, v in visits.items():
+        kids = [visits[k] for k in g.successors(n) if k in visits]
+        if n == ROOT or kids:
+            assert v == 1 + sum(kids), n
+        value = g.nodes[n]["value"]
+        assert (value is None) == (v == 0) and (value is None or 0.0 <= value <= 1.0)
+    assert out.details["rounds"] <= out.details["simulations"]
+    assert out.details["max_in_flight"] <= search.in_flight
+    assert_paths(out)
+    assert_ledger_matches_tree(out)
 
 
 # --- the real engine -------------------------------------------------------------------------
