@@ -193,9 +193,8 @@ async def test_virtual_loss_sends_the_second_simulation_of_a_round_elsewhere() -
     assert out.answer == "1"
 
 
-async def test_virtual_loss_is_removed_so_later_rounds_see_true_means() -> None:
-    # in_flight=2 for 9 simulations; were the losses kept, every later mean would be dragged
-    # toward 0 and the counts below (traced as the test above, rounds 4-5) would change.
+async def test_two_simulations_per_round_by_hand() -> None:
+    # in_flight=2 for 7 simulations: rounds 1-3 as in the test above, then round 4
     out, _ = await run(MCTS(width=2, simulations=7, in_flight=2))
     # round 4: root N=5 (W 2.3); a N2 W1.2, b N2 W1.1; ln 5 = 1.609, sqrt(1.609/2) = .897
     #   first: a .6 + .897 = 1.497, b .55 + .897 = 1.447 -> a; a's children: aa visited, ab
@@ -206,6 +205,25 @@ async def test_virtual_loss_is_removed_so_later_rounds_see_true_means() -> None:
     assert s["root"][0] == 7 and s["a"] == (3, 0.4) and s["b"] == (3, 0.5)
     # by visits: a and b tie (3): a; aa and ab tie (1): aa
     assert out.answer == "1"
+
+
+async def test_virtual_loss_is_removed_at_backup() -> None:
+    out, gen = await run(MCTS(width=2, simulations=8, in_flight=3))
+    # round 1: the root. Round 2: a, b (then both pending: a round of 2). root N3 W.8
+    # round 3: b (1.648 > 1.248) -> ba; then root 4, b held (2, .6): a .2 + sqrt(ln 4) = 1.377,
+    #   b .3 + .833 = 1.133 -> a -> aa; then root 5: a (2, .2) .1 + sqrt(ln 5 / 2) = .997,
+    #   b (2, .6) .3 + .897 = 1.197 -> b, ba pending -> bb. Back up .5, 1.0, .4: root N6 W2.7,
+    #   a N2 W1.2, b N3 W1.5, and every virtual loss is gone.
+    # round 4 (2 left): a .6 + sqrt(ln 6 / 2) = 1.547, b .5 + sqrt(ln 6 / 3) = 1.273 -> a -> ab;
+    #   then root 7, a held (3, 1.2) .4 + .805 = 1.205, b .5 + .805 = 1.305 -> b; b's children
+    #   (ln 4): ba .5 + 1.177, bb .4 + 1.177 -> ba (valued: no call). Back up 0 and .5.
+    # Had the round-2 and round-3 losses stayed, round 4 would see a and b with means dragged
+    # toward 0 and visit aa twice: the answer would be 1.
+    assert prompts(gen) == [("", 2), ("a\n\n", 2), ("b\n\n", 2)]
+    assert out.details["root_visits"] == [3, 4] and out.details["rounds"] == 4
+    s = stats(out)
+    assert (s["aa"][0], s["ab"][0], s["ba"][0], s["bb"][0]) == (1, 1, 2, 1)
+    assert s["root"] == (8, 0.4) and out.answer == "3"
 
 
 async def test_puct_orders_unvisited_children_by_the_policy_prior() -> None:
