@@ -11,6 +11,7 @@ from search.deepconf import DeepConf
 from search.dvts import DVTS
 from search.greedy import Greedy
 from search.hyper import HyPER
+from search.mcts import MCTS
 from search.particle_filter import ParticleFilter
 from search.particle_gibbs import ParticleGibbs
 from search.threads import Threads
@@ -24,6 +25,7 @@ __all__ = [
     "DeepConf",
     "Greedy",
     "HyPER",
+    "MCTS",
     "ParticleFilter",
     "ParticleGibbs",
     "Threads",

@@ -662,6 +662,7 @@ TRIMMED = [
     "beam",
     "dvts",
     "astar",
+    "mcts",
     "particle_filter",
     "particle_gibbs",
 ]
