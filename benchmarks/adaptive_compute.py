@@ -476,6 +476,17 @@ def fmt_diff(d: Paired | None) -> str:
     return f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (n={d.n})"
 
 
+def settings_lines(settings: Mapping[str, Any]) -> list[str]:
+    """`- key: value` per setting; a nested dict as `k=v` pairs, as print_settings prints it."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, Mapping):
+            return " ".join(f"{k}={v}" for k, v in value.items())
+        return str(value)
+
+    return [f"- {k}: {text(v)}" for k, v in settings.items()]
+
+
 def markdown_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of `rows` over `columns` (a missing cell is `-`; `|` is escaped)."""
 
@@ -664,7 +675,7 @@ class Bench:
         print_settings(dict(settings))
         print(table + "\n", flush=True)
         lines = [f"## {section}: {title}", "", "Settings:", ""]
-        lines += [f"- {k}: {v}" for k, v in settings.items()]
+        lines += settings_lines(settings)
         self.markdown += [*lines, "", table, ""]
 
 
@@ -956,7 +967,7 @@ def write_results(bench: Bench, settings: Mapping[str, Any]) -> None:
     if smoke:
         head += ["**SMOKE RUN** (--smoke: a handful of problems, n small): it shows that every "
                  "part runs, not the issue's figures.", ""]  # fmt: skip
-    head += ["Settings:", "", *[f"- {k}: {v}" for k, v in settings.items()], ""]
+    head += ["Settings:", "", *settings_lines(settings), ""]
     RESULTS_MD.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_MD.write_text("\n".join(head + bench.markdown) + "\n")
     data = {"smoke": smoke, "settings": dict(settings), "status": bench.status, **bench.report}

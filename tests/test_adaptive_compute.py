@@ -398,3 +398,109 @@ def test_mcts_rows_flag_a_budget_that_did_not_bind() -> None:
     assert rows[0]["tokens/T"] == "1.00" and rows[0]["diff vs mcts [95% CI]"] == "(reference)"
     assert rows[0]["verifier calls/problem"] == "40.0"
     assert rows[1]["tokens/T"] == "0.85 (did not bind)"  # 850 < 0.9 x 1000
+
+
+# --- sections over hand-made run directories (no engine) -------------------------------------
+
+
+def sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """best-of-16 and the three adaptive rules as if they had run on 10 arith problems."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the section printer's settings.py
+    monkeypatch.setattr(ac, "available", lambda search, root=ac.ROOT: True)
+    args = ac.parse_args(["--problems-arith", "10", "--problems-math", "0", "--out", str(tmp_path)])
+    bench = ac.Bench(args, tmp_path)
+    root = tmp_path / "runs" / "arith-10"
+    make_run(root, "bon16", _bools("1111111110"), n=16, tokens=1000)  # 0.9
+    make_run(root, "asc-beta", _bools("1111111110"), search="adaptive_sc", n=5, tokens=400)
+    make_run(root, "asc-window", _bools("0000000000"), search="adaptive_sc", n=6, tokens=450)
+    make_run(root, "asc-doubling", _bools("1111111111"), search="adaptive_sc", n=7, tokens=700)
+    return bench, ac.build_board(bench)
+
+
+def test_adaptive_section_pairs_each_rule_with_best_of_n(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    bench, board = sweep(tmp_path, monkeypatch)
+    ac.tabulate_adaptive(bench, board)
+    report = bench.report["adaptive"]["arith"]
+    diffs = report["diff_vs_best_of_n"]
+    # beta solved the same problems: exactly 0 [0, 0]; ratio 400 / 1000 = 0.4: goal met.
+    assert diffs["arith/asc-beta"] == {"diff": 0.0, "low": 0.0, "high": 0.0, "n": 10}
+    # window: 0 - 0.9 = -0.9, every resample negative: CI excludes 0 though ratio 0.45 <= 0.5;
+    # doubling: +0.1 (one problem) with a CI containing 0, but ratio 0.7 > 0.5.
+    assert diffs["arith/asc-window"]["diff"] == pytest.approx(-0.9)
+    assert diffs["arith/asc-window"]["high"] < 0
+    assert diffs["arith/asc-doubling"]["low"] <= 0 <= diffs["arith/asc-doubling"]["high"]
+    assert report["goal_met"] == {
+        "arith/asc-beta": True,
+        "arith/asc-window": False,
+        "arith/asc-doubling": False,
+    }
+    assert [r["samples"] for r in report["rows"]] == [16.0, 5.0, 6.0, 7.0]
+    printed = capsys.readouterr().out
+    assert "=== adaptive: arith ===" in printed and "| arith/asc-beta |" in printed
+    assert any("| arith/asc-beta |" in line for line in bench.markdown)
+
+
+def test_advisor_section_reruns_each_pick_and_checks_the_rows_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench, board = sweep(tmp_path, monkeypatch)
+    monkeypatch.setattr(ac, "advisor_available", lambda root=ac.ROOT: True)
+    beta = ac.board_row(board.table, board.groups, tmp_path / "runs/arith-10/asc-beta")
+    asked: list[int] = []
+
+    def advise(board_dir: Path, budget: int) -> tuple[list[dict], str]:
+        assert board_dir == tmp_path / "board"
+        asked.append(budget)
+        if budget > 900:
+            return [], "no row within budget"
+        return [{"row": int(beta["row"]), "search": "adaptive_sc", "search_params": {}}], ""
+
+    runs: list[tuple[str, list[str], Path]] = []
+
+    def run(self, config, extra=(), run_dir=None) -> bool:
+        runs.append((config.label(), list(extra), run_dir))
+        write_records(run_dir, [{"id": "p", "ledger": {"generated_tokens": 380}}])
+        (run_dir / "summary.json").write_text(json.dumps({"accuracy": 0.9, "ci95": [0.6, 1]}))
+        return True
+
+    monkeypatch.setattr(ac, "advise", advise)
+    monkeypatch.setattr(ac.Bench, "run", run)
+    ac.tabulate_advisor(bench, board)
+    # tokens 400 450 700 1000: 25th at 0.75 -> 437.5 -> 438; 50th at 1.5 -> 575;
+    # 90th at 2.7 -> 700 + 0.7 x 300 = 910
+    assert asked == [438, 575, 910]
+    report = bench.report["advisor"]
+    assert report["budgets"] == [438, 575, 910]
+    assert [p["pick"] is None for p in report["picks"]] == [False, False, True]
+    assert report["picks"][2]["refusal"] == "no row within budget"
+    label, extra, run_dir = runs[0]
+    assert label == "arith/auto-T438-seed1"
+    assert extra == [
+        f"search.advisor={(tmp_path / 'board').resolve()}",
+        "search.budget_tokens=438",
+        "seed=1",
+        "backend.seed=0",
+    ]  # the beta row ran unlimited: no budget override
+    assert run_dir == tmp_path / "advisor-runs" / "arith-10" / "auto-T438-seed1"
+    # 0.9 against the beta row's 0.9 [CI around it]: inside
+    assert report["picks"][0]["run_accuracy"] == 0.9 and report["picks"][0]["in_row_ci"]
+    assert report["picks"][0]["run_tokens_per_problem"] == 380.0
+
+
+def test_advisor_section_skips_without_rows(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(ac, "advisor_available", lambda root=ac.ROOT: True)
+    bench = ac.Bench(ac.parse_args(["--out", str(tmp_path)]), tmp_path)
+    ac.tabulate_advisor(bench, ac.build_board(bench))
+    assert bench.report["advisor"]["skipped"].startswith("skipped: no arith rows")
+    monkeypatch.setattr(ac, "advisor_available", lambda root=ac.ROOT: False)
+    ac.tabulate_advisor(bench, ac.build_board(bench))
+    assert bench.report["advisor"] == {"skipped": "skipped: search=auto not available"}
+
+
+def test_settings_lines_flatten_a_nested_block() -> None:
+    assert ac.settings_lines({"n": 16, "engine": {"dtype": "bf16", "seed": 0}}) == [
+        "- n: 16",
+        "- engine: dtype=bf16 seed=0",
+    ]
