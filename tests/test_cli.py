@@ -168,7 +168,8 @@ def test_help_lists_groups() -> None:
     out = _run(["--help"])
     assert out.returncode == 0
     for word in (
-        "search: adaptive_sc, astar, auto, beam, best_of_n, deepconf, dvts, greedy, hyper, mcts, particle_filter",
+        "search: adaptive_sc, astar, auto, beam, best_of_n, deepconf, dvts, greedy, hyper, mcts, "
+        "particle_filter",
         "trim: budget, sdv, trimr",
         "+trim=OPTION",
         "dataset: aime24",
