@@ -74,6 +74,7 @@ RESULTS_JSON = HERE / "results" / "adaptive_compute.json"
 
 SECTIONS = ("adaptive", "deepconf", "mcts", "advisor")
 STOPS = ("beta", "window", "doubling")
+WINDOW = 5  # adaptive_sc's default window_size
 TEMPERATURE, TOP_P = 0.8, 1.0  # every sampling controller's default (conf/search/*.yaml)
 TOP_LOGPROBS = 20  # deepconf: the reference's top-k for token confidence
 ADVISOR_PERCENTILES = (25, 50, 90)
@@ -177,7 +178,9 @@ def best_of_n(args: argparse.Namespace, dataset: str) -> Config:
 def adaptive_configs(args: argparse.Namespace, dataset: str) -> list[Config]:
     out = [best_of_n(args, dataset)]
     for stop in STOPS:
-        keys = (f"search.n={args.n}", f"search.max_tokens={args.max_tokens}")
+        keys: tuple[str, ...] = (f"search.n={args.n}", f"search.max_tokens={args.max_tokens}")
+        if stop == "window" and args.n < WINDOW:  # the window cannot be wider than n
+            keys = (*keys, f"search.window_size={args.n}")
         out.append(
             Config(
                 f"asc-{stop}",
@@ -850,11 +853,12 @@ def tabulate_mcts(bench: Bench, board: Any) -> None:
 
 
 def advise(board_dir: Path, budget: int) -> tuple[list[dict[str, Any]], str]:
-    """`reason-advise BOARD --dataset arith --budget T --json` in a subprocess: its picks, or
-    none and its refusal."""
+    """`reason-advise BOARD --dataset arith --budget T --verifier none --json` in a subprocess:
+    its picks, or none and its refusal. `--verifier none`: the rows a run without a verifier
+    can reproduce, which are the ones `search=auto` chooses from for the reruns below."""
     command = [
         sys.executable, "-m", "evals.advise_cli", str(board_dir),
-        "--dataset", "arith", "--budget", str(budget), "--json",
+        "--dataset", "arith", "--budget", str(budget), "--verifier", "none", "--json",
     ]  # fmt: skip
     env = {
         **os.environ,
@@ -933,7 +937,14 @@ def tabulate_advisor(bench: Bench, board: Any) -> None:
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         acc = summary.get("accuracy")
-        tokens = ledger_means(read_records(run_dir))["tokens"]
+        records = read_records(run_dir)
+        tokens = ledger_means(records)["tokens"]
+        advised = (records[0].get("advised") or {}) if records else {}
+        if advised and int(advised.get("row", -1)) != int(pick["row"]):
+            raise RuntimeError(
+                f"search=auto picked row {advised.get('row')} but reason-advise ranks row "
+                f"{pick['row']} first for budget {t}: the two disagree"
+            )
         row = advisor_row(t, pick, picked, acc, tokens, bench.status.get(auto.label(), "-"))
         rows.append(row)
         report.append(
