@@ -379,3 +379,16 @@ def test_adaptive_sc_on_the_engine_meters_what_the_trace_shows(engine) -> None: 
             assert out.details["drawn"] <= 6 and out.details["kept"] <= out.details["drawn"]
             assert ctx.ledger.samples == out.details["drawn"]
             assert ctx.ledger.generated_tokens == node_tokens(ctx)
+
+
+async def test_the_api_runs_adaptive_sc_by_its_config_name() -> None:
+    from reasoning.api import asolve
+
+    gen = PerSample(boxed(*["5"] * 16))
+    out = await asolve(
+        PROBLEM, search="adaptive_sc", generator=gen, judge=Grader(),
+        overrides=["search.in_flight=1", "search.stop=window", "search.window_size=3"],
+    )  # fmt: skip
+    # conf/search/adaptive_sc.yaml with the overrides: the first window of 3 agrees -> stop at 3
+    assert out.answer == "5" and out.details["stop_rule"] == "window"
+    assert out.details["stopped_after"] == 3 and out.ledger.samples == 3

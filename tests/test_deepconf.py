@@ -339,3 +339,18 @@ def test_deepconf_online_on_the_real_engine(engine) -> None:  # noqa: ANN001
             assert node["tokens"] == event["tokens"]
         cut = {c["sample"] for c in out.details["cut"]}
         assert cut == {e["sample"] for e in cut_events(ctx)}
+
+
+async def test_the_api_runs_deepconf_by_its_config_name() -> None:
+    from reasoning.api import asolve
+
+    texts = [trace(2, 2), trace(2, 2, answer="8")] + [trace(2, 2)] * 10
+    out = await asolve(
+        PROBLEM, search="deepconf", generator=Traces(texts), judge=Grader(),
+        overrides=[
+            "search.n=12", "search.warmup=2", "search.confidence_window=2",
+            "search.consensus=0.8", "search.in_flight=1",
+        ],
+    )  # fmt: skip
+    # the consensus-stop test above, built from conf/search/deepconf.yaml with the overrides
+    assert out.details["stopped_after"] == 3 and out.ledger.samples == 5 and out.answer == "7"
