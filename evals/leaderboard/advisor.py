@@ -14,6 +14,7 @@ written by `reason-leaderboard`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -384,36 +385,23 @@ def advise_board(
         raise AdvisorError(f"{board} has no row for dataset {dataset!r}; it has: {_has(table)}")
     out: list[Advice] = []
     refusals: list[AdvisorError] = []
+    ask = functools.partial(
+        advise,
+        dataset=dataset,
+        budget=budget,
+        verifier=verifier,
+        board=board,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )  # first the frontier, then (with its rows' runs read) the paired comparisons
     for name in models:
         try:
-            first = advise(
-                table,
-                {},
-                dataset=dataset,
-                model=name,
-                budget=budget,
-                verifier=verifier,
-                board=board,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-            )
+            first = ask(table, {}, model=name)
         except AdvisorError as exc:
             refusals.append(exc)
             continue
         groups = _row_runs(table, [p.row for p in first.picks])
-        out.append(
-            advise(
-                table,
-                groups,
-                dataset=dataset,
-                model=name,
-                budget=budget,
-                verifier=verifier,
-                board=board,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-            )
-        )
+        out.append(ask(table, groups, model=name))
     if not out:
         raise AdvisorError("\n".join(str(e) for e in refusals))
     return out
