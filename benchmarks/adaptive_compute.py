@@ -296,7 +296,15 @@ def early_stop_share(records: Sequence[Mapping[str, Any]]) -> float:
     """The share of problems whose record counts an `early_stop` event."""
     if not records:
         return math.nan
-    return sum(1 for r in records if (r.get("events") or {}).get("early_stop")) / len(records)
+    return sum(1 for r in records if any(_is_early_stop(k) for k in r.get("events") or {})) / len(
+        records
+    )
+
+
+def _is_early_stop(key: str) -> bool:
+    """A result line's event count key: `early_stop`, or `early_stop:<reason>` (the runner keys
+    an event that gives a reason by kind and reason)."""
+    return key == "early_stop" or key.startswith("early_stop:")
 
 
 def abort_stats(events_per_problem: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, float]:

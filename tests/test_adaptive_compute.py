@@ -233,6 +233,9 @@ def test_ledger_means_by_hand() -> None:
 def test_early_stop_share() -> None:
     records = [{"events": {"early_stop": 1}}, {"events": {}}, {}, {"events": {"early_stop": 2}}]
     assert ac.early_stop_share(records) == 0.5  # 2 of 4 problems stopped early
+    # the runner keys an event with a reason by kind and reason (evals.runner.event_counts)
+    keyed = [{"events": {"early_stop:beta: P(majority) >= 0.95": 1}}, {"events": {"trim:x": 1}}]
+    assert ac.early_stop_share(keyed) == 0.5
 
 
 def test_abort_stats_by_hand() -> None:
