@@ -118,6 +118,7 @@ class _Pool:
 
     async def run(self, max_n: int, in_flight: int, decide: Decide | None) -> Draw:
         done: dict[int, Drawn | None] = {}  # None: the budget refused it
+        seen: list[Drawn] = []  # the finished prefix the rule has seen, in index order
         tasks: dict[asyncio.Task[Drawn], int] = {}
         launched = prefix = 0
         refused = False
@@ -142,18 +143,18 @@ class _Pool:
                         done[index] = None
                         refused = True
                 while stopped_after is None and self.first + prefix in done:
+                    latest = done[self.first + prefix]
                     prefix += 1
-                    if decide is None:
+                    if decide is None or latest is None:
                         continue
-                    seen = [d for i in range(self.first, self.first + prefix) if (d := done[i])]
-                    if done[self.first + prefix - 1] is not None:
-                        verdict = decide(seen)
-                        reason = await verdict if inspect.isawaitable(verdict) else verdict
-                        if reason is not None:
-                            stopped_after = prefix
+                    seen.append(latest)
+                    verdict = decide(seen)
+                    reason = await verdict if inspect.isawaitable(verdict) else verdict
+                    if reason is not None:
+                        stopped_after = prefix
                 if stopped_after is not None and tasks:
-                    for task, index in await self._abort(tasks):
-                        done[index] = task
+                    for aborted in await self._abort(tasks):
+                        done[aborted.index] = aborted
                     tasks.clear()
         finally:
             for task in tasks:
@@ -189,16 +190,16 @@ class _Pool:
         cut = Cut.WATCH if cut_reason is not None else None
         return Drawn(index, completion, chain_from_completion(completion), cut, cut_reason)
 
-    async def _abort(self, tasks: dict[asyncio.Task[Drawn], int]) -> list[tuple[Drawn, int]]:
+    async def _abort(self, tasks: dict[asyncio.Task[Drawn], int]) -> list[Drawn]:
         """Cancel the samples still decoding (each stream aborts its request and meters what
         it delivered) and return them as cut `stopped`, with what they had delivered."""
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
-        out: list[tuple[Drawn, int]] = []
+        out: list[Drawn] = []
         for index, result in zip(tasks.values(), results, strict=True):
             if isinstance(result, Drawn):  # it finished before the cancel reached it
-                out.append((result, index))
+                out.append(result)
                 continue
             if isinstance(result, BaseException) and not isinstance(
                 result, asyncio.CancelledError | BudgetExhausted
@@ -206,7 +207,7 @@ class _Pool:
                 raise result
             partial = joined_deltas(self.deltas.get(index, []))
             chain = chain_from_completion(partial)
-            out.append((Drawn(index, partial, chain, Cut.STOPPED), index))
+            out.append(Drawn(index, partial, chain, Cut.STOPPED))
         return out
 
     def _record(self, result: Draw) -> None:
