@@ -17,6 +17,10 @@ from search.sample_pool import Cut, Drawn, draw
 from search.settings import InFlight, MaxTokens, Sampled, Samples, invalid, settings
 from search.stop_rules import StopRule, beta_majority_probability, leader_counts, stop_rule
 
+# each rule's own key: refused at a value of its own under another rule, so a recorded run never
+# carries a setting that did not act
+RULE_KEYS = {"beta_threshold": "beta", "window_size": "window", "agreement": "doubling"}
+
 
 @settings
 class AdaptiveSC(Sampled):
@@ -48,6 +52,12 @@ class AdaptiveSC(Sampled):
             raise invalid("agreement", self.agreement, "must be > 0.5 (a majority share)")
         if self.stop == "window" and self.window_size > self.n:
             raise invalid("window_size", self.window_size, f"must be <= search.n={self.n}")
+        for key, rule in RULE_KEYS.items():  # a rule's key set under another rule would not act
+            value = getattr(self, key)
+            if rule != self.stop and value != _DEFAULTS[key]:
+                raise invalid(
+                    key, value, f"acts only with search.stop={rule} (search.stop={self.stop})"
+                )
 
     @property
     def rule(self) -> StopRule:
@@ -101,3 +111,6 @@ class AdaptiveSC(Sampled):
             }
         )
         return outcome
+
+
+_DEFAULTS = {key: getattr(AdaptiveSC, key) for key in RULE_KEYS}

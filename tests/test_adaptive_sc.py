@@ -349,6 +349,23 @@ def test_the_cli_composes_the_window_rule() -> None:
 
 
 @pytest.mark.parametrize(
+    ("override", "stop"),
+    [
+        ("search.window_size=3", "beta"),
+        ("search.agreement=0.8", "window"),
+        ("search.beta_threshold=0.9", "doubling"),
+    ],
+)
+def test_a_rules_key_is_refused_under_another_rule(override: str, stop: str) -> None:
+    # it would not act, and the run's record would carry it as if it had
+    key = override.split("=")[0]
+    with pytest.raises((ConfigError, ValueError), match=f"^{key} acts only with search.stop="):
+        build_search(compose_config(["search=adaptive_sc", override, f"search.stop={stop}"]))
+    # at its default it is accepted, and under its own rule it acts
+    build_search(compose_config(["search=adaptive_sc", f"search.stop={stop}"]))
+
+
+@pytest.mark.parametrize(
     ("override", "key"),
     [
         ("search.beta_threshold=0.5", "beta_threshold"),
@@ -374,7 +391,8 @@ def test_adaptive_sc_on_the_engine_meters_what_the_trace_shows(engine) -> None: 
     for problem in generate_arith(3, seed=5):
         for stop in ("beta", "window", "doubling"):
             ctx = Context(problem, engine, judge=Grader(), seed=1)
-            search = AdaptiveSC(n=6, max_tokens=48, stop=stop, window_size=3, in_flight=3)
+            window = {"window_size": 3} if stop == "window" else {}  # the window rule's key
+            search = AdaptiveSC(n=6, max_tokens=48, stop=stop, in_flight=3, **window)
             out = run_sync(search.run(problem, ctx))
             assert out.details["drawn"] <= 6 and out.details["kept"] <= out.details["drawn"]
             assert ctx.ledger.samples == out.details["drawn"]
