@@ -165,7 +165,7 @@ def _records(run: Path) -> list[dict[str, Any]]:
     "overrides",
     [
         ["search=hyper", "search.n=3", "search.round_tokens=16", "budget.generated_tokens=400"],
-        ["+trim=budget", "trim.max_think_tokens=16", "search.n=2", "search.max_tokens=96"],
+        ["+trim=budget", "trim.max_think_tokens=4", "search.n=2", "search.max_tokens=96"],
         ["+trim=trimr", "search.n=2", "search.max_tokens=96", "trim.underthink_share=0.25"],
     ],
     ids=["hyper", "budget", "trimr"],
@@ -180,6 +180,7 @@ def test_runs_write_results_summaries_and_traces_with_their_events(
     assert summary["problems"] == 2 and summary["errors"] == 0
     records = _records(tmp_path)
     assert len(records) == 2
+    trims = 0
     for record in records:
         trace = json.loads((tmp_path / "traces" / f"{record['id']}.json").read_text())
         events = trace["details"]["events"]
@@ -189,10 +190,14 @@ def test_runs_write_results_summaries_and_traces_with_their_events(
             statuses = {n["status"] for n in trace["tree"]["nodes"]}
             assert "forked" in statuses or "pruned" in statuses  # the pool changed
         else:
-            # every sample reached its rule: the cap, the share of the budget, a low threshold
-            assert sum(1 for e in events if e["event"] == "trim") >= 1, events
+            trims += sum(1 for e in events if e["event"] == "trim")
         assert record["events"] == _counts(events)
     assert summary["events"]
+    if overrides[0] != "search=hyper":
+        # samples reach their rule (a 4-token ceiling, a share of the budget); a sample may still
+        # end on its own first, and the engine's batching varies its text, so the run as a whole
+        # is asserted, not each problem
+        assert trims >= 1
 
 
 def _counts(events: list[dict[str, Any]]) -> dict[str, int]:
