@@ -80,8 +80,16 @@ def token_confidence(top: Sequence[float], k: int | None = None) -> float | None
     the backend returned counts: vLLM returns the top k plus the sampled token, so k + 1 values
     where the sampled token is outside the top k. An integer `k` keeps only the k largest (the
     sampled token's own entry then drops out), an older reading kept as an option."""
-    vals = sorted(finite_logprobs(top), reverse=True)[:k]
-    return -sum(vals) / len(vals) if vals else None
+    if k is not None:
+        vals = sorted(finite_logprobs(top), reverse=True)[:k]
+        return -sum(vals) / len(vals) if vals else None
+    # every entry counts: one pass, no list (this runs once per generated token)
+    total, count = 0.0, 0
+    for v in top:
+        if LOGPROB_FLOOR < v < math.inf:  # NaN fails both comparisons
+            total += v
+            count += 1
+    return -total / count if count else None
 
 
 def token_confidences(top_logprobs: Sequence[Sequence[float]], k: int | None = None) -> list[float]:
@@ -92,8 +100,16 @@ def token_confidences(top_logprobs: Sequence[Sequence[float]], k: int | None = N
 def tail_confidence(
     top_logprobs: Sequence[Sequence[float]], window: int, k: int | None = None
 ) -> float:
-    """Mean token confidence over the last `window` tokens (0 with none)."""
-    tail = token_confidences(top_logprobs, k)[-window:]
+    """Mean token confidence over the last `window` tokens that have one (0 with none); reads
+    from the end, so its cost is the window's, not the sequence's."""
+    tail: list[float] = []
+    for top in reversed(top_logprobs):
+        if len(tail) >= window:
+            break
+        c = token_confidence(top, k)
+        if c is not None:
+            tail.append(c)
+    tail.reverse()  # summed in sequence order, as a forward pass would
     return sum(tail) / len(tail) if tail else 0.0
 
 
@@ -130,3 +146,51 @@ def self_certainty_score(top_logprobs: Sequence[Sequence[float]]) -> float:
     if not kls:
         return 0.0
     return _clip01(1.0 - math.exp(-sum(kls) / len(kls)))
+
+
+class ConfidenceTrail:
+    """The token confidences of one growing sequence, each position computed once.
+
+    A pool of paths that grow by chunks has its statistics read every round; recomputing them
+    over every token so far makes a long run quadratic. `update` reads only the positions added
+    since the last call (a sequence that was rewritten rather than extended starts over), and the
+    lowest sliding-window mean is carried along the same way.
+    """
+
+    def __init__(self, k: int | None = None, window: int = 1) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.k, self.window = k, window
+        self.values: list[float] = []
+        self._seen: tuple[Sequence[float], ...] = ()
+        self._lowest: float | None = None  # lowest sum over full windows so far
+        self._sum = 0.0  # sum of the last `window` values
+
+    def update(self, top_logprobs: Sequence[Sequence[float]]) -> ConfidenceTrail:
+        top = tuple(top_logprobs)
+        n = len(self._seen)
+        if len(top) < n or top[:n] != self._seen:  # rewritten, not extended: start over
+            self.values, self._lowest, self._sum, n = [], None, 0.0, 0
+        w = self.window
+        for c in token_confidences(top[n:], self.k):
+            self.values.append(c)
+            self._sum += c
+            if len(self.values) > w:
+                self._sum -= self.values[-w - 1]
+            if len(self.values) >= w:
+                self._lowest = self._sum if self._lowest is None else min(self._lowest, self._sum)
+        self._seen = top
+        return self
+
+    def tail(self, window: int) -> float:
+        """`tail_confidence` of the sequence."""
+        tail = self.values[-window:]
+        return sum(tail) / len(tail) if tail else 0.0
+
+    def lowest_window_mean(self) -> float:
+        """`min_group_confidence` of the sequence with this trail's window."""
+        if not self.values:
+            return 0.0
+        if self._lowest is None:  # shorter than one window: its mean
+            return sum(self.values) / len(self.values)
+        return self._lowest / self.window

@@ -31,7 +31,7 @@ from reasoning.answers import last_box_closed
 from reasoning.budget import Budget
 from reasoning.context import Context
 from reasoning.logprobs import (
-    min_group_confidence,
+    ConfidenceTrail,
     tail_confidence,
     token_confidence,
     top_probability,
@@ -164,6 +164,7 @@ class _Path:
     last: Chunk | None = None  # this round's chunk, for refinement
     # the chain before an in-path refinement, until the refined chain decodes a chunk of its own
     unrefined: Chain | None = None
+    trail: ConfidenceTrail | None = None  # its token confidences, read once per token
 
 
 @dataclass
@@ -293,6 +294,12 @@ class HyPER(Sampled):
     def _tail(self, chain: Chain) -> float:
         return tail_confidence(chain.top_logprobs or (), self.tail_window, self._entries)
 
+    def _trail(self, path: _Path) -> ConfidenceTrail:
+        """The path's confidences brought up to date: only its new tokens are read."""
+        if path.trail is None:
+            path.trail = ConfidenceTrail(self._entries, self.group_window)
+        return path.trail.update(path.chain.top_logprobs or ())
+
     async def _stats(
         self, ctx: Context, pool: list[_Path]
     ) -> tuple[list[dict[str, Any]], list[int | None]]:
@@ -301,13 +308,11 @@ class HyPER(Sampled):
         clusters = await cluster_answers(answers, ctx.judge)
         stats = []
         for i, p in enumerate(pool):
-            top = p.chain.top_logprobs or ()
+            trail = self._trail(p)
             stats.append(
                 {
-                    "tail_confidence": round(self._tail(p.chain), 6),
-                    "min_group_confidence": round(
-                        min_group_confidence(top, self.group_window, self._entries), 6
-                    ),
+                    "tail_confidence": round(trail.tail(self.tail_window), 6),
+                    "min_group_confidence": round(trail.lowest_window_mean(), 6),
                     "length": p.chain.tokens,
                     "answer": answers[i],
                     "agreement": agreement(clusters, i),
@@ -318,7 +323,7 @@ class HyPER(Sampled):
     def _expand(self, ctx: Context, pool: list[_Path], room: int, at_round: int) -> int:
         open_ = [p for p in pool if not p.chain.finished]
         count = min(self.expand_top, len(open_), self.max_paths - len(pool), room)
-        tails = [self._tail(p.chain) for p in open_]
+        tails = [self._trail(p).tail(self.tail_window) for p in open_]
         for i in top_indices(tails, count):
             parent = open_[i].chain
             ctx.tree.mark(parent.id, NodeStatus.FORKED, forked_at_round=at_round)
@@ -329,7 +334,7 @@ class HyPER(Sampled):
         open_ = [p for p in pool if not p.chain.finished]
         rho = reduce_fraction(phase, self.max_reduce_fraction)
         count = min(math.floor(rho * len(open_)), len(pool) - self.min_paths)
-        tails = [self._tail(p.chain) for p in open_]
+        tails = [self._trail(p).tail(self.tail_window) for p in open_]
         for i in bottom_indices(tails, count):
             victim = open_[i]
             ctx.tree.mark_pruned(

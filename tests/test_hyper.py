@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 
 from reasoning import Budget, Context
 from reasoning.answers import last_box_closed
-from reasoning.logprobs import min_group_confidence, tail_confidence, token_confidence
+from reasoning.logprobs import (
+    ConfidenceTrail,
+    min_group_confidence,
+    tail_confidence,
+    token_confidence,
+)
 from reasoning.settings import fields_of
 from reasoning.tree import NodeStatus
 from reasoning.types import Chain, Completion, FinishReason, Sampling
@@ -565,3 +570,51 @@ def test_a_token_budget_below_hypers_first_round_is_refused_before_any_call(
     with pytest.raises(ValueError, match=rf"budget\.generated_tokens must afford .* = {first}\b"):
         asyncio.run(search.run(PROBLEM, ctx))
     assert gen.calls == [] and ctx.ledger.generator_calls == 0
+
+
+# --- cost: each token's confidence is computed a bounded number of times ---------------------
+
+
+def test_a_confidence_trail_matches_the_whole_sequence_statistics_as_it_grows() -> None:
+    trail = ConfidenceTrail(window=2)
+    for end in range(1, len(TABLE) + 1):
+        trail.update(TABLE[:end])
+        assert trail.tail(2) == pytest.approx(tail_confidence(TABLE[:end], 2))
+        assert trail.lowest_window_mean() == pytest.approx(min_group_confidence(TABLE[:end], 2))
+    # windows of 2 over (1.7, 1.0, 2.0, 5/3): the lowest mean is (1.7 + 1.0) / 2
+    assert trail.lowest_window_mean() == pytest.approx(1.35)
+    # a rewritten sequence (same length, another last token) starts over instead of extending
+    rewritten = [*TABLE[:3], [-3.0, -3.0, -3.0]]  # c = 3.0: windows 1.35, 1.5, 2.5
+    trail.update(rewritten)
+    assert trail.values == pytest.approx([1.7, 1.0, 2.0, 3.0])
+    assert trail.tail(1) == pytest.approx(3.0) and trail.lowest_window_mean() == pytest.approx(1.35)
+    # shorter than its window: the mean of what there is, as min_group_confidence gives it
+    assert ConfidenceTrail(window=8).update(TABLE).lowest_window_mean() == pytest.approx(
+        min_group_confidence(TABLE, 8)
+    )
+
+
+async def test_hyper_reads_each_tokens_confidence_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # rebuilding every path's statistics from its first token each round made HyPER quadratic
+    # in the path length: 4 paths of up to 300 tokens in 16-token rounds read ~19 rounds x ~150
+    # tokens x 4 paths ~ 11k confidences; read once per token (plus a fork's one rebuild and the
+    # final vote's tail windows) they stay within a few times the tokens generated
+    import reasoning.logprobs as logprobs
+
+    calls = 0
+    real = logprobs.token_confidence
+
+    def counted(top: object, k: int | None = None) -> float | None:
+        nonlocal calls
+        calls += 1
+        return real(top, k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(logprobs, "token_confidence", counted)
+    ctx = context(TokenScript(endless), Budget(generated_tokens=1200))
+    search = HyPER(n=4, max_paths=8, round_tokens=16, answer_tokens=8, top_logprobs=3)
+    out = await search.run(PROBLEM, ctx)
+    tokens = out.ledger.generated_tokens
+    assert tokens >= 1000
+    assert calls <= 4 * tokens, (calls, tokens)
