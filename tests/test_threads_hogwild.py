@@ -466,6 +466,35 @@ def test_round_metrics_count_reprefill_and_shared_prefix_hits() -> None:
     assert only["shared_prefix_tokens"] is None and only["shared_cache_hit_rate"] is None
 
 
+class CountingWorkers(TokenizingWorkers):
+    """Tokenizing workers that keep every text they were asked to tokenize."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.encoded: list[str] = []
+
+    def tokenize(self, text: str) -> tuple[int, ...]:
+        self.encoded.append(text)
+        return super().tokenize(text)
+
+
+def test_the_shared_prefix_is_encoded_once_per_part_not_once_per_round() -> None:
+    # re-encoding the head plus the whole history every round made a rollout quadratic; the
+    # head and each committed step are encoded once
+    steps = [step(f" step {i} done.", 3) for i in range(3)]
+    gen = CountingWorkers({"Alice": steps, "Bob": [cut(" ok", 4)] * 4})
+    _, result = run(gen, round_tokens=4, max_thread_tokens=16, answer_tokens=0)
+    rounds = result.details["rounds"]
+    head = gen.encoded[0]
+    assert len(rounds) >= 4 and len(head.split()) == rounds[0]["shared_prefix_tokens"] == 7
+    # the head is encoded once, never again as the start of a longer text
+    assert sum(head in text for text in gen.encoded) == 1
+    # each committed step once (the Context also counts the calls' own texts: no ids here)
+    commits = [t for t in gen.encoded if t.startswith("**")]
+    assert len(commits) == len(set(commits)) >= 3
+    assert 7 < rounds[-1]["shared_prefix_tokens"] <= 7 + sum(len(t.split()) for t in commits)
+
+
 def test_concurrent_workers_stay_inside_a_token_budget() -> None:
     gen = Workers()  # every call writes all it may
     budget = Budget(generated_tokens=30)

@@ -391,7 +391,7 @@ class Hogwild(StrategySettings):
         run = Rollout.start(ctx, state.head, sampling.max_tokens, label=label, policy=self.name)
         share = (sampling.max_tokens - self.answer_tokens) // len(self.workers)
         cap = self.max_thread_tokens or max(1, share)
-        count = _token_counter(ctx)
+        count = _SharedTokens(ctx)
         rounds: list[dict[str, Any]] = []
         latest: dict[str, Thread] = {}  # each worker's last call: the join merges every worker
         stopped: str | None = None
@@ -409,7 +409,7 @@ class Hogwild(StrategySettings):
                 break
             active = [w for w, c in zip(active, caps, strict=True) if c > 0]
             number = len(rounds) + 1
-            shared = state.head + state.history_text
+            shared = count(state)
             branches = [
                 Branch(
                     w.name,
@@ -427,7 +427,7 @@ class Hogwild(StrategySettings):
             if not done:
                 stopped = "budget"
                 break
-            rounds.append(_round_stats(number, [t.completion for _, t in done], count(shared)))
+            rounds.append(_round_stats(number, [t.completion for _, t in done], shared))
             if state.answered:
                 stopped = "answer"
             elif len(done) < len(active):
@@ -535,11 +535,25 @@ def _shares(wants: list[int], room: int) -> list[int]:
     return caps
 
 
-def _token_counter(ctx: Context) -> Any:
-    """Token count of a text where the backend tokenizes (vllm, openai); None elsewhere."""
-    if not isinstance(ctx.generator, StreamingGenerator):
-        return lambda text: None
-    return lambda text: len(ctx.tokenize(text))
+class _SharedTokens:
+    """Tokens of the shared context (head plus history) where the backend tokenizes (vllm,
+    openai; None elsewhere), each part encoded once: the history is append-only and grows every
+    round, and re-encoding all of it each round made a rollout quadratic in its length. Parts
+    are counted on their own, so the total can be a token off at each boundary."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx if isinstance(ctx.generator, StreamingGenerator) else None
+        self.parts = 0
+        self.total = 0
+
+    def __call__(self, state: _State) -> int | None:
+        if self.ctx is None:
+            return None
+        parts = [state.head, *state.history]
+        for part in parts[self.parts :]:
+            self.total += len(self.ctx.tokenize(part)) if part else 0
+        self.parts = len(parts)
+        return self.total
 
 
 def _round_stats(number: int, calls: list[Completion], shared: int | None) -> dict[str, Any]:
