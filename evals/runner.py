@@ -22,6 +22,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,15 @@ log = logging.getLogger(__name__)
 # The run-directory names and the fault kinds this module used to define, kept importable from
 # here for callers of the runner (their home is evals.rundir, evals.faults, evals.intervals).
 __all__ = ["Runner", "event_counts", "search_description", "search_params", "summarize"]
+
+
+async def _landed(write: asyncio.Future[Any]) -> Any:
+    """Wait for a disk write; cancelled meanwhile, wait for it to land first, then cancel."""
+    try:
+        return await asyncio.shield(write)
+    except asyncio.CancelledError:
+        await asyncio.wait([write])
+        raise
 
 
 def search_params(search: Controller) -> dict[str, Any]:
@@ -172,7 +182,6 @@ class Runner:
         if retry_errors is None:
             retry_errors = self.config.get("retry_errors") is True
         self.retry_errors = retry_errors
-        self._lock = asyncio.Lock()
 
     @property
     def parts(self) -> SolveParts:
@@ -293,15 +302,19 @@ class Runner:
             async with semaphore:
                 record = await self.solve_and_grade(problem)
             line = self._line(problem, record)
-            async with self._lock:
-                self._append(results_path, line)
-                records.append(record)
-                count(record)
-                bar.update(1)
+            # written and fsynced off the event loop by one writer thread (lines land in the
+            # order they finished): the problems in flight go on while the disk syncs, and a
+            # finished line lands even when the run is cancelled meanwhile
+            await _landed(loop.run_in_executor(writer, self._append, results_path, line))
+            records.append(record)
+            count(record)
+            bar.update(1)
 
         for record in records:
             if record["id"] in ids:
                 count(record)
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-writer")
         try:
             async with asyncio.TaskGroup() as group:
                 for problem in pending:
@@ -313,6 +326,7 @@ class Runner:
                 f"{results_path}; rerun the same command to resume"
             ) from first
         finally:
+            writer.shutdown(wait=True)
             bar.close()
         summary = summarize([r for r in records if r["id"] in ids], self.config)
         summary["selected"] = len(problems)  # the problems of this invocation's selection
@@ -353,7 +367,7 @@ class Runner:
             grade = await self.grader.grade(outcome.answer, problem.answer, problem)
             record = self._record(problem, started, outcome, grade.correct, grade.reason)
             stage = "trace"
-            self._write_trace(problem, outcome, record)
+            await asyncio.to_thread(self._write_trace, problem, outcome, record)
             return record
         except Exception as exc:
             if is_run_level(exc):

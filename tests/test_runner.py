@@ -342,3 +342,52 @@ def test_the_summary_says_k_of_n_when_partial() -> None:
     summary |= {"ledger": {**ledger, "wall_s": 0.0}}
     assert "done" not in format_summary(summary | {"selected": 2})
     assert "(done 2/5 selected)" in format_summary(summary | {"selected": 5})
+
+
+async def test_a_slow_disk_does_not_stall_the_problems_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a results line is written and fsynced off the event loop: while problem 0's line waits on
+    # the disk, problem 1 (concurrency 1, so it starts only after 0 finished) already calls the
+    # generator. Written on the loop, problem 1 could not start before the write returned, and
+    # the write waits for problem 1's call: it would time out instead.
+    import threading
+
+    second_called = threading.Event()
+    waited: list[bool] = []
+    real_append = Runner._append
+
+    def slow_append(path: Path, line: str) -> None:
+        if not waited:
+            waited.append(second_called.wait(timeout=10))
+        real_append(path, line)
+
+    def answer(prompt: str, sampling: object) -> str:
+        if "What is 1 +" in prompt:
+            second_called.set()
+        return _answer_twice(prompt, sampling)
+
+    monkeypatch.setattr(Runner, "_append", staticmethod(slow_append))
+    gen = ScriptedGenerator(answer)
+    summary = await Runner(gen, BestOfN(n=2), tmp_path, progress=False, concurrency=1).run(
+        PROBLEMS[:3]
+    )
+    assert waited == [True] and summary["problems"] == 3
+    assert [r["id"] for r in read_results(tmp_path / RESULTS)] == [p.id for p in PROBLEMS[:3]]
+
+
+async def test_the_grader_version_is_read_once_not_per_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    from evals.grading import grader_info
+
+    first = grader_info()
+    reads: list[str] = []
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: reads.append(name) or real(name)
+    )
+    await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(PROBLEMS[:3])
+    assert reads == [] and read_results(tmp_path / RESULTS)[0]["grader"] == first
