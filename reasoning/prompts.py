@@ -89,6 +89,40 @@ class ThinkingFormat:
         at = text.rfind(self.open)
         return at >= 0 and text.find(self.close, at) < 0
 
+    def tracker(self, head: str = "") -> ThinkingTracker:
+        """Follows a text fed piece by piece (`ThinkingTracker`), starting with `head`."""
+        return ThinkingTracker(self, head)
+
+
+class ThinkingTracker:
+    """`ThinkingFormat.is_open` of a growing text, fed piece by piece: each piece is scanned with
+    the few characters before it that a tag could start in, never the whole text again (asking
+    `is_open` of the whole text at every streamed token made a stream quadratic)."""
+
+    def __init__(self, thinking: ThinkingFormat, head: str = "") -> None:
+        self.thinking = thinking
+        self.inside = False  # the text so far ends inside a thinking block
+        self.closed = False  # a close tag occurred somewhere
+        self._carry = max(len(thinking.open), len(thinking.close)) - 1
+        self._tail = ""
+        self.feed(head)
+
+    def feed(self, piece: str) -> bool:
+        """Add `piece`; whether the text now ends inside a thinking block."""
+        if not piece:
+            return self.inside
+        window = self._tail + piece  # a tag found here ends in `piece`: it was not seen before
+        t = self.thinking
+        opened = window.rfind(t.open)
+        shut = window.find(t.close, opened if opened >= 0 else 0)
+        if opened >= 0:
+            self.inside = shut < 0
+        elif shut >= 0:
+            self.inside = False
+        self.closed = self.closed or window.find(t.close) >= 0
+        self._tail = window[-self._carry :] if self._carry else ""
+        return self.inside
+
 
 class ChatRenderer:
     """Turns (problem, chain) into the exact prompt string sent to a completions endpoint."""

@@ -536,27 +536,31 @@ def create_app(state: ServerState) -> FastAPI:
             return sse(made)
 
         thinking = getattr(state.generator, "thinking", None)
-        text = ""
         head = thinking.open if thinking is not None and thinking.forced else ""
-        async for item in feed:
-            if item.kind == "token" and item.text:
-                text += item.text
-                inside = thinking is not None and thinking.is_open(head + text)
-                if (
-                    exchange.plan.single_path
-                    and not inside
-                    and (thinking is None or thinking.close in head + text)
-                ):
-                    piece = item.text
-                    if thinking is not None and thinking.close in item.text:
-                        piece = item.text.split(thinking.close, 1)[1]
-                    streamed[0] = streamed.get(0, "") + piece
-                    if piece:
-                        yield emit(delta={"content": piece})
-                elif exchange.kind == "chat":
-                    yield emit(delta={"reasoning_content": item.text, "reasoning": item.text})
-            elif item.kind == "status":
-                yield emit(delta={}, extra={"reasoning_status": dict(item.fields)})
+        tracker = thinking.tracker(head) if thinking is not None else None
+        sent: list[str] = []  # content pieces, joined once at the end (no per-token copies)
+        try:
+            async for item in feed:
+                if item.kind == "token" and item.text:
+                    inside = tracker is not None and tracker.feed(item.text)
+                    if (
+                        exchange.plan.single_path
+                        and not inside
+                        and (tracker is None or tracker.closed)
+                    ):
+                        piece = item.text
+                        if thinking is not None and thinking.close in item.text:
+                            piece = item.text.split(thinking.close, 1)[1]
+                        sent.append(piece)
+                        if piece:
+                            yield emit(delta={"content": piece})
+                    elif exchange.kind == "chat":
+                        yield emit(delta={"reasoning_content": item.text, "reasoning": item.text})
+                elif item.kind == "status":
+                    yield emit(delta={}, extra={"reasoning_status": dict(item.fields)})
+        finally:
+            if sent:
+                streamed[0] = streamed.get(0, "") + "".join(sent)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

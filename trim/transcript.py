@@ -42,6 +42,8 @@ class Transcript:
         self.pieces: list[Piece] = []
         self.starts: list[int] = []  # char offset of each piece
         self.text = ""
+        self.generated = 0  # the model's own token ids so far (cues left out)
+        self.epoch = 0  # bumped by every truncation: what a watcher read before may be gone
         # False once a cut split a piece whose tokens did not survive re-tokenization: its
         # logprobs can no longer be aligned, so none are reported for the sample
         self.aligned = True
@@ -49,7 +51,14 @@ class Transcript:
     def add(self, piece: Piece) -> None:
         self.starts.append(len(self.text))
         self.pieces.append(piece)
-        self.text += piece.text
+        if not piece.forced:
+            self.generated += len(piece.ids)
+        # appended to a local that holds the only reference, so CPython grows the string in
+        # place: `self.text += ...` on the attribute copied the whole text at every streamed
+        # token (quadratic in the sample's length)
+        text, self.text = self.text, ""
+        text += piece.text
+        self.text = text
 
     def force(self, text: str, tokenize: Tokenize) -> None:
         """Append a cue: written into the sample, but prompt material, not generated tokens."""
@@ -80,7 +89,8 @@ class Transcript:
         """Drop everything from `at_char` on (a cut back to a thought boundary, a close tag)."""
         kept, exact = self._split(at_char, tokenize)
         self.aligned = self.aligned and exact
-        self.pieces, self.starts, self.text = [], [], ""
+        self.pieces, self.starts, self.text, self.generated = [], [], "", 0
+        self.epoch += 1
         for piece in kept:
             self.add(piece)
 
@@ -96,13 +106,17 @@ class Transcript:
 
     def recent_ids(self, window: int) -> list[int]:
         """The last `window` generated token ids (what the repetition test reads)."""
-        out: list[int] = []
+        if window <= 0:
+            return []
+        chunks: list[tuple[int, ...]] = []
+        count = 0
         for piece in reversed(self.pieces):
             if not piece.forced:
-                out[:0] = piece.ids
-                if len(out) >= window:
+                chunks.append(piece.ids)
+                count += len(piece.ids)
+                if count >= window:
                     break
-        return out[-window:]
+        return [i for ids in reversed(chunks) for i in ids][-window:]
 
     def logprobs(self) -> tuple[float, ...] | None:
         return self._joined("logprobs")

@@ -31,7 +31,7 @@ from pydantic import Field
 from reasoning.context import Context
 from reasoning.settings import Allowed, Count, Probability, Text, settings
 from reasoning.types import Sampling
-from trim.repetition import repeats_ngram
+from trim.repetition import NgramRepeats
 from trim.side_requests import Pending
 from trim.thoughts import REFLECTION_CUES, Cues, Thoughts
 from trim.transcript import Transcript
@@ -99,6 +99,23 @@ class TrimRWatch(Watch):
         self.thoughts = Thoughts(policy.cues)
         self.pending: Pending[int, Verdict] = Pending()
         self.previous: asyncio.Task[Verdict] | None = None
+        self.loops = self._loops()
+        self.fed = (0, 0)  # (transcript epoch, generated ids) the loop detector has seen
+
+    def _loops(self) -> NgramRepeats:
+        p = self.policy
+        return NgramRepeats(window=p.window, ngram=p.ngram, repeats=p.repeats)
+
+    def _looping(self, transcript: Transcript) -> bool:
+        """The repetition test on the last `window` generated ids, fed only the new ones."""
+        epoch, seen = self.fed
+        if transcript.epoch != epoch or transcript.generated < seen:  # cut back: start over
+            self.loops, seen = self._loops(), 0
+        new = transcript.generated - seen
+        if new > 0:
+            self.loops.extend(transcript.recent_ids(min(new, self.policy.window)))
+        self.fed = (transcript.epoch, transcript.generated)
+        return self.loops.hit
 
     def step(self, transcript: Transcript, tokens: int) -> Cut | None:
         p = self.policy
@@ -117,8 +134,7 @@ class TrimRWatch(Watch):
                 return Cut("overthinking", p.conclude_cue, at, k + 1, verdict.answer)
             if k + 1 >= p.max_thoughts:
                 return Cut("underthinking", p.force_cue, at, k + 1, verdict.answer)
-        recent = transcript.recent_ids(p.window)
-        if repeats_ngram(recent, window=p.window, ngram=p.ngram, repeats=p.repeats):
+        if self._looping(transcript):
             return Cut("repetition", p.force_cue, None, self.thoughts.count)
         share = p.underthink_share
         if share is not None and tokens >= share * self.sampling.max_tokens:
