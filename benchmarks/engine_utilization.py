@@ -11,6 +11,9 @@ comparison is generated tokens per second.
   read back from the toolkit's started engine (block size, max_num_seqs, max_num_batched_tokens,
   prefix caching, eager, max_model_len, dtype, seed, KV cache space, ...); the settings block
   lists any vLLM config field in which it still differs from the toolkit's (expected: none).
+- raw_async: the same requests straight into the toolkit's own AsyncLLM (one task per prompt,
+  final outputs only): vLLM's async front end alone, the fair baseline for the toolkit's
+  main-process CPU (a sync `LLM.generate` batch pays no event loop at all).
 - raw_vllm_block: the raw batch again on an engine with the same settings except the block
   size, left to vLLM's default (128 tokens on CPU; the toolkit uses 32 there).
 
@@ -26,6 +29,8 @@ batch); then
 - block_size_effect=<raw tokens/s at the toolkit's block size over raw_vllm_block tokens/s>:
   what the block-size setting alone does to raw vLLM throughput (above 1: the toolkit's block
   size is faster);
+- main_process_cpu_ratio_vs_raw / _vs_raw_async: the toolkit's main-process CPU per token over
+  each baseline's;
 - engine_utilization_ratio=<toolkit tokens/s over raw tokens/s> (last line): the toolkit's own
   overhead, both engines on identical settings.
 
@@ -142,9 +147,33 @@ def main() -> None:
         )
         return sum(o.ledger.generated_tokens for o in outcomes)
 
+    def raw_async() -> int:
+        """The same requests straight into the toolkit's own AsyncLLM (one task each, final
+        outputs only): what serving them costs vLLM's async front end, before the toolkit."""
+        import asyncio
+        import uuid
+
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = gen._engine
+        final = params.clone()
+        final.output_kind = RequestOutputKind.FINAL_ONLY
+
+        async def one(prompt: str) -> int:
+            last = None
+            async for out in engine.generate(prompt, final, request_id=uuid.uuid4().hex):
+                last = out
+            return sum(len(o.token_ids) for o in last.outputs) if last else 0
+
+        async def all_of() -> int:
+            return sum(await asyncio.gather(*(one(p) for p in prompts)))
+
+        return run_sync(all_of())
+
     arms = {
         "raw": raw(engines["raw"]),
         "toolkit": ours,
+        "raw_async": raw_async,
         "raw_vllm_block": raw(engines["raw_vllm_block"]),
     }
     totals = {name: [0, 0.0, 0.0] for name in arms}
@@ -155,7 +184,7 @@ def main() -> None:
     tps = {}
     for name, (tokens, wall, cpu) in totals.items():
         tps[name] = tokens / wall
-        block = engine_settings(engines.get(name, gen))["block_size"]
+        block = engine_settings(engines.get(name, gen))["block_size"]  # raw_async: gen's
         print(
             f"{name:14s} block_size={block:<4d} tokens={tokens} wall_s={wall:.1f} "
             f"tokens/s={tps[name]:.1f} main-process CPU ms/token={1000 * cpu / tokens:.3f}"
@@ -164,6 +193,9 @@ def main() -> None:
     for llm in engines.values():
         llm.llm_engine.engine_core.shutdown()
     print(f"block_size_effect={tps['raw'] / tps['raw_vllm_block']:.3f}")
+    cpu = {name: t[2] / t[0] for name, t in totals.items()}
+    print(f"main_process_cpu_ratio_vs_raw={cpu['toolkit'] / cpu['raw']:.3f}")
+    print(f"main_process_cpu_ratio_vs_raw_async={cpu['toolkit'] / cpu['raw_async']:.3f}")
     print(f"engine_utilization_ratio={tps['toolkit'] / tps['raw']:.3f}")
 
 

@@ -81,36 +81,45 @@ GOALS = {
 
 
 class Metered:
-    """The instant generator with its own CPU counted, so the toolkit's is what is left."""
+    """The instant generator with its calls written down, so that its own CPU can be measured
+    apart by replaying them after the run (timing every delta in place would add its own cost)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.cpu = 0.0
+        self.log: list[tuple[str, Any, Any, int]] = []  # (kind, prompt, sampling, deltas read)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def complete(self, prompt: Any, sampling: Any) -> Any:
-        t = time.process_time()
-        try:
-            return await self.inner.complete(prompt, sampling)
-        finally:
-            self.cpu += time.process_time() - t
+        self.log.append(("complete", prompt, sampling, 0))
+        return await self.inner.complete(prompt, sampling)
 
     async def stream(self, prompt: Any, sampling: Any) -> Any:
-        deltas = self.inner.stream(prompt, sampling)
+        read = 0
         try:
-            while True:
-                t = time.process_time()
-                try:
-                    delta = await deltas.__anext__()
-                except StopAsyncIteration:
-                    return
-                finally:
-                    self.cpu += time.process_time() - t
+            async for delta in self.inner.stream(prompt, sampling):
+                read += 1
                 yield delta
         finally:
-            await deltas.aclose()
+            self.log.append(("stream", prompt, sampling, read))
+
+    def replay_cpu(self) -> float:
+        """CPU seconds the generator alone takes for the same calls, deltas and all."""
+
+        async def replay() -> None:
+            for kind, prompt, sampling, read in self.log:
+                if kind == "complete":
+                    await self.inner.complete(prompt, sampling)
+                    continue
+                deltas = self.inner.stream(prompt, sampling)
+                for _ in range(read):
+                    await deltas.__anext__()
+                await deltas.aclose()
+
+        started = time.process_time()
+        asyncio.run(replay())
+        return time.process_time() - started
 
 
 def _as_streaming(metered: Metered) -> Any:
@@ -192,7 +201,8 @@ def run_child(name: str, problems: int, profile: str | None) -> dict[str, Any]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     led = summary["ledger"]
     tokens, calls = int(led["generated_tokens"]), int(led["generator_calls"])
-    toolkit = cpu - generator.cpu
+    generator_cpu = generator.replay_cpu()
+    toolkit = cpu - generator_cpu
     return {
         "arm": "in_process",
         "controller": name,
@@ -203,7 +213,7 @@ def run_child(name: str, problems: int, profile: str | None) -> dict[str, Any]:
         "calls": calls,
         "tokens_per_call": tokens / calls if calls else None,
         "cpu_s": cpu,
-        "generator_cpu_s": generator.cpu,
+        "generator_cpu_s": generator_cpu,
         "toolkit_cpu_s": toolkit,
         "grading_workers_cpu_s": children.ru_utime + children.ru_stime,
         "wall_s": wall,
