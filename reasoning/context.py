@@ -546,18 +546,19 @@ class Context:
                 number, leads = progress.open_stream()
                 progress.call_started(1)
             try:
+                clamped = fitted.max_tokens < sampling.max_tokens
                 async for delta in deltas:
-                    if delta.tokens == 0 and delta.text:  # a server that sent no ids, no count
+                    n = delta.tokens  # read once: this loop runs per streamed token
+                    if n == 0 and delta.text:  # a server that sent no ids, no count
                         delta = replace(delta, counted=self._count(delta.text))
-                    over = tokens + delta.tokens - fitted.max_tokens
+                        n = delta.tokens
+                    over = tokens + n - fitted.max_tokens
                     if over > 0:  # past max_tokens: clipped to it, and the stream ends here
                         delta = self._clip_delta(delta, tokens, fitted.max_tokens)
-                    if (
-                        delta.finish_reason == FinishReason.LENGTH
-                        and fitted.max_tokens < sampling.max_tokens
-                    ):
+                        n = delta.tokens
+                    if clamped and delta.finish_reason == FinishReason.LENGTH:
                         delta = replace(delta, finish_reason=FinishReason.BUDGET)
-                    tokens += delta.tokens
+                    tokens += n
                     prompt_tokens += delta.prompt_tokens
                     cached += delta.cached_prompt_tokens
                     replayed = replayed and delta.cached
