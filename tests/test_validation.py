@@ -374,3 +374,22 @@ def test_the_context_check_runs_before_the_engine_and_any_cache_file(
     with pytest.raises(ConfigError, match=r"^backend\.max_model_len=50 cannot hold"):
         build.build_generator(cfg, tmp_path)
     assert build.build_generator(compose_config(["model.max_model_len=2048"])) is gen
+
+
+def test_a_config_is_composed_once_and_each_caller_gets_its_own_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Hydra's compose cost ~0.1 s of CPU per API call; composed once per list of overrides,
+    # a caller that edits its config must still not change anyone else's
+    import hydra
+
+    overrides = ["search=beam", "search.n=6", "search.width=3"]
+    first = build.compose_config(overrides)
+    composed: list[object] = []
+    real = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: composed.append(a) or real(*a, **k))
+    first.search.n = 99
+    again = build.compose_config(overrides)
+    assert composed == [] and again.search.n == 6 and again.search.width == 3
+    assert build.compose_config(["search=beam", "search.n=5"]).search.n == 5
+    assert len(composed) == 1  # a new list of overrides is composed
