@@ -180,8 +180,9 @@ def run_child(name: str, problems: int, profile: str | None) -> dict[str, Any]:
         progress=False,
         sampler=build_sampler(cfg),
     )
-    todo = load_from_config(cfg)
     startup = time.process_time()  # the process's CPU since it started: imports, config
+    todo = load_from_config(cfg)
+    data = time.process_time() - startup  # generating the arith problems: not the toolkit's
     profiler = None
     if profile:
         import cProfile
@@ -222,6 +223,7 @@ def run_child(name: str, problems: int, profile: str | None) -> dict[str, Any]:
         "cpu_ms_per_call": 1000 * toolkit / calls if calls else None,
         "tokens_per_s": tokens / toolkit if toolkit > 0 else None,
         "startup_cpu_s": startup,
+        "data_cpu_s": data,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

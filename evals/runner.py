@@ -64,6 +64,23 @@ log = logging.getLogger(__name__)
 __all__ = ["Runner", "event_counts", "search_description", "search_params", "summarize"]
 
 
+# what `summarize` reads of a record: the run keeps only these of each finished problem
+SUMMARIZED = (
+    "id",
+    "correct",
+    "error",
+    "error_type",
+    "ledger",
+    "stopped_by",
+    "missing_scores",
+    "events",
+)
+
+
+def _summarized(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record[k] for k in SUMMARIZED if k in record}
+
+
 async def _landed(write: asyncio.Future[Any]) -> Any:
     """Wait for a disk write; cancelled meanwhile, wait for it to land first, then cancel."""
     try:
@@ -281,7 +298,6 @@ class Runner:
             dynamic_ncols=True,
             file=console.stderr(),  # the terminal, also while the engine's output goes to a log
         )
-        semaphore = asyncio.Semaphore(self.concurrency)
 
         tally: Counter[str] = Counter()  # over the problems of this selection, for the progress bar
 
@@ -298,27 +314,41 @@ class Runner:
                 postfix["err"] = str(tally["err"])
             bar.set_postfix(postfix, refresh=False)
 
-        async def one(problem: Problem) -> None:
-            async with semaphore:
+        todo = iter(pending)  # shared by the workers: each problem is taken once, in order
+        writes = asyncio.Semaphore(self.concurrency)  # lines waiting for the disk
+
+        async def worker() -> None:
+            # `concurrency` workers instead of one task per problem: memory follows the
+            # problems in flight, not the size of the run
+            for problem in todo:
                 record = await self.solve_and_grade(problem)
-            line = self._line(problem, record)
-            # written and fsynced off the event loop by one writer thread (lines land in the
-            # order they finished): the problems in flight go on while the disk syncs, and a
-            # finished line lands even when the run is cancelled meanwhile
-            await _landed(loop.run_in_executor(writer, self._append, results_path, line))
-            records.append(record)
+                line = self._line(problem, record)
+                # written and fsynced off the event loop by one writer thread (lines land in
+                # the order they finished): the next problem starts while the disk syncs, and
+                # a finished line lands even when the run is cancelled meanwhile
+                await writes.acquire()  # a disk slower than the search holds the workers back
+                write = loop.run_in_executor(writer, self._append, results_path, line)
+                group.create_task(landed(write, record))
+
+        async def landed(write: asyncio.Future[None], record: dict[str, Any]) -> None:
+            try:
+                await _landed(write)
+            finally:
+                writes.release()
+            records.append(_summarized(record))
             count(record)
             bar.update(1)
 
         for record in records:
             if record["id"] in ids:
                 count(record)
+        records[:] = [_summarized(r) for r in records]
         loop = asyncio.get_running_loop()
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-writer")
         try:
             async with asyncio.TaskGroup() as group:
-                for problem in pending:
-                    group.create_task(one(problem))
+                for _ in range(min(self.concurrency, len(pending))):
+                    group.create_task(worker())
         except* Exception as failures:
             first = failures.exceptions[0]
             raise RunInterrupted(

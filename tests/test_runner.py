@@ -391,3 +391,24 @@ async def test_the_grader_version_is_read_once_not_per_problem(
     )
     await _runner(tmp_path, ScriptedGenerator(_answer_twice)).run(PROBLEMS[:3])
     assert reads == [] and read_results(tmp_path / RESULTS)[0]["grader"] == first
+
+
+async def test_tasks_follow_the_problems_in_flight_not_the_size_of_the_run(
+    tmp_path: Path,
+) -> None:
+    # one task per problem, all created up front, held a coroutine for every problem of the
+    # run; `concurrency` workers (plus the short tasks that land each finished line) do not
+    import asyncio
+
+    alive: list[int] = []
+
+    def answer(prompt: str, sampling: object) -> str:
+        alive.append(len(asyncio.all_tasks()))
+        return "so \\boxed{2}"
+
+    problems = [Problem(f"p{i}", f"What is {i} + 0?", str(i)) for i in range(200)]
+    summary = await Runner(
+        ScriptedGenerator(answer), BestOfN(n=1), tmp_path, progress=False, concurrency=4
+    ).run(problems)
+    assert summary["problems"] == 200 and len(alive) == 200
+    assert max(alive) <= 4 + 4 + 2, max(alive)  # workers, lines landing, the test's own task
