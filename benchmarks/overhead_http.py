@@ -666,8 +666,10 @@ def _row(
     row["us_per_token"] = 1e6 * cpu / tokens if tokens else None
     row["ms_per_call"] = 1e3 * cpu / calls if calls else None
     row["tokens_per_cpu_s"] = tokens / cpu if cpu > 0 else None
-    if any(r.get("errors") for r in good):
-        row["note"] = (note + "; " if note else "") + f"{good[0]['errors']} problem errors"
+    failed = [r for r in good if r.get("errors")]
+    if failed:
+        first = f" (first: {failed[0]['first_error']})" if failed[0].get("first_error") else ""
+        row["note"] = (note + "; " if note else "") + f"{failed[0]['errors']} problem errors{first}"
     return row
 
 
