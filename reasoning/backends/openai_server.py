@@ -126,15 +126,26 @@ class _Clock:
 
 
 async def _within(
-    awaitable: Awaitable[T], key: str, seconds: float, limit: float, url: str, what: str
+    awaitable: Awaitable[T],
+    key: str,
+    seconds: float,
+    limit: float,
+    url: str,
+    what: str | Callable[[], str],
 ) -> T:
-    """`awaitable`, or `BackendTimeout(key)` (logged) when it takes over `seconds`."""
+    """`awaitable`, or `BackendTimeout(key)` (logged) when it takes over `seconds`; `what` (or
+    what it returns, made only when the bound fires) says what was awaited.
+
+    A timer in the caller's own task (`asyncio.timeout`), not a task per wait as `wait_for`
+    makes: a stream waits once per token."""
     started = time.monotonic()
     try:
-        return await asyncio.wait_for(awaitable, timeout=max(0.0, seconds))
+        async with asyncio.timeout(max(0.0, seconds)):
+            return await awaitable
     except BackendTimeout:  # an inner bound fired: it names itself
         raise
     except TimeoutError:
+        what = what if isinstance(what, str) else what()
         error = BackendTimeout(key, limit, time.monotonic() - started, url, what)
         log.warning("%s", error)
         raise error from None
@@ -592,25 +603,39 @@ class OpenAIGenerator(RenderingBackend):
         last: Delta | None = None  # the finishing delta, held for a usage chunk after it
         finished = False
 
-        async def chunks() -> AsyncGenerator[Any, None]:
-            source = response if isinstance(response, _Opened) else _Opened(response)
+        source = response if isinstance(response, _Opened) else _Opened(response)
+        stall = self.timeouts.stall_timeout_s
+        # the fast path below reads a plain chunk (token ids, no logprobs) without the
+        # general parse: what vLLM sends for a sample streamed without logprobs
+        plain = sampling.logprobs is None and not sampling.logprob_token_ids
+
+        def waiting() -> str:
+            return f"waiting for the next token of a stream after {delivered} tokens"
+
+        try:
             while True:
-                key, seconds = clock.bound("stall_timeout_s", self.timeouts.stall_timeout_s)
+                key, seconds = clock.bound("stall_timeout_s", stall)
                 try:
-                    yield await _within(
-                        source.next(),
-                        key,
-                        seconds,
-                        getattr(self.timeouts, key),
-                        url,
-                        f"waiting for the next token of a stream after {delivered} tokens",
+                    chunk = await _within(
+                        source.next(), key, seconds, getattr(self.timeouts, key), url, waiting
                     )
                 except StopAsyncIteration:
-                    return
-
-        source = chunks()
-        try:
-            async for chunk in source:
+                    break
+                if plain and type(chunk) is dict and (counted or chunk.get("usage") is None):
+                    choices = chunk.get("choices")
+                    if choices and len(choices) == 1:
+                        choice = choices[0]
+                        ids = choice.get("token_ids")
+                        if (
+                            ids is not None
+                            and choice.get("finish_reason") is None
+                            and choice.get("logprobs") is None
+                        ):
+                            delivered += len(ids)
+                            yield Delta(
+                                text=choice.get("text") or "", token_ids=tuple(map(int, ids))
+                            )
+                            continue
                 usage = _field(chunk, "usage")
                 # the server's count of the sample so far (cumulative), when it sends usage
                 total = int(_field(usage, "completion_tokens") or 0)
@@ -673,7 +698,6 @@ class OpenAIGenerator(RenderingBackend):
                 f"the stream broke after {delivered} tokens ({url}): {_describe(exc)}"
             ) from exc
         finally:
-            await source.aclose()
             await response.close()
 
     def _completion(
