@@ -283,63 +283,69 @@ def make_app(state: StubState) -> Any:
             "created": created,
             "model": body.get("model"),
         }
-        total = 0
-        for i in range(sampling.n):
-            one = replace(sampling, n=1, seed=None if sampling.seed is None else sampling.seed + i)
-            done = 0
-            async for d in gen.stream(prompt, one):
-                done += 1
-                choice: dict[str, Any] = {
-                    "index": i,
-                    "text": d.text,
-                    "logprobs": None,
-                    "finish_reason": None,
-                    "stop_reason": None,
+        total = 0  # tokens sent, logged however the stream ends (a client may close it)
+        try:
+            for i in range(sampling.n):
+                one = replace(
+                    sampling, n=1, seed=None if sampling.seed is None else sampling.seed + i
+                )
+                done = 0
+                async for d in gen.stream(prompt, one):
+                    done += 1
+                    total += 1
+                    choice: dict[str, Any] = {
+                        "index": i,
+                        "text": d.text,
+                        "logprobs": None,
+                        "finish_reason": None,
+                        "stop_reason": None,
+                    }
+                    if d.logprobs is not None:
+                        tid = d.token_ids[0]
+                        top = None
+                        if d.top_logprobs is not None:
+                            values = list(d.top_logprobs[0].values())
+                            top = [
+                                {
+                                    f"token_id:{t}": v
+                                    for t, v in zip(d.top_token_ids[0], values, strict=False)
+                                }
+                                if as_ids
+                                else dict(d.top_logprobs[0])
+                            ]
+                        choice["logprobs"] = {
+                            "tokens": [f"token_id:{tid}" if as_ids else d.text],
+                            "token_logprobs": list(d.logprobs),
+                            "top_logprobs": top,
+                            "text_offset": [0],
+                        }
+                    if d.finish_reason is not None:
+                        choice["finish_reason"] = (
+                            "length" if d.finish_reason == "length" else "stop"
+                        )
+                        choice["stop_reason"] = d.stop
+                    if with_ids:
+                        choice["token_ids"] = list(d.token_ids)
+                        if done == 1:
+                            choice["prompt_token_ids"] = prompt_ids
+                    chunk: dict[str, Any] = {**head, "choices": [choice]}
+                    if continuous:
+                        chunk["usage"] = {
+                            "prompt_tokens": len(prompt_ids),
+                            "completion_tokens": done,
+                            "total_tokens": len(prompt_ids) + done,
+                        }
+                    yield f"data: {dumps(chunk)}\n\n"
+            if options.get("include_usage"):
+                usage = {
+                    "prompt_tokens": len(prompt_ids),
+                    "completion_tokens": total,
+                    "total_tokens": len(prompt_ids) + total,
                 }
-                if d.logprobs is not None:
-                    tid = d.token_ids[0]
-                    top = None
-                    if d.top_logprobs is not None:
-                        values = list(d.top_logprobs[0].values())
-                        top = [
-                            {
-                                f"token_id:{t}": v
-                                for t, v in zip(d.top_token_ids[0], values, strict=False)
-                            }
-                            if as_ids
-                            else dict(d.top_logprobs[0])
-                        ]
-                    choice["logprobs"] = {
-                        "tokens": [f"token_id:{tid}" if as_ids else d.text],
-                        "token_logprobs": list(d.logprobs),
-                        "top_logprobs": top,
-                        "text_offset": [0],
-                    }
-                if d.finish_reason is not None:
-                    choice["finish_reason"] = "length" if d.finish_reason == "length" else "stop"
-                    choice["stop_reason"] = d.stop
-                if with_ids:
-                    choice["token_ids"] = list(d.token_ids)
-                    if done == 1:
-                        choice["prompt_token_ids"] = prompt_ids
-                chunk: dict[str, Any] = {**head, "choices": [choice]}
-                if continuous:
-                    chunk["usage"] = {
-                        "prompt_tokens": len(prompt_ids),
-                        "completion_tokens": done,
-                        "total_tokens": len(prompt_ids) + done,
-                    }
-                yield f"data: {dumps(chunk)}\n\n"
-            total += done
-        if options.get("include_usage"):
-            usage = {
-                "prompt_tokens": len(prompt_ids),
-                "completion_tokens": total,
-                "total_tokens": len(prompt_ids) + total,
-            }
-            yield f"data: {dumps({**head, 'choices': [], 'usage': usage})}\n\n"
-        yield "data: [DONE]\n\n"
-        state.log("completions", body, total)
+                yield f"data: {dumps({**head, 'choices': [], 'usage': usage})}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            state.log("completions", body, total)
 
     async def chat(request: Any) -> Response:
         body = await request.json()
