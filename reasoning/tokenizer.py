@@ -7,8 +7,9 @@ come from the model folder's `tokenizer.json` and `tokenizer_config.json`, so a 
 jinja2 the way transformers does (sandboxed, `trim_blocks`/`lstrip_blocks`, `raise_exception`,
 a `tojson` that does not escape HTML, the named special tokens as variables), which keeps
 prompts, and so prefix-cache hits and record/replay keys, byte-identical across installs.
-When transformers is importable, its own tokenizer is used instead (same results, and it knows
-every exotic tokenizer class).
+A folder with a `tokenizer.json` is read that way even when transformers is installed (the same
+results, without seconds of import at start-up); transformers' own tokenizer is used for anything
+else when it is importable (it knows every exotic tokenizer class).
 """
 
 from __future__ import annotations
@@ -74,21 +75,33 @@ class TextTokenizer:
 
 
 def load_text_tokenizer(path: str, *, use_transformers: bool | None = None) -> TextTokenizer:
-    """The tokenizer of a model folder (or hub id): transformers' when it is importable (or
-    `use_transformers=True`), else `tokenizers` plus jinja2 (`use_transformers=False` forces
-    this light path, which is what an install without extras gets)."""
+    """The tokenizer of a model folder (or hub id).
+
+    By default a local folder with a `tokenizer.json` is read with `tokenizers` plus jinja2 even
+    when transformers is installed: the renders and ids are the same (tests/test_light_install.py
+    and tests/test_openai_backend.py check them), and importing transformers costs seconds of
+    CPU at every start-up of a client that only renders and counts. transformers' own tokenizer
+    is used for anything else (a hub id, a folder with only a slow tokenizer's files) when it is
+    importable, or when `use_transformers=True`; `use_transformers=False` forces the light path.
+    """
     if use_transformers is None:
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            use_transformers = False
-        else:
-            use_transformers = True
+        use_transformers = not _has_fast_file(path) and _transformers_importable()
     if use_transformers:
         from transformers import AutoTokenizer
 
         return HFTokenizer(AutoTokenizer.from_pretrained(path))
     return JinjaTokenizer.from_folder(_model_files(path))
+
+
+def _has_fast_file(path: str) -> bool:
+    """A local folder with tokenizer.json: the light path reads it as transformers would."""
+    return (Path(path).expanduser() / "tokenizer.json").is_file()
+
+
+def _transformers_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("transformers") is not None
 
 
 class HFTokenizer(TextTokenizer):

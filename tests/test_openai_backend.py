@@ -15,6 +15,7 @@ import re
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -33,7 +34,8 @@ from reasoning.context import Context, EmptyResponseError
 from reasoning.models import embedded_checkpoint
 from reasoning.prompts import ChatRenderer
 from reasoning.settings import SettingsError
-from reasoning.types import Chain, FinishReason, Problem, Sampling, TokenPrompt
+from reasoning.tokenizer import HFTokenizer, JinjaTokenizer, load_text_tokenizer
+from reasoning.types import Chain, Delta, FinishReason, Problem, Sampling, TokenPrompt
 from search import BestOfN
 from tests.conftest import REPO
 from tests.servers import ServerHandle, StubServer, free_port, start_vllm_server
@@ -503,3 +505,337 @@ def test_cache_keys_recorded_before_keep_special_tokens_still_match() -> None:
         k: v for k, v in asdict(Sampling()).items() if k != "keep_special_tokens"
     }
     assert sampling_json(Sampling(keep_special_tokens=True))["keep_special_tokens"] is True
+
+
+# --- the client's own cost (issue 23) ------------------------------------------------------
+# The backend reads responses as parsed JSON (no SDK model per chunk), its tokenizer from
+# tokenizer.json without transformers, and a plain streamed chunk by a fast path; each test
+# below keeps one of those and its result equal to what the slower path gave.
+
+
+def test_building_the_backend_does_not_import_transformers() -> None:
+    """A folder with tokenizer.json (the embedded SmolLM2) is read without transformers, which
+    cost seconds of CPU at every start-up; the light tokenizer renders the same prompt."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from reasoning.backends.openai_server import OpenAIGenerator\n"
+        "from reasoning.types import Problem\n"
+        f"g = OpenAIGenerator({MODEL!r}, base_urls='http://127.0.0.1:9/v1')\n"
+        "print(json.dumps([type(g.tokenizer).__name__, 'transformers' in sys.modules,"
+        " g.render(Problem('p', 'What is 1 + 1?'))]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    kind, imported, rendered = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (kind, imported) == ("JinjaTokenizer", False)
+    heavy = ChatRenderer(
+        load_text_tokenizer(str(embedded_checkpoint("smollm2-135m")), use_transformers=True),
+        "steps",
+        None,
+    )
+    assert rendered == heavy.render(Problem("p", "What is 1 + 1?"))
+
+
+def test_the_default_tokenizer_of_a_folder_equals_transformers() -> None:
+    """The default for a folder with tokenizer.json is the light one, and it gives what
+    transformers gives: chat renders (with and without the assistant's turn), ids both ways."""
+    folder = str(embedded_checkpoint("smollm2-135m"))
+    light, heavy = load_text_tokenizer(folder), load_text_tokenizer(folder, use_transformers=True)
+    assert isinstance(light, JinjaTokenizer) and isinstance(heavy, HFTokenizer)
+    chats = [
+        [{"role": "user", "content": "What is 12 + 7?"}],
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "\\boxed{4}"},
+            {"role": "user", "content": "And <b>'3' & \"é\"</b>?"},
+        ],
+    ]
+    for chat in chats:
+        for opened in (True, False):
+            assert light.apply_chat_template(chat, add_generation_prompt=opened) == (
+                heavy.apply_chat_template(chat, add_generation_prompt=opened)
+            )
+    for text in ("Hello world", "<|im_start|>user\nhé 12+7=19<|im_end|>", "  \\frac{1}{2} 🙂", ""):
+        for special in (True, False):
+            ids = light.encode(text, add_special_tokens=special)
+            assert ids == heavy.encode(text, add_special_tokens=special)
+            assert light.decode(ids) == heavy.decode(ids)
+
+
+def test_transformers_still_reads_what_has_no_tokenizer_json(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub id or a folder without tokenizer.json (a slow tokenizer's files) goes to
+    transformers when it is importable; only a local tokenizer.json takes the light path."""
+    import transformers
+
+    import reasoning.tokenizer as tokenizer_module
+
+    asked: list[str] = []
+
+    def fake(path: str) -> str:
+        asked.append(path)
+        return "hf tokenizer"
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "vocab.json").write_text("{}")
+    for path in ("org/model", str(tmp_path / "slow")):
+        loaded = load_text_tokenizer(path)
+        assert isinstance(loaded, HFTokenizer) and loaded.hf == "hf tokenizer"
+    assert asked == ["org/model", str(tmp_path / "slow")]
+    assert tokenizer_module._has_fast_file(str(embedded_checkpoint("smollm2-135m")))
+    assert not tokenizer_module._has_fast_file(str(tmp_path / "slow"))
+
+
+def _choice(i: int, ids: list[int], text: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "index": i,
+        "text": text,
+        "finish_reason": "stop",
+        "stop_reason": None,
+        "logprobs": None,
+        "token_ids": ids,
+        **kw,
+    }
+
+
+class _Counting:
+    """A tokenizer that counts `encode` calls (the re-encoding token ids make needless)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.encodes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> list[int]:
+        self.encodes += 1
+        return self.inner.encode(*args, **kwargs)
+
+
+async def test_a_response_with_ids_is_read_without_the_tokenizer() -> None:
+    """vLLM sends the sampled ids (`return_token_ids`): counts come from them, never from
+    re-encoding the text; a server without ids is re-encoded, once per sample."""
+    gen = OpenAIGenerator(MODEL, base_urls="http://127.0.0.1:9/v1", served_model="m")
+    counting = _Counting(gen.tokenizer)
+    gen.tokenizer = counting
+    with_ids = {
+        "choices": [_choice(1, [5, 6, 7], " b c"), _choice(0, [1, 2], " a")],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 5},
+    }
+    without = {
+        "choices": [{k: v for k, v in c.items() if k != "token_ids"} for c in with_ids["choices"]],
+        "usage": with_ids["usage"],
+    }
+
+    async def answer(call: Any) -> Any:
+        return response
+
+    gen._request = answer  # type: ignore[method-assign]
+    response: Any = with_ids
+    a, b = await gen.complete("p", Sampling(n=2))
+    # sorted by index; tokens = len(ids): 2 and 3; prompt tokens from usage: 4
+    assert (a.text, a.tokens, a.token_ids, b.tokens, b.token_ids) == (" a", 2, (1, 2), 3, (5, 6, 7))
+    assert a.prompt_tokens == 4 and a.finish_reason is FinishReason.EOS
+    assert counting.encodes == 0
+    response = without
+    a, b = await gen.complete("p", Sampling(n=2))
+    assert counting.encodes == 2 and a.token_ids is None  # one encode per sample
+    # " a" is one token and " b c" two, each plus the EOS token the text does not show
+    assert (a.tokens, b.tokens) == (
+        len(counting.inner.encode(" a", add_special_tokens=False)) + 1,
+        len(counting.inner.encode(" b c", add_special_tokens=False)) + 1,
+    )
+
+
+async def test_a_parsed_response_reads_as_the_sdk_objects_did() -> None:
+    """The same response as parsed JSON and as the SDK's objects (built as the SDK builds
+    them, without validation) gives the same completions:
+    ids, logprobs with their top alternatives decoded, stop strings, prompt and cached counts."""
+    from openai._models import construct_type
+    from openai.types import Completion as SDKCompletion
+
+    lp = {
+        "tokens": ["token_id:1", "token_id:2"],
+        "token_logprobs": [-0.5, None],
+        "top_logprobs": [
+            {"token_id:1": -0.5, "token_id:9": -1.5},
+            {"token_id:2": -0.1, "token_id:3": -2.0},
+        ],
+        "text_offset": [0, 1],
+    }
+    raw = {
+        "id": "x",
+        "object": "text_completion",
+        "created": 0,
+        "model": "m",
+        "choices": [
+            _choice(0, [1, 2], "ab", logprobs=lp, stop_reason="\n\n"),
+            _choice(1, [4], "c", finish_reason="length"),
+        ],
+        "usage": {
+            "prompt_tokens": 7,
+            "completion_tokens": 3,
+            "total_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 5},
+        },
+    }
+    gen = OpenAIGenerator(MODEL, base_urls="http://127.0.0.1:9/v1", served_model="m")
+    sampling = Sampling(n=2, logprobs=2)
+    results = []
+    for response in (raw, construct_type(value=raw, type_=SDKCompletion)):
+
+        async def answer(call: Any, response: Any = response) -> Any:
+            return response
+
+        gen._request = answer  # type: ignore[method-assign]
+        results.append(await gen.complete("p", sampling))
+    parsed, sdk = results
+    assert parsed == sdk
+    first, second = parsed
+    assert first.finish_reason is FinishReason.STOP and first.stop == "\n\n"
+    assert second.finish_reason is FinishReason.LENGTH
+    assert (first.prompt_tokens, first.cached_prompt_tokens) == (7, 5)
+    assert (
+        first.logprobs is not None and first.logprobs[0] == -0.5 and math.isnan(first.logprobs[1])
+    )
+    assert first.top_token_ids == ((1, 9), (2, 3))  # ranked by logprob
+
+
+def _stream_chunks(n: int, *, dicts: bool) -> list[Any]:
+    """A vLLM-shaped stream of `n` one-token chunks (ids i+10, text "w{i} "), usage on each,
+    the last one finishing; then the usage-only chunk."""
+    from types import SimpleNamespace
+
+    def make(obj: Any) -> Any:
+        if dicts or not isinstance(obj, dict):
+            return obj
+        return SimpleNamespace(
+            **{k: make(v) for k, v in obj.items()}, model_extra={k: v for k, v in obj.items()}
+        )
+
+    chunks = []
+    for i in range(n):
+        choice: dict[str, Any] = {
+            "index": 0,
+            "text": f"w{i} ",
+            "logprobs": None,
+            "finish_reason": "stop" if i == n - 1 else None,
+            "stop_reason": None,
+            "token_ids": [i + 10],
+        }
+        if i == 0:
+            choice["prompt_token_ids"] = [1, 2, 3]
+        usage = {"prompt_tokens": 3, "completion_tokens": i + 1, "total_tokens": i + 4}
+        chunk = {"choices": [choice], "usage": usage}
+        chunks.append(
+            chunk
+            if dicts
+            else SimpleNamespace(choices=[make(choice)], usage=SimpleNamespace(**usage))
+        )
+    final = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": n}}
+    chunks.append(
+        final if dicts else SimpleNamespace(choices=[], usage=SimpleNamespace(**final["usage"]))
+    )
+    return chunks
+
+
+class _Chunks:
+    def __init__(self, chunks: list[Any]) -> None:
+        self.chunks = chunks
+
+    def __aiter__(self) -> Any:
+        async def go() -> Any:
+            for c in self.chunks:
+                yield c
+
+        return go()
+
+    async def close(self) -> None:
+        pass
+
+
+async def _streamed(chunks: list[Any], sampling: Sampling | None = None) -> list[Delta]:
+    gen = OpenAIGenerator(MODEL, base_urls="http://127.0.0.1:9/v1", served_model="m")
+
+    async def opened(call: Any) -> _Chunks:
+        return _Chunks(chunks)
+
+    gen._request = opened  # type: ignore[method-assign]
+    return [d async for d in gen.stream("p", sampling or Sampling(max_tokens=10_000))]
+
+
+async def test_plain_streamed_chunks_give_the_deltas_of_the_general_path() -> None:
+    """Dict chunks with ids and no logprobs take the fast path; the same chunks as objects take
+    the general one: the deltas are equal (texts, ids, the first delta's prompt count, the
+    finish on the last), and every token is counted once."""
+    fast = await _streamed(_stream_chunks(5, dicts=True))
+    general = await _streamed(_stream_chunks(5, dicts=False))
+    assert fast == general
+    assert [d.text for d in fast] == ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]
+    assert [d.token_ids for d in fast] == [(10,), (11,), (12,), (13,), (14,)]
+    assert fast[0].prompt_tokens == 3 and all(d.prompt_tokens == 0 for d in fast[1:])
+    assert fast[-1].finish_reason is FinishReason.EOS
+    assert all(d.finish_reason is None for d in fast[:-1])
+    assert sum(d.tokens for d in fast) == 5  # one id per chunk
+
+
+async def test_a_streamed_chunk_with_logprobs_keeps_them() -> None:
+    """A chunk with logprobs is not a plain one: its logprobs reach the delta."""
+    chunks = _stream_chunks(3, dicts=True)
+    for i, chunk in enumerate(chunks[:-1]):
+        chunk["choices"][0]["logprobs"] = {
+            "tokens": [f"token_id:{i + 10}"],
+            "token_logprobs": [-0.25 * (i + 1)],
+            "top_logprobs": None,
+            "text_offset": [0],
+        }
+    deltas = await _streamed(chunks, Sampling(max_tokens=100, logprobs=0))
+    assert [d.logprobs for d in deltas] == [(-0.25,), (-0.5,), (-0.75,)]
+
+
+async def test_a_long_stream_costs_linear_time() -> None:
+    """CPU per chunk does not grow with the stream's length: 4x the chunks cost well under
+    the 16x a quadratic step (re-joining the text so far, say) would."""
+    import time
+
+    async def cost(n: int) -> float:
+        chunks = _stream_chunks(n, dicts=True)
+        best = math.inf
+        for _ in range(3):
+            t = time.process_time()
+            deltas = await _streamed(chunks)
+            best = min(best, time.process_time() - t)
+            assert len(deltas) == n
+        return best
+
+    short, long = await cost(2_000), await cost(8_000)
+    assert long < 8 * short, (short, long)
+
+
+async def test_within_names_what_it_waited_for_only_when_it_fires() -> None:
+    """The timer fires as `wait_for` did (BackendTimeout naming the key and what was awaited);
+    the description is made only then."""
+    from reasoning.backends.openai_server import BackendTimeout, _within
+
+    made: list[int] = []
+
+    def what() -> str:
+        made.append(1)
+        return "waiting for a token"
+
+    assert await _within(asyncio.sleep(0, "done"), "stall_timeout_s", 5, 5, "u", what) == "done"
+    assert made == []
+    with pytest.raises(
+        BackendTimeout, match=r"backend.stall_timeout_s=0.05 .* waiting for a token"
+    ):
+        await _within(asyncio.sleep(5), "stall_timeout_s", 0.05, 0.05, "u", what)
+    assert made == [1]

@@ -126,15 +126,26 @@ class _Clock:
 
 
 async def _within(
-    awaitable: Awaitable[T], key: str, seconds: float, limit: float, url: str, what: str
+    awaitable: Awaitable[T],
+    key: str,
+    seconds: float,
+    limit: float,
+    url: str,
+    what: str | Callable[[], str],
 ) -> T:
-    """`awaitable`, or `BackendTimeout(key)` (logged) when it takes over `seconds`."""
+    """`awaitable`, or `BackendTimeout(key)` (logged) when it takes over `seconds`; `what` (or
+    what it returns, made only when the bound fires) says what was awaited.
+
+    A timer in the caller's own task (`asyncio.timeout`), not a task per wait as `wait_for`
+    makes: a stream waits once per token."""
     started = time.monotonic()
     try:
-        return await asyncio.wait_for(awaitable, timeout=max(0.0, seconds))
+        async with asyncio.timeout(max(0.0, seconds)):
+            return await awaitable
     except BackendTimeout:  # an inner bound fired: it names itself
         raise
     except TimeoutError:
+        what = what if isinstance(what, str) else what()
         error = BackendTimeout(key, limit, time.monotonic() - started, url, what)
         log.warning("%s", error)
         raise error from None
@@ -186,11 +197,53 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+def _field(obj: Any, name: str) -> Any:
+    """A field of a response as parsed JSON (a dict), or of an object with the SDK's shape
+    (attributes); None when absent."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _extra(choice: Any) -> Mapping[str, Any]:
+    """The fields of a choice beyond the OpenAI schema (vLLM's `token_ids`, `stop_reason`):
+    all of a parsed choice's fields, or an SDK object's `model_extra`."""
+    if isinstance(choice, dict):
+        return choice
+    return getattr(choice, "model_extra", None) or {}
+
+
+async def _post(client: Any, body: dict[str, Any], *, stream: bool) -> Any:
+    """POST /completions through the SDK's client (its transport, auth and errors), the answer
+    left as parsed JSON: a dict, or a stream of dicts. `client.completions.create` would
+    transform the body item by item (a token-id prompt id by id) and build pydantic models of
+    every response and streamed chunk, the largest CPU cost of the whole client per token."""
+    from openai import AsyncStream
+
+    return await client.post(
+        "/completions", body=body, cast_to=object, stream=stream, stream_cls=AsyncStream[object]
+    )
+
+
+def _body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body of `_arguments`' keywords: `extra_body` merged in, as the SDK sends it."""
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"}
+    body.update(kwargs.get("extra_body") or {})
+    return body
+
+
+def _floats(values: Sequence[float | None]) -> tuple[float, ...]:
+    """Logprobs as floats (a None, which a server may send for a token it cannot score: NaN)."""
+    if None in values:
+        return tuple(math.nan if x is None else float(x) for x in values)
+    return tuple(map(float, values))  # type: ignore[arg-type]
+
+
 def _requested_logprobs(lp: Any, token_ids: tuple[int, ...]) -> tuple[dict[int, float], ...]:
     """Per position, {token id: logprob} of the asked-for ids, from top_logprobs keyed
     "token_id:N" (a server that ignored `logprob_token_ids` leaves ids out: the caller sees)."""
     out = []
-    for pos in getattr(lp, "top_logprobs", None) or ():
+    for pos in _field(lp, "top_logprobs") or ():
         scored: dict[int, float] = {}
         for key, value in (pos or {}).items():
             head, _, tid = key.rpartition(":")
@@ -203,6 +256,10 @@ def _requested_logprobs(lp: Any, token_ids: tuple[int, ...]) -> tuple[dict[int, 
 def _token_id(key: str) -> int | None:
     head, _, tid = key.rpartition(":")
     return int(tid) if head == "token_id" and tid.isdigit() else None
+
+
+def _index(choice: Any) -> int:
+    return int(_field(choice, "index") or 0)
 
 
 class _Opened:
@@ -462,30 +519,31 @@ class OpenAIGenerator(RenderingBackend):
             self._in_flight -= 1
 
     async def _complete(self, prompt: Prompt, sampling: Sampling) -> list[Completion]:
-        kwargs = await self._arguments(prompt, sampling)
+        body = _body(await self._arguments(prompt, sampling))
 
         async def call(client: Any) -> Any:
-            response = await client.completions.create(**kwargs)
+            response = await _post(client, body, stream=False)
+            choices = _field(response, "choices") or ()
             unfinished = [
-                c.finish_reason
-                for c in response.choices or ()
-                if c.finish_reason is None or c.finish_reason == "abort"
+                _field(c, "finish_reason")
+                for c in choices
+                if _field(c, "finish_reason") in (None, "abort")
             ]
             if unfinished:  # a sample the server did not finish: not one to use
                 raise _BrokenResponse(
-                    f"the server ended {len(unfinished)} of {len(response.choices)} sample(s) "
+                    f"the server ended {len(unfinished)} of {len(choices)} sample(s) "
                     f"without finishing them (finish_reason {unfinished[0]!r})"
                 )
             return response
 
         response = await self._request(call)
-        usage = response.usage
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        usage = _field(response, "usage")
+        prompt_tokens = int(_field(usage, "prompt_tokens") or 0)
+        details = _field(usage, "prompt_tokens_details")
+        cached = int(_field(details, "cached_tokens") or 0)
         return [
             self._completion(choice, prompt_tokens, cached, sampling)
-            for choice in sorted(response.choices, key=lambda c: c.index)
+            for choice in sorted(_field(response, "choices") or (), key=_index)
         ]
 
     async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncGenerator[Delta, None]:
@@ -511,14 +569,14 @@ class OpenAIGenerator(RenderingBackend):
         """
         if sampling.n != 1:
             raise ValueError(f"a streamed call is one sample; got n={sampling.n}")
-        kwargs = await self._arguments(prompt, sampling)
-        kwargs["stream"] = True
-        kwargs["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        body = _body(await self._arguments(prompt, sampling))
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         clock = _Clock(self.timeouts.deadline_s)
         url = ", ".join(self.base_urls)
 
         async def opened(client: Any) -> _Opened:
-            response = await client.completions.create(**kwargs)
+            response = await _post(client, body, stream=True)
             first = _Opened(response)
             try:
                 key, seconds = clock.bound(
@@ -545,49 +603,65 @@ class OpenAIGenerator(RenderingBackend):
         last: Delta | None = None  # the finishing delta, held for a usage chunk after it
         finished = False
 
-        async def chunks() -> AsyncGenerator[Any, None]:
-            source = response if isinstance(response, _Opened) else _Opened(response)
+        source = response if isinstance(response, _Opened) else _Opened(response)
+        stall = self.timeouts.stall_timeout_s
+        # the fast path below reads a plain chunk (token ids, no logprobs) without the
+        # general parse: what vLLM sends for a sample streamed without logprobs
+        plain = sampling.logprobs is None and not sampling.logprob_token_ids
+
+        def waiting() -> str:
+            return f"waiting for the next token of a stream after {delivered} tokens"
+
+        try:
             while True:
-                key, seconds = clock.bound("stall_timeout_s", self.timeouts.stall_timeout_s)
+                key, seconds = clock.bound("stall_timeout_s", stall)
                 try:
-                    yield await _within(
-                        source.next(),
-                        key,
-                        seconds,
-                        getattr(self.timeouts, key),
-                        url,
-                        f"waiting for the next token of a stream after {delivered} tokens",
+                    chunk = await _within(
+                        source.next(), key, seconds, getattr(self.timeouts, key), url, waiting
                     )
                 except StopAsyncIteration:
-                    return
-
-        source = chunks()
-        try:
-            async for chunk in source:
-                usage = getattr(chunk, "usage", None)
+                    break
+                if plain and type(chunk) is dict and (counted or chunk.get("usage") is None):
+                    choices = chunk.get("choices")
+                    if choices and len(choices) == 1:
+                        choice = choices[0]
+                        ids = choice.get("token_ids")
+                        if (
+                            ids is not None
+                            and choice.get("finish_reason") is None
+                            and choice.get("logprobs") is None
+                        ):
+                            delivered += len(ids)
+                            yield Delta(
+                                text=choice.get("text") or "", token_ids=tuple(map(int, ids))
+                            )
+                            continue
+                usage = _field(chunk, "usage")
                 # the server's count of the sample so far (cumulative), when it sends usage
-                total = int(getattr(usage, "completion_tokens", 0) or 0)
+                total = int(_field(usage, "completion_tokens") or 0)
                 counts: dict[str, int] = {}
                 if not counted and usage is not None:
-                    details = getattr(usage, "prompt_tokens_details", None)
+                    details = _field(usage, "prompt_tokens_details")
                     counts = dict(
-                        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                        cached_prompt_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+                        prompt_tokens=int(_field(usage, "prompt_tokens") or 0),
+                        cached_prompt_tokens=int(_field(details, "cached_tokens") or 0),
                     )
-                if not chunk.choices:  # a usage-only chunk: the whole sample's count
+                choices = _field(chunk, "choices")
+                if not choices:  # a usage-only chunk: the whole sample's count
                     if last is not None and last.token_ids == () and total > delivered:
                         last = replace(last, counted=last.tokens + total - delivered)
                         delivered = total
                     continue
                 counted = counted or bool(counts)
-                choice = chunk.choices[0]
-                if choice.finish_reason == "abort":  # we did not ask: the server dropped it
+                choice = choices[0]
+                reason = _field(choice, "finish_reason")
+                if reason == "abort":  # we did not ask: the server dropped it
                     raise BrokenStreamError(
                         f"the server aborted a stream after {delivered} tokens without being "
                         f"asked to ({url})"
                     )
                 piece = self._completion(choice, 0, 0, sampling)
-                done = choice.finish_reason is not None
+                done = reason is not None
                 finished = finished or done
                 # no ids (any server but vLLM): the server's usage, else our tokenizer's count
                 tokens = piece.tokens
@@ -624,41 +698,42 @@ class OpenAIGenerator(RenderingBackend):
                 f"the stream broke after {delivered} tokens ({url}): {_describe(exc)}"
             ) from exc
         finally:
-            await source.aclose()
             await response.close()
 
     def _completion(
         self, choice: Any, prompt_tokens: int, cached: int, sampling: Sampling
     ) -> Completion:
-        extra = getattr(choice, "model_extra", None) or {}
+        extra = _extra(choice)
         # vLLM: `stop_reason` is the stop string, or a token id, or None for EOS; SGLang
         # calls it `matched_stop`. Token-id stops count as EOS, as in the in-process backend.
         stop_reason = extra.get("stop_reason", extra.get("matched_stop"))
         stop = stop_reason if isinstance(stop_reason, str) else None
-        finish_reason = FinishReason.of(choice.finish_reason or "abort", stop)
+        text = _field(choice, "text") or ""
+        finish_reason = FinishReason.of(_field(choice, "finish_reason") or "abort", stop)
         logprobs = None
-        lp = getattr(choice, "logprobs", None)
+        lp = _field(choice, "logprobs")
         top = None
         by_id = None
-        if sampling.logprobs is not None and lp is not None and lp.token_logprobs is not None:
-            logprobs = tuple(math.nan if x is None else float(x) for x in lp.token_logprobs)
+        token_logprobs = _field(lp, "token_logprobs")
+        if sampling.logprobs is not None and token_logprobs is not None:
+            logprobs = _floats(token_logprobs)
         top_ids = None
         if sampling.logprob_token_ids:
             by_id = _requested_logprobs(lp, sampling.logprob_token_ids)
-        elif lp is not None and getattr(lp, "top_logprobs", None):
-            top, top_ids = self._alternatives(lp.top_logprobs)
+        elif _field(lp, "top_logprobs"):
+            top, top_ids = self._alternatives(_field(lp, "top_logprobs"))
         token_ids = extra.get("token_ids")
         if token_ids is not None:
             tokens = len(token_ids)
         elif logprobs is not None:
             tokens = len(logprobs)
         else:  # a server without either: re-encode (the EOS token is generated, not shown)
-            tokens = len(self.tokenizer.encode(choice.text, add_special_tokens=False))
+            tokens = len(self.tokenizer.encode(text, add_special_tokens=False))
             tokens += finish_reason == FinishReason.EOS
         if not prompt_tokens and extra.get("prompt_token_ids") is not None:
             prompt_tokens = len(extra["prompt_token_ids"])
         return Completion(
-            text=choice.text,
+            text=text,
             tokens=tokens,
             finish_reason=finish_reason,
             stop=stop,
@@ -667,7 +742,7 @@ class OpenAIGenerator(RenderingBackend):
             logprobs=logprobs,
             top_logprobs=top,
             token_id_logprobs=by_id,
-            token_ids=None if token_ids is None else tuple(int(t) for t in token_ids),
+            token_ids=None if token_ids is None else tuple(map(int, token_ids)),
             top_token_ids=top_ids,
         )
 
