@@ -187,6 +187,8 @@ class Runner:
     ) -> None:
         self.generator = generator
         self.sampler = sampler  # a thought trimmer wrapping every sample (docs/thought-trimming.md)
+        self._shared_fields: dict[str, Any] | None = None
+        self._writer: ThreadPoolExecutor | None = None  # disk work of the run in progress
         self.search = search
         self.verifier = verifier
         self.grader = grader or Grader()
@@ -211,6 +213,26 @@ class Runner:
             budget=self.budget,
             sampler=self.sampler,
         )
+
+    async def _on_writer(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` on the run's writer thread: disk work off the event loop, done in the
+        order it was asked for (so problems that finish in order are recorded in order)."""
+        if self._writer is None:  # outside `run`
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    def _run_fields(self) -> dict[str, Any]:
+        """The fields every record of this run shares, worked out once (flattening the config
+        and walking the controller's settings per problem was a share of each record's cost)."""
+        if self._shared_fields is None:
+            self._shared_fields = {
+                "search": controller_name(self.search),
+                "search_params": search_params(self.search),
+                "seed": self.seed,
+                "grader": grader_info(),
+                **self.provenance(),
+            }
+        return self._shared_fields
 
     def provenance(self) -> dict[str, Any]:
         """What produced every record, so a results file alone says it: the model, the dataset,
@@ -345,6 +367,7 @@ class Runner:
         records[:] = [_summarized(r) for r in records]
         loop = asyncio.get_running_loop()
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-writer")
+        self._writer = writer
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(self.concurrency, len(pending))):
@@ -357,6 +380,7 @@ class Runner:
             ) from first
         finally:
             writer.shutdown(wait=True)
+            self._writer = None
             bar.close()
         summary = summarize([r for r in records if r["id"] in ids], self.config)
         summary["selected"] = len(problems)  # the problems of this invocation's selection
@@ -397,7 +421,7 @@ class Runner:
             grade = await self.grader.grade(outcome.answer, problem.answer, problem)
             record = self._record(problem, started, outcome, grade.correct, grade.reason)
             stage = "trace"
-            await asyncio.to_thread(self._write_trace, problem, outcome, record)
+            await self._on_writer(self._write_trace, problem, outcome, record)
             return record
         except Exception as exc:
             if is_run_level(exc):
@@ -426,11 +450,7 @@ class Runner:
             "error_stage": None,
             "ledger": ledger.to_dict(),
             "stopped_by": outcome.stopped_by if outcome is not None else None,
-            "search": controller_name(self.search),
-            "search_params": search_params(self.search),
-            "seed": self.seed,
-            "grader": grader_info(),
-            **self.provenance(),
+            **self._run_fields(),
             "votes": details.get("votes", {}),
             "missing_scores": details.get("missing_scores"),
             "events": event_counts(details.get("events") or ()),
