@@ -204,3 +204,25 @@ class InstantVerifier:
 
 def _score(step: str) -> float:
     return 0.3 + 0.6 * (zlib.crc32(step.encode()) & 0xFFFF) / 0xFFFF
+
+
+def instant_runner(cfg: Any, generator: Any, label: str, needs_verifier: bool) -> Any:
+    """The real `Runner` a benchmark child drives: the run's search, judge, budget and trimmer
+    from `cfg`, `InstantVerifier` where the search needs one, a fresh temporary run directory."""
+    import tempfile
+
+    from evals.runner import Runner
+    from reasoning.build import build_budget, build_judge, build_sampler, build_search
+
+    return Runner(
+        generator,
+        build_search(cfg),
+        tempfile.mkdtemp(prefix=f"{label}-"),
+        verifier=InstantVerifier() if needs_verifier else None,
+        grader=build_judge(cfg),
+        budget=build_budget(cfg),
+        seed=0,
+        concurrency=int(cfg.concurrency),
+        progress=False,
+        sampler=build_sampler(cfg),
+    )

@@ -31,7 +31,6 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,14 +143,9 @@ def _as_streaming(metered: Metered) -> Any:
 
 def run_child(name: str, problems: int, profile: str | None) -> dict[str, Any]:
     """One controller over `problems` arith problems; the figures as a dict."""
-    from benchmarks.instant import InstantGenerator, InstantVerifier
+    from benchmarks.instant import InstantGenerator, instant_runner
     from evals.experiment import load_from_config
-    from evals.runner import Runner
     from reasoning.build import (
-        build_budget,
-        build_judge,
-        build_sampler,
-        build_search,
         compose_config,
     )
 
@@ -168,18 +162,7 @@ def run_child(name: str, problems: int, profile: str | None) -> dict[str, Any]:
             )
         )
     )
-    runner = Runner(
-        generator,
-        build_search(cfg),
-        tempfile.mkdtemp(prefix=f"overhead-{name}-"),
-        verifier=InstantVerifier() if needs_verifier else None,
-        grader=build_judge(cfg),
-        budget=build_budget(cfg),
-        seed=0,
-        concurrency=int(cfg.concurrency),
-        progress=False,
-        sampler=build_sampler(cfg),
-    )
+    runner = instant_runner(cfg, generator, f"overhead-{name}", needs_verifier)
     startup = time.process_time()  # the process's CPU since it started: imports, config
     todo = load_from_config(cfg)
     data = time.process_time() - startup  # generating the arith problems: not the toolkit's
@@ -285,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-problems", type=int, default=10_000)
     parser.add_argument("--http", action="store_true", help="add the HTTP arm")
     parser.add_argument("--its-hub-python", default=None, help="its_hub's venv python (HTTP)")
+    parser.add_argument("--rounds", type=int, default=3, help="HTTP: alternating rounds (median)")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="OUT.md and OUT.json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -313,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         http = http_rows(
             problems=args.problems,
-            rounds=1,
+            rounds=args.rounds,
             its_hub_python=args.its_hub_python,
             profile_dir=profile_dir,
         )

@@ -519,17 +519,9 @@ def toolkit_child(
 ) -> dict[str, Any]:
     """One controller through the real Runner over `backend=openai` at `url` (`extra`:
     overrides after the controller's own)."""
-    from benchmarks.instant import InstantVerifier
+    from benchmarks.instant import instant_runner
     from evals.experiment import load_from_config
-    from evals.runner import Runner
-    from reasoning.build import (
-        build_budget,
-        build_generator,
-        build_judge,
-        build_sampler,
-        build_search,
-        compose_config,
-    )
+    from reasoning.build import build_generator, compose_config
 
     overrides, model, needs_verifier, _ = CONTROLLERS[name]
     cfg = compose_config(
@@ -547,18 +539,7 @@ def toolkit_child(
         ]
     )
     generator = build_generator(cfg)
-    runner = Runner(
-        generator,
-        build_search(cfg),
-        tempfile.mkdtemp(prefix=f"overhead-http-{name}-"),
-        verifier=InstantVerifier() if needs_verifier else None,
-        grader=build_judge(cfg),
-        budget=build_budget(cfg),
-        seed=0,
-        concurrency=int(cfg.concurrency),
-        progress=False,
-        sampler=build_sampler(cfg),
-    )
+    runner = instant_runner(cfg, generator, f"overhead-http-{name}", needs_verifier)
     todo = load_from_config(cfg)
     _warm(lambda: generator.render(todo[0]))
     startup = time.process_time()  # the process's CPU so far: imports, config, tokenizer
