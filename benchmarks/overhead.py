@@ -286,7 +286,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         print(table([row]).splitlines()[-1], flush=True)
     report = {"settings": vars(args), "in_process": rows}
-    text = ["## In-process, instant generator", "", table(rows)]
+    command = "python benchmarks/overhead.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = [
+        "# The toolkit's own cost per token, the engine made free",
+        "",
+        f"Reproduce: `{command.strip()}`. CPU is the child process's own, less the instant",
+        "generator's replayed calls; start-up is before the first problem (data generation apart).",
+        "",
+        "## In-process, instant generator",
+        "",
+        table(rows),
+    ]
     if args.memory:
         sizes = (args.memory_problems // 10, args.memory_problems)
         memory = [child("greedy", n, None) for n in sizes]
