@@ -485,14 +485,21 @@ def test_the_shared_prefix_is_encoded_once_per_part_not_once_per_round() -> None
     gen = CountingWorkers({"Alice": steps, "Bob": [cut(" ok", 4)] * 4})
     _, result = run(gen, round_tokens=4, max_thread_tokens=16, answer_tokens=0)
     rounds = result.details["rounds"]
-    head = gen.encoded[0]
-    assert len(rounds) >= 4 and len(head.split()) == rounds[0]["shared_prefix_tokens"] == 7
-    # the head is encoded once, never again as the start of a longer text
-    assert sum(head in text for text in gen.encoded) == 1
+    # the head is encoded once, as the rules every problem shares and the rest of it
+    rules, rest = gen.encoded[:2]
+    assert rules.endswith("RULES\n\n") and "RULES" not in rest
+    assert len(rounds) >= 4 and len((rules + rest).split()) == rounds[0]["shared_prefix_tokens"]
+    assert rounds[0]["shared_prefix_tokens"] == 7
+    assert not any(rules + rest in text for text in gen.encoded)
     # each committed step once (the Context also counts the calls' own texts: no ids here)
     commits = [t for t in gen.encoded if t.startswith("**")]
     assert len(commits) == len(set(commits)) >= 3
     assert 7 < rounds[-1]["shared_prefix_tokens"] <= 7 + sum(len(t.split()) for t in commits)
+    # another problem of the run on the same backend: its rules are not encoded again
+    seen = len(gen.encoded)
+    _, other = run(gen, round_tokens=4, max_thread_tokens=8, answer_tokens=0)
+    assert other.details["rounds"][0]["shared_prefix_tokens"] == 7
+    assert not any(t.endswith("RULES\n\n") for t in gen.encoded[seen:])
 
 
 def test_concurrent_workers_stay_inside_a_token_budget() -> None:

@@ -46,6 +46,7 @@ version; `rules_file`: any text, e.g. the reference's own prompt). Where we diff
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -391,7 +392,7 @@ class Hogwild(StrategySettings):
         run = Rollout.start(ctx, state.head, sampling.max_tokens, label=label, policy=self.name)
         share = (sampling.max_tokens - self.answer_tokens) // len(self.workers)
         cap = self.max_thread_tokens or max(1, share)
-        count = _SharedTokens(ctx)
+        count = _SharedTokens(ctx, rules + SEP)
         rounds: list[dict[str, Any]] = []
         latest: dict[str, Thread] = {}  # each worker's last call: the join merges every worker
         stopped: str | None = None
@@ -541,8 +542,9 @@ class _SharedTokens:
     round, and re-encoding all of it each round made a rollout quadratic in its length. Parts
     are counted on their own, so the total can be a token off at each boundary."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, shared_head: str = "") -> None:
         self.ctx = ctx if isinstance(ctx.generator, StreamingGenerator) else None
+        self.shared_head = shared_head  # the start of the head every problem of a run shares
         self.parts = 0
         self.total = 0
 
@@ -550,10 +552,33 @@ class _SharedTokens:
         if self.ctx is None:
             return None
         parts = [state.head, *state.history]
-        for part in parts[self.parts :]:
-            self.total += len(self.ctx.tokenize(part)) if part else 0
+        for k in range(self.parts, len(parts)):
+            self.total += self._count(parts[k], head=k == 0)
         self.parts = len(parts)
         return self.total
+
+    def _count(self, text: str, *, head: bool) -> int:
+        assert self.ctx is not None
+        if head:  # the rules (thousands of tokens) are encoded once per run, not per problem
+            at = text.find(self.shared_head) if self.shared_head else -1
+            if at >= 0:
+                cut = at + len(self.shared_head)
+                start = _tokens_of(self.ctx.generator, text[:cut])
+                return start + (len(self.ctx.tokenize(text[cut:])) if text[cut:] else 0)
+        return len(self.ctx.tokenize(text)) if text else 0
+
+
+def _tokens_of(generator: Any, text: str) -> int:
+    """Token count of a text many problems share (a run's rules), per generator."""
+    try:
+        return _shared_tokens(generator, text)
+    except TypeError:  # a generator that cannot be a cache key
+        return len(generator.tokenize(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_tokens(generator: Any, text: str) -> int:
+    return len(generator.tokenize(text))
 
 
 def _round_stats(number: int, calls: list[Completion], shared: int | None) -> dict[str, Any]:
