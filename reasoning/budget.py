@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 
 class BudgetExhausted(Exception):
@@ -54,18 +54,19 @@ class Ledger:
     wall_s: float = 0.0
 
     def add(self, other: Ledger) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for name in _LEDGER_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_dict(self) -> dict[str, float]:
-        out = asdict(self)
+        # every field is a number: read directly (dataclasses.asdict deep-copies each value,
+        # a share of every record's cost)
+        out = {name: getattr(self, name) for name in _LEDGER_FIELDS}
         out["wall_s"] = round(self.wall_s, 3)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, float]) -> Ledger:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _LEDGER_NAMES})
 
     def exhausted(self, budget: Budget, limits: tuple[str, ...] = LIMITS) -> str | None:
         """The name of the first of `limits` reached, or None."""
@@ -74,3 +75,7 @@ class Ledger:
             if cap is not None and getattr(self, name) >= cap:
                 return name
         return None
+
+
+_LEDGER_FIELDS = tuple(f.name for f in fields(Ledger))
+_LEDGER_NAMES = frozenset(_LEDGER_FIELDS)
