@@ -234,7 +234,7 @@ def reuse_of(calls: dict[str, list[Call]], tokenizer: Any, block: int) -> Reuse:
     out = Reuse()
 
     def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False).input_ids
+        return list(tokenizer.encode(text, add_special_tokens=False))
 
     for records in calls.values():
         prompts, sequences = BlockTrie(block), BlockTrie(block)
