@@ -113,3 +113,26 @@ def test_a_cut_starts_the_loop_detector_over(monkeypatch: pytest.MonkeyPatch) ->
     transcript.add(Piece("t", (1,)))
     transcript.add(Piece("t", (2,)))
     assert watch._looping(transcript)  # now three times
+
+
+def test_the_loop_detector_reads_each_generated_id_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the repetition test used to read the whole window (512 ids by default) at every token;
+    # fed only the new ids, a 2,000-token stream reads 2,000 ids in all
+    from trim import TrimR
+    from trim.trimr import TrimRWatch
+
+    read: list[int] = []
+    real = Transcript.recent_ids
+
+    def counted(self: Transcript, window: int) -> list[int]:
+        out = real(self, window)
+        read.append(len(out))
+        return out
+
+    monkeypatch.setattr(Transcript, "recent_ids", counted)
+    watch = TrimRWatch(TrimR(), None, None)  # type: ignore[arg-type]
+    transcript = Transcript()
+    for token in range(2000):
+        transcript.add(Piece("t", (token,)))
+        assert not watch._looping(transcript)  # all ids distinct: never a loop
+    assert sum(read) == 2000, sum(read)
