@@ -168,6 +168,8 @@ class ConfidenceTrail:
 
     def update(self, top_logprobs: Sequence[Sequence[float]]) -> ConfidenceTrail:
         top = tuple(top_logprobs)
+        if top is self._seen:  # read again in the same round (stats, expand, reduce)
+            return self
         n = len(self._seen)
         if len(top) < n or top[:n] != self._seen:  # rewritten, not extended: start over
             self.values, self._lowest, self._sum, n = [], None, 0.0, 0
